@@ -1,0 +1,14 @@
+//! Tests that drive the running local stack (`deploy/local/stack up`).
+//!
+//! # Layout
+//! - [`stack`]: where each component listens (the same defaults as
+//!   `deploy/local/ports.env`, overridable by the same environment variables),
+//!   and [`stack::require`], which turns a missing backend into a failure that
+//!   names the component and how to start it.
+//! - [`poll`]: polling with a deadline, the only way these tests wait.
+//! - `tests/smoke_*.rs`: one smoke test per component, each with the real
+//!   client the services use.
+#![forbid(unsafe_code)]
+
+pub mod poll;
+pub mod stack;
