@@ -1,0 +1,34 @@
+# Glasshouse: the two commands of the README, and the stack's own.
+#   make demo   real local stack up, then where to look (services join as they land)
+#   make test   stack up, then every test of the workspace against it
+SHELL := /bin/bash
+STACK := deploy/local/stack
+# Two cores: keep the test harness to two threads; each test is parallel-safe.
+TEST_THREADS ?= 2
+
+.PHONY: demo test up down status install build clean-stack
+
+demo: up
+	@bash deploy/local/demo.sh
+
+test: up
+	cargo test --workspace --locked -- --test-threads=$(TEST_THREADS)
+
+up:
+	@$(STACK) up
+
+down:
+	@$(STACK) down
+
+status:
+	@$(STACK) status
+
+install:
+	@$(STACK) install
+
+build:
+	cargo build --workspace --all-targets --locked
+
+# Stops the stack and wipes its data (cached binaries and jars stay).
+clean-stack:
+	@$(STACK) reset
