@@ -1,0 +1,2 @@
+//! SLO specs, the generator of Prometheus recording and alerting rules, and their checks.
+#![forbid(unsafe_code)]
