@@ -1,0 +1,143 @@
+//! HTTP telemetry as middleware: one server span per request (continuing the
+//! caller's trace), RED metrics by route template, and trace context injected
+//! into outgoing requests. Business handlers only add fields.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::PathPattern;
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, StandardMetrics};
+
+/// Route label for requests no route matched: one value, whatever the path.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The poem middleware. Apply it outermost: `route.with(ServerTelemetry::new(&metrics))`.
+#[derive(Clone)]
+pub struct ServerTelemetry {
+    metrics: Arc<StandardMetrics>,
+}
+
+impl ServerTelemetry {
+    pub fn new(metrics: &Metrics) -> Self {
+        Self { metrics: Arc::new(metrics.standard.clone()) }
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for ServerTelemetry {
+    type Output = ServerTelemetryEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        ServerTelemetryEndpoint { inner: ep, metrics: self.metrics.clone() }
+    }
+}
+
+pub struct ServerTelemetryEndpoint<E> {
+    inner: E,
+    metrics: Arc<StandardMetrics>,
+}
+
+/// poem writes path parameters as `:id`; the route label and `http.route`
+/// use the OpenAPI form `{id}`, as the dashboards and contracts do.
+pub fn route_template(pattern: &str) -> String {
+    pattern
+        .split('/')
+        .map(|seg| match seg.strip_prefix(':') {
+            Some(name) => format!("{{{name}}}"),
+            None => seg.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+impl<E: Endpoint> Endpoint for ServerTelemetryEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let parent = crate::propagation::extract_http(req.headers());
+        let method = req.method().as_str().to_owned();
+        let span = tracing::info_span!(
+            "http.server",
+            otel.name = %method,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = %method,
+            http.route = Empty,
+            http.response.status_code = Empty,
+            url.path = %req.uri().path(),
+            url.scheme = "http",
+            user_agent.original = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        );
+        let _ = span.set_parent(parent);
+        // A health probe or scrape is not worth a trace, but still counts in RED.
+        let start = Instant::now();
+        let result = self.inner.call(req).instrument(span.clone()).await;
+        let (resp, pattern) = match result {
+            Ok(out) => {
+                let resp = out.into_response();
+                let pattern = resp.data::<PathPattern>().map(|p| p.0.clone());
+                (resp, pattern)
+            }
+            Err(err) => {
+                let pattern = err.data::<PathPattern>().map(|p| p.0.clone());
+                (err.into_response(), pattern)
+            }
+        };
+        let elapsed = start.elapsed().as_secs_f64();
+        let route = pattern.map(|p: Arc<str>| route_template(&p)).unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+        let status = resp.status().as_u16();
+        span.record("otel.name", format!("{method} {route}"));
+        span.record("http.route", route.as_str());
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
+        // Observe inside the span so the exemplar is this request's trace.
+        span.in_scope(|| self.metrics.observe_http_server(&method, &route, status, elapsed));
+        Ok(resp)
+    }
+}
+
+/// `GET /metrics`: the OpenMetrics exposition of `metrics`.
+pub fn metrics_endpoint(metrics: Metrics) -> impl Endpoint<Output = Response> {
+    poem::endpoint::make_sync(move |_| {
+        Response::builder().content_type(OPENMETRICS_CONTENT_TYPE).body(metrics.encode())
+    })
+}
+
+/// Adds the current span's context to an outgoing request's headers
+/// (`traceparent`, `tracestate`, `baggage`).
+pub fn inject_current(headers: &mut http::HeaderMap) {
+    crate::propagation::inject_http(&tracing::Span::current().context(), headers);
+}
+
+/// A client span for an outgoing request to `peer`; enter it (or
+/// `.instrument(span)`) around the call and inject its context.
+pub fn client_span(peer: &str, method: &str, url: &str) -> tracing::Span {
+    tracing::info_span!(
+        "http.client",
+        otel.name = %method,
+        otel.kind = "client",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        url.full = %url,
+        server.address = %peer,
+        http.response.status_code = Empty,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        assert_eq!(route_template("/orders/:id/cancel"), "/orders/{id}/cancel");
+        assert_eq!(route_template("/orders"), "/orders");
+        assert_eq!(route_template("/"), "/");
+    }
+}
