@@ -9,6 +9,7 @@ use poem::PathPattern;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
 use tracing::field::Empty;
+use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, StandardMetrics};
@@ -90,9 +91,11 @@ impl<E: Endpoint> Endpoint for ServerTelemetryEndpoint<E> {
         let elapsed = start.elapsed().as_secs_f64();
         let route = pattern.map(|p: Arc<str>| route_template(&p)).unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
         let status = resp.status().as_u16();
-        span.record("otel.name", format!("{method} {route}"));
+        // The name is final only now that the router has matched; by now the
+        // OpenTelemetry span exists (logs inside asked for its ids), so rename it there.
+        span.context().span().update_name(format!("{method} {route}"));
         span.record("http.route", route.as_str());
-        span.record("http.response.status_code", status);
+        span.record("http.response.status_code", i64::from(status));
         if status >= 500 {
             span.record("otel.status_code", "ERROR");
         }

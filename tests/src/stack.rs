@@ -83,11 +83,10 @@ pub fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Where Prometheus picks up file-discovered scrape targets (one JSON file per
-/// target group; see `render_prometheus` in `deploy/local/stack`).
-/// `GH_PROMETHEUS_TARGETS_DIR` wins; otherwise the stack manager says where its home is.
-pub fn prometheus_targets_dir() -> anyhow::Result<std::path::PathBuf> {
-    if let Ok(dir) = std::env::var("GH_PROMETHEUS_TARGETS_DIR") {
+/// The stack's home directory (`deploy/local/stack home`): cached binaries in
+/// `bin/`, rendered configs in `etc/`. `GLASSHOUSE_HOME` wins when set.
+pub fn home() -> anyhow::Result<std::path::PathBuf> {
+    if let Ok(dir) = std::env::var("GLASSHOUSE_HOME") {
         return Ok(dir.into());
     }
     let out = std::process::Command::new("bash")
@@ -95,6 +94,41 @@ pub fn prometheus_targets_dir() -> anyhow::Result<std::path::PathBuf> {
         .arg("home")
         .output()?;
     anyhow::ensure!(out.status.success(), "`deploy/local/stack home` failed: {}", String::from_utf8_lossy(&out.stderr));
-    let home = String::from_utf8(out.stdout)?;
-    Ok(std::path::PathBuf::from(home.trim()).join("etc/prometheus/targets"))
+    Ok(std::path::PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+/// Where Prometheus picks up file-discovered scrape targets (one JSON file per
+/// target group; see `render_prometheus` in `deploy/local/stack`).
+/// `GH_PROMETHEUS_TARGETS_DIR` wins; otherwise it is under the stack's home.
+pub fn prometheus_targets_dir() -> anyhow::Result<std::path::PathBuf> {
+    if let Ok(dir) = std::env::var("GH_PROMETHEUS_TARGETS_DIR") {
+        return Ok(dir.into());
+    }
+    Ok(home()?.join("etc/prometheus/targets"))
+}
+
+/// Registers `127.0.0.1:port` as a Prometheus scrape target of the `smoke` job
+/// (scraped every second) with the label `smoke_run=<run>`, until dropped.
+pub struct ScrapeTarget {
+    file: std::path::PathBuf,
+}
+
+impl ScrapeTarget {
+    pub fn register(port: u16, run: &str) -> anyhow::Result<Self> {
+        let dir = prometheus_targets_dir()?.join("smoke");
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join(format!("{run}.json"));
+        // Written whole then renamed, so Prometheus never reads half a file.
+        let tmp = dir.join(format!(".{run}.tmp"));
+        let body = serde_json::json!([{ "targets": [format!("127.0.0.1:{port}")], "labels": { "smoke_run": run } }]);
+        std::fs::write(&tmp, body.to_string())?;
+        std::fs::rename(&tmp, &file)?;
+        Ok(Self { file })
+    }
+}
+
+impl Drop for ScrapeTarget {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
 }

@@ -53,13 +53,7 @@ async fn prometheus_scrapes_a_file_discovered_target() -> anyhow::Result<()> {
     let body = "# TYPE glasshouse_smoke_value gauge\nglasshouse_smoke_value 42\n".to_string();
     let server = tokio::spawn(serve_metrics(listener, body));
 
-    let dir = stack::prometheus_targets_dir()?.join("smoke");
-    std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("{run}.json"));
-    // Written whole then renamed, so Prometheus never reads half a file.
-    let tmp = dir.join(format!(".{run}.tmp"));
-    std::fs::write(&tmp, serde_json::json!([{ "targets": [format!("127.0.0.1:{port}")], "labels": { "smoke_run": run } }]).to_string())?;
-    std::fs::rename(&tmp, &file)?;
+    let target = stack::ScrapeTarget::register(port, &run)?;
 
     let http = reqwest::Client::new();
     let promql = format!(r#"glasshouse_smoke_value{{smoke_run="{run}"}}"#);
@@ -71,7 +65,7 @@ async fn prometheus_scrapes_a_file_discovered_target() -> anyhow::Result<()> {
         }
     })
     .await;
-    let _ = std::fs::remove_file(&file);
+    drop(target);
     server.abort();
 
     let result = result?;
