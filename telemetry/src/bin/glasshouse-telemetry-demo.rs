@@ -29,7 +29,8 @@ fn usage() -> ! {
     eprintln!(
         "usage:\n  glasshouse-telemetry-demo serve   SERVICE PORT_FILE BROKERS TOPIC\n  \
          glasshouse-telemetry-demo consume SERVICE BROKERS TOPIC GROUP\n  \
-         glasshouse-telemetry-demo call    SERVICE URL"
+         glasshouse-telemetry-demo call    SERVICE URL\n  \
+         glasshouse-telemetry-demo ping    PORT on|off   (benchmark target: GET /ping)"
     );
     std::process::exit(2)
 }
@@ -49,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         ["serve", service, port_file, brokers, topic] => serve(service, port_file, brokers, topic).await,
         ["consume", service, brokers, topic, group] => consume(service, brokers, topic, group).await,
         ["call", service, url] => call(service, url).await,
+        ["ping", port, mode @ ("on" | "off")] => ping(port, *mode == "on").await,
         _ => usage(),
     }
 }
@@ -158,5 +160,27 @@ async fn call(service: &str, url: &str) -> anyhow::Result<()> {
     guard.shutdown().await;
     // The last stdout line: what the tests read.
     println!("{}", serde_json::json!({ "demo_trace_id": trace_id }));
+    Ok(())
+}
+
+#[handler]
+fn pong() -> &'static str {
+    "pong"
+}
+
+/// The benchmark target: a trivial endpoint, with the whole telemetry stack
+/// (middleware, every exporter on, 100% sampling) or with none of it.
+async fn ping(port: &str, telemetry: bool) -> anyhow::Result<()> {
+    let addr = format!("127.0.0.1:{port}");
+    let route = Route::new().at("/ping", poem::get(pong));
+    if telemetry {
+        let guard = glasshouse_telemetry::init("telemetry-bench", &config()?)?;
+        let metrics = guard.metrics().clone();
+        let app = route.at("/metrics", metrics_endpoint(metrics.clone())).with(ServerTelemetry::new(&metrics));
+        poem::Server::new(TcpListener::bind(addr)).run_with_graceful_shutdown(app, async { let _ = tokio::signal::ctrl_c().await; }, None).await?;
+        guard.shutdown().await;
+    } else {
+        poem::Server::new(TcpListener::bind(addr)).run_with_graceful_shutdown(route, async { let _ = tokio::signal::ctrl_c().await; }, None).await?;
+    }
     Ok(())
 }
