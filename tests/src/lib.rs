@@ -6,9 +6,11 @@
 //!   and [`stack::require`], which turns a missing backend into a failure that
 //!   names the component and how to start it.
 //! - [`poll`]: polling with a deadline, the only way these tests wait.
+//! - [`db`]: scratch databases (random names) on the stack's PostgreSQL and MariaDB.
 //! - `tests/smoke_*.rs`: one smoke test per component, each with the real
 //!   client the services use.
 #![forbid(unsafe_code)]
 
+pub mod db;
 pub mod poll;
 pub mod stack;

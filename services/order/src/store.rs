@@ -1,0 +1,260 @@
+//! PostgreSQL access for orders: every write that produces an event writes it
+//! to the outbox in the same transaction.
+
+use chrono::{DateTime, Utc};
+use glasshouse_contracts::{Event, OrderId};
+use glasshouse_platform::outbox::{OutboxMessage, enqueue_pg};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::domain::{OrderEvent, OrderStatus, Transition, transition};
+
+/// A priced line, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredLine {
+    pub sku: String,
+    pub quantity: i32,
+    pub unit_price_minor: i64,
+}
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOrder {
+    pub id: Uuid,
+    pub customer_id: String,
+    pub status: OrderStatus,
+    pub currency: String,
+    pub total_minor: i64,
+    pub rejection_reason: Option<String>,
+    pub lines: Vec<StoredLine>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What creating an order with an idempotency key came to.
+#[derive(Debug)]
+pub enum Created {
+    /// A new order; its answer body was stored under the key.
+    New(StoredOrder),
+    /// The key was used before with the same request: the stored answer.
+    Replay(String),
+    /// The key was used before with a different request.
+    KeyReused,
+}
+
+/// A new order, ready to insert.
+pub struct NewOrder<'a> {
+    pub id: Uuid,
+    pub customer_id: &'a str,
+    pub currency: &'a str,
+    pub total_minor: i64,
+    pub lines: &'a [StoredLine],
+    pub idempotency_key: &'a str,
+    pub request_hash: &'a str,
+    /// The `order.created` event (its id is the outbox row's event id).
+    pub event: &'a Event,
+}
+
+/// The stored answer for `(customer, key)`, if the key was used: `Ok(Some(body))`
+/// when the request matches, `Err(())` when it does not.
+pub async fn find_idempotent(pool: &PgPool, customer_id: &str, key: &str, request_hash: &str) -> sqlx::Result<Option<Result<String, ()>>> {
+    let row = sqlx::query("SELECT request_hash, response_body FROM idempotency_keys WHERE customer_id = $1 AND key = $2")
+        .bind(customer_id)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|r| {
+        let hash: String = r.get("request_hash");
+        if hash == request_hash { Ok(r.get::<String, _>("response_body")) } else { Err(()) }
+    }))
+}
+
+/// Inserts the order, its lines, the idempotency key (with `response_body`)
+/// and the `order.created` outbox row in ONE transaction. A concurrent request
+/// with the same key waits on the key's primary key and then replays.
+pub async fn create_order(pool: &PgPool, o: &NewOrder<'_>, response_body: impl Fn(&StoredOrder) -> String) -> anyhow::Result<Created> {
+    let mut tx = pool.begin().await?;
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await?;
+    sqlx::query("INSERT INTO orders (id, customer_id, status, currency, total_minor, created_at, updated_at) VALUES ($1, $2, 'PENDING', $3, $4, $5, $5)")
+        .bind(o.id)
+        .bind(o.customer_id)
+        .bind(o.currency)
+        .bind(o.total_minor)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    for (i, l) in o.lines.iter().enumerate() {
+        sqlx::query("INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor) VALUES ($1, $2, $3, $4, $5)")
+            .bind(o.id)
+            .bind(i as i32 + 1)
+            .bind(&l.sku)
+            .bind(l.quantity)
+            .bind(l.unit_price_minor)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let order = StoredOrder {
+        id: o.id,
+        customer_id: o.customer_id.to_owned(),
+        status: OrderStatus::Pending,
+        currency: o.currency.to_owned(),
+        total_minor: o.total_minor,
+        rejection_reason: None,
+        lines: o.lines.to_vec(),
+        created_at: now,
+        updated_at: now,
+    };
+    let body = response_body(&order);
+    let key = sqlx::query("INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, response_body) VALUES ($1, $2, $3, $4, $5)")
+        .bind(o.customer_id)
+        .bind(o.idempotency_key)
+        .bind(o.request_hash)
+        .bind(o.id)
+        .bind(&body)
+        .execute(&mut *tx)
+        .await;
+    if let Err(sqlx::Error::Database(db)) = &key {
+        if db.constraint() == Some("idempotency_keys_pkey") {
+            tx.rollback().await?;
+            return Ok(match find_idempotent(pool, o.customer_id, o.idempotency_key, o.request_hash).await? {
+                Some(Ok(body)) => Created::Replay(body),
+                Some(Err(())) => Created::KeyReused,
+                // Cannot happen: the key conflicted, so it exists (keys are never deleted).
+                None => anyhow::bail!("idempotency key conflicted but is not found"),
+            });
+        }
+    }
+    key?;
+    enqueue_pg(&mut tx, &outbox_message(o.event)?).await?;
+    tx.commit().await?;
+    Ok(Created::New(order))
+}
+
+pub fn outbox_message(event: &Event) -> anyhow::Result<OutboxMessage> {
+    Ok(OutboxMessage {
+        event_id: event.id().as_uuid(),
+        topic: event.topic().to_owned(),
+        key: event.key(),
+        event_type: event.event_type().as_str().to_owned(),
+        payload: String::from_utf8(event.to_vec()?)?,
+    })
+}
+
+pub async fn get_order(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<StoredOrder>> {
+    let mut conn = pool.acquire().await?;
+    load(&mut conn, id, false).await
+}
+
+async fn load(conn: &mut PgConnection, id: Uuid, for_update: bool) -> sqlx::Result<Option<StoredOrder>> {
+    let sql = if for_update {
+        "SELECT id, customer_id, status, currency, total_minor, rejection_reason, created_at, updated_at FROM orders WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT id, customer_id, status, currency, total_minor, rejection_reason, created_at, updated_at FROM orders WHERE id = $1"
+    };
+    let Some(row) = sqlx::query(sql).bind(id).fetch_optional(&mut *conn).await? else { return Ok(None) };
+    let lines = sqlx::query("SELECT sku, quantity, unit_price_minor FROM order_lines WHERE order_id = $1 ORDER BY line_no")
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|l| StoredLine { sku: l.get("sku"), quantity: l.get("quantity"), unit_price_minor: l.get("unit_price_minor") })
+        .collect();
+    Ok(Some(order_from_row(&row, lines)))
+}
+
+fn order_from_row(row: &sqlx::postgres::PgRow, lines: Vec<StoredLine>) -> StoredOrder {
+    let status: String = row.get("status");
+    StoredOrder {
+        id: row.get("id"),
+        customer_id: row.get("customer_id"),
+        // The CHECK constraint admits only the four names.
+        status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Pending),
+        currency: row.get::<String, _>("currency"),
+        total_minor: row.get("total_minor"),
+        rejection_reason: row.get("rejection_reason"),
+        lines,
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    }
+}
+
+/// A page of a customer's orders, newest first, after `cursor` (keyset on
+/// `(created_at, id)`, stable under concurrent inserts).
+pub async fn list_orders(
+    pool: &PgPool,
+    customer_id: &str,
+    status: Option<OrderStatus>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredOrder>> {
+    let rows = sqlx::query(
+        "SELECT id, customer_id, status, currency, total_minor, rejection_reason, created_at, updated_at FROM orders \
+         WHERE customer_id = $1 AND ($2::text IS NULL OR status = $2) \
+         AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
+         ORDER BY created_at DESC, id DESC LIMIT $5",
+    )
+    .bind(customer_id)
+    .bind(status.map(|s| s.as_str()))
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut conn = pool.acquire().await?;
+    for row in &rows {
+        let id: Uuid = row.get("id");
+        let lines = sqlx::query("SELECT sku, quantity, unit_price_minor FROM order_lines WHERE order_id = $1 ORDER BY line_no")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|l| StoredLine { sku: l.get("sku"), quantity: l.get("quantity"), unit_price_minor: l.get("unit_price_minor") })
+            .collect();
+        out.push(order_from_row(row, lines));
+    }
+    Ok(out)
+}
+
+/// The result of applying an event to an order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Moved { from: OrderStatus, to: OrderStatus },
+    NoOp(OrderStatus),
+    Illegal(OrderStatus),
+    NotFound,
+}
+
+/// Applies `event` to order `id` under its row lock, and, if it moves, writes
+/// the new status and the event `make_event(new status)` to the outbox, all in
+/// the caller's transaction `conn`.
+pub async fn apply(
+    conn: &mut PgConnection,
+    id: Uuid,
+    event: OrderEvent,
+    rejection_reason: Option<&str>,
+    make_event: impl FnOnce(&StoredOrder, OrderStatus) -> anyhow::Result<Option<Event>>,
+) -> anyhow::Result<Applied> {
+    let Some(order) = load(conn, id, true).await? else { return Ok(Applied::NotFound) };
+    match transition(order.status, event) {
+        Transition::To(to) => {
+            sqlx::query("UPDATE orders SET status = $2, rejection_reason = COALESCE($3, rejection_reason), updated_at = now() WHERE id = $1")
+                .bind(id)
+                .bind(to.as_str())
+                .bind(rejection_reason)
+                .execute(&mut *conn)
+                .await?;
+            if let Some(ev) = make_event(&order, to)? {
+                enqueue_pg(conn, &outbox_message(&ev)?).await?;
+            }
+            Ok(Applied::Moved { from: order.status, to })
+        }
+        Transition::NoOp => Ok(Applied::NoOp(order.status)),
+        Transition::Illegal => Ok(Applied::Illegal(order.status)),
+    }
+}
+
+/// The order id of an event as a plain UUID.
+pub fn uuid_of(id: OrderId) -> Uuid {
+    id.as_uuid()
+}

@@ -1,0 +1,179 @@
+//! The outbox against real PostgreSQL, MariaDB and Kafka: atomic with the
+//! business transaction, published in order per key, safe with two relays.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use glasshouse_platform::consumer::ensure_topics;
+use glasshouse_platform::migrations;
+use glasshouse_platform::outbox::{OutboxDb, OutboxMessage, Relay, RelayConfig, enqueue_mysql, enqueue_pg};
+use glasshouse_telemetry::Metrics;
+use glasshouse_tests::db::{ScratchMySql, ScratchPg};
+use glasshouse_tests::poll;
+use glasshouse_tests::stack::{self, KAFKA};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
+use uuid::Uuid;
+
+fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", KAFKA.addr())
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer")
+}
+
+fn message(topic: &str, key: &str, seq: usize) -> OutboxMessage {
+    OutboxMessage {
+        event_id: Uuid::new_v4(),
+        topic: topic.to_owned(),
+        key: key.to_owned(),
+        event_type: "test.event".into(),
+        payload: serde_json::json!({ "key": key, "seq": seq }).to_string(),
+    }
+}
+
+/// Reads `n` messages from `topic` from the beginning: `key -> [seq...]` in arrival order.
+async fn read_all(topic: &str, n: usize) -> anyhow::Result<(HashMap<String, Vec<u64>>, Vec<String>)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA.addr())
+        .set("group.id", stack::unique_name("outbox-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut by_key: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut traceparents = Vec::new();
+    let mut seen = 0;
+    while seen < n {
+        let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("only {seen} of {n} messages arrived"))??;
+        let v: serde_json::Value = serde_json::from_slice(msg.payload().unwrap_or_default())?;
+        let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
+        assert_eq!(v["key"], key, "message key is the aggregate key");
+        by_key.entry(key).or_default().push(v["seq"].as_u64().unwrap());
+        if let Some(h) = msg.headers() {
+            if let Some(tp) = h.iter().find(|h| h.key == "traceparent").and_then(|h| h.value) {
+                traceparents.push(String::from_utf8_lossy(tp).into_owned());
+            }
+        }
+        seen += 1;
+    }
+    Ok((by_key, traceparents))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outbox_is_atomic_ordered_per_key_and_safe_with_two_relays() -> anyhow::Result<()> {
+    stack::require(KAFKA).await?;
+    let db = ScratchPg::new().await?;
+    migrations::run_postgres(&db.pool, None).await?;
+    let topic = stack::unique_name("outbox-pg");
+    ensure_topics(&KAFKA.addr(), &[&topic], 3).await?;
+
+    // A rolled-back transaction leaves no event.
+    let mut tx = db.pool.begin().await?;
+    enqueue_pg(&mut tx, &message(&topic, "ghost", 0)).await?;
+    tx.rollback().await?;
+
+    // 3 keys x 40 events, each in its own committed transaction, interleaved.
+    let keys = ["order-a", "order-b", "order-c"];
+    for seq in 0..40 {
+        for key in keys {
+            let mut tx = db.pool.begin().await?;
+            enqueue_pg(&mut tx, &message(&topic, key, seq)).await?;
+            tx.commit().await?;
+        }
+    }
+
+    let metrics = Metrics::new("outbox-test");
+    let config = RelayConfig { batch_size: 7, idle_poll: Duration::from_millis(10), ..RelayConfig::default() };
+    let shutdown = glasshouse_platform::app::Shutdown::new();
+    let relays: Vec<_> = (0..2)
+        .map(|_| {
+            let relay = Relay::new(OutboxDb::Postgres(db.pool.clone()), producer(), metrics.standard.clone(), config.clone());
+            tokio::spawn(relay.run(shutdown.subscribe()))
+        })
+        .collect();
+
+    let pool = db.pool.clone();
+    poll::until("the outbox to drain", Duration::from_secs(60), Duration::from_millis(50), || {
+        let pool = pool.clone();
+        async move {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetch_one(&pool).await?;
+            Ok((left == 0).then_some(()))
+        }
+    })
+    .await?;
+    shutdown.trigger();
+    for r in relays {
+        tokio::time::timeout(Duration::from_secs(30), r).await??;
+    }
+
+    let (by_key, _) = read_all(&topic, 120).await?;
+    assert!(!by_key.contains_key("ghost"), "a rolled-back event was published");
+    for key in keys {
+        let seqs = &by_key[key];
+        let mut first_seen: Vec<u64> = Vec::new();
+        for s in seqs {
+            if !first_seen.contains(s) {
+                first_seen.push(*s);
+            }
+        }
+        assert_eq!(first_seen, (0..40).collect::<Vec<u64>>(), "{key}: events out of order: {seqs:?}");
+    }
+    let total: usize = by_key.values().map(Vec::len).sum();
+    assert_eq!(total, 120, "no duplicates expected when nothing fails");
+    let published = metrics.encode();
+    assert!(published.contains(&format!(r#"outbox_published_total{{service="outbox-test",topic="{topic}"}} 120"#)), "{published}");
+    assert!(published.contains(r#"outbox_pending{service="outbox-test"} 0"#));
+    db.drop_db().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_outbox_publishes_in_order_with_trace_context() -> anyhow::Result<()> {
+    stack::require(KAFKA).await?;
+    let db = ScratchMySql::new().await?;
+    migrations::run_mysql(&db.pool, None).await?;
+    let topic = stack::unique_name("outbox-mysql");
+    ensure_topics(&KAFKA.addr(), &[&topic], 3).await?;
+
+    // Rows written with a known trace context carry it into the Kafka headers.
+    let carrier = r#"{"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#;
+    for seq in 0..25 {
+        for key in ["sku-order-1", "sku-order-2"] {
+            let mut tx = db.pool.begin().await?;
+            enqueue_mysql(&mut tx, &message(&topic, key, seq)).await?;
+            sqlx::query("UPDATE outbox SET trace_carrier = ? WHERE id = LAST_INSERT_ID()").bind(carrier).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+    }
+    let mut tx = db.pool.begin().await?;
+    enqueue_mysql(&mut tx, &message(&topic, "ghost", 0)).await?;
+    tx.rollback().await?;
+
+    let metrics = Metrics::new("outbox-test");
+    let relay = Relay::new(OutboxDb::MySql(db.pool.clone()), producer(), metrics.standard.clone(), RelayConfig { batch_size: 10, ..RelayConfig::default() });
+    let mut sent = 0;
+    while sent < 50 {
+        let n = relay.relay_once().await?;
+        anyhow::ensure!(n > 0, "relay made no progress at {sent}");
+        sent += n;
+    }
+    assert_eq!(relay.relay_once().await?, 0, "nothing left");
+
+    let (by_key, traceparents) = read_all(&topic, 50).await?;
+    for key in ["sku-order-1", "sku-order-2"] {
+        assert_eq!(by_key[key], (0..25).collect::<Vec<u64>>(), "{key}");
+    }
+    assert!(!by_key.contains_key("ghost"));
+    assert_eq!(traceparents.len(), 50);
+    assert!(
+        traceparents.iter().all(|tp| tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")),
+        "the stored trace continues in the message: {traceparents:?}"
+    );
+    db.drop_db().await
+}
