@@ -92,17 +92,17 @@ pub enum Transition {
 
 /// The one table of allowed transitions.
 pub fn transition(from: OrderStatus, event: OrderEvent) -> Transition {
-    use OrderEvent::*;
-    use OrderStatus::*;
+    use OrderEvent as E;
+    use OrderStatus as S;
     match (from, event) {
-        (Pending, Reserved) => Transition::To(Confirmed),
-        (Pending, Rejected) => Transition::To(OrderStatus::Rejected),
-        (Pending | Confirmed, CancelRequested) => Transition::To(Cancelled),
+        (S::Pending, E::Reserved) => Transition::To(S::Confirmed),
+        (S::Pending, E::Rejected) => Transition::To(S::Rejected),
+        (S::Pending | S::Confirmed, E::CancelRequested) => Transition::To(S::Cancelled),
         // Redeliveries and echoes of what already happened.
-        (Confirmed, Reserved) | (OrderStatus::Rejected, OrderEvent::Rejected) | (Cancelled, Released) | (Cancelled, CancelRequested) => Transition::NoOp,
+        (S::Confirmed, E::Reserved) | (S::Rejected, E::Rejected) | (S::Cancelled, E::Released) | (S::Cancelled, E::CancelRequested) => Transition::NoOp,
         // A verdict that arrives after the customer cancelled: Inventory
         // releases the stock when it sees order.cancelled (same partition, later).
-        (Cancelled, Reserved | OrderEvent::Rejected) => Transition::NoOp,
+        (S::Cancelled, E::Reserved | E::Rejected) => Transition::NoOp,
         _ => Transition::Illegal,
     }
 }

@@ -1,8 +1,30 @@
 //! The Order service: owns the order lifecycle.
 //!
-//! It will accept `POST /orders` (JWT, `Idempotency-Key`), price the lines
-//! through Inventory's HTTP API behind a circuit breaker, and write the order
-//! (`PENDING`) together with an `order.created` outbox row in one PostgreSQL
-//! transaction; it then follows Inventory's verdict to `CONFIRMED` or
-//! `REJECTED`, and compensates on cancel.
+//! `POST /orders` (JWT, `Idempotency-Key`) prices the lines through
+//! Inventory's HTTP API behind a circuit breaker, then writes the order
+//! (`PENDING`) and its `order.created` event to the outbox in ONE PostgreSQL
+//! transaction. Inventory's verdict (`inventory.reserved|rejected`) moves it
+//! to `CONFIRMED` or `REJECTED`; `POST /orders/{id}/cancel` compensates.
+//!
+//! # Layout
+//! - [`app`]: `Application::build(settings, metrics)`, `port()`, `run_until_stopped()`.
+//! - [`settings`]: typed settings (`config/*.yaml`, `APP_...` overrides).
+//! - [`api`]: the HTTP API (poem-openapi; contract in `openapi.yaml`).
+//! - [`domain`]: the order state machine, pure.
+//! - [`store`]: PostgreSQL access; event-producing writes go through the outbox.
+//! - [`events`]: the consumer of Inventory's events.
+//! - [`inventory`]: the pricing client.
+//! - [`metrics`]: `orders_total`, `order_value_minor_units`, `order_illegal_transitions_total`.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod domain;
+pub mod events;
+pub mod inventory;
+pub mod metrics;
+pub mod settings;
+pub mod store;
+
+pub use app::{Application, SERVICE};
+pub use settings::Settings;

@@ -53,6 +53,8 @@ pub struct NewOrder<'a> {
     pub request_hash: &'a str,
     /// The `order.created` event (its id is the outbox row's event id).
     pub event: &'a Event,
+    /// Prefix of topic names (see `KafkaSettings::topic_prefix`).
+    pub topic_prefix: &'a str,
 }
 
 /// The stored answer for `(customer, key)`, if the key was used: `Ok(Some(body))`
@@ -125,15 +127,15 @@ pub async fn create_order(pool: &PgPool, o: &NewOrder<'_>, response_body: impl F
         }
     }
     key?;
-    enqueue_pg(&mut tx, &outbox_message(o.event)?).await?;
+    enqueue_pg(&mut tx, &outbox_message(o.event, o.topic_prefix)?).await?;
     tx.commit().await?;
     Ok(Created::New(order))
 }
 
-pub fn outbox_message(event: &Event) -> anyhow::Result<OutboxMessage> {
+pub fn outbox_message(event: &Event, topic_prefix: &str) -> anyhow::Result<OutboxMessage> {
     Ok(OutboxMessage {
         event_id: event.id().as_uuid(),
-        topic: event.topic().to_owned(),
+        topic: format!("{topic_prefix}{}", event.topic()),
         key: event.key(),
         event_type: event.event_type().as_str().to_owned(),
         payload: String::from_utf8(event.to_vec()?)?,
@@ -230,6 +232,7 @@ pub enum Applied {
 /// the caller's transaction `conn`.
 pub async fn apply(
     conn: &mut PgConnection,
+    topic_prefix: &str,
     id: Uuid,
     event: OrderEvent,
     rejection_reason: Option<&str>,
@@ -245,7 +248,7 @@ pub async fn apply(
                 .execute(&mut *conn)
                 .await?;
             if let Some(ev) = make_event(&order, to)? {
-                enqueue_pg(conn, &outbox_message(&ev)?).await?;
+                enqueue_pg(conn, &outbox_message(&ev, topic_prefix)?).await?;
             }
             Ok(Applied::Moved { from: order.status, to })
         }
