@@ -4,11 +4,30 @@
 //! once, so that Order, Inventory and Notification differ only in their domain.
 //!
 //! # Layout (planned, see issue "Order service and the shared service platform")
-//! - `config`: layered settings (base file, environment file, `APP_...__...` overrides).
-//! - `app`: `Application::build(settings)`, `port()`, `run_until_stopped()`, graceful shutdown.
-//! - `problem`: RFC 9457 problem+json errors with a stable `type` per error.
-//! - `outbox`: the transactional outbox and its relay, for PostgreSQL and MySQL.
-//! - `consumer`: the Kafka consumer loop (dedupe, retries, dead-letter topic).
-//! - `http_client`: timeout, jittered retry and circuit breaker for service-to-service calls.
-//! - `auth`: JWT bearer validation and the local dev-token minting.
+//! - [`config`]: typed layered settings (`base.yaml`, `<APP_ENVIRONMENT>.yaml`,
+//!   `APP_SECTION__KEY` env overrides); invalid config exits 64 naming the key.
+//! - [`app`]: the shutdown signal and the draining HTTP server each service's
+//!   `Application::run_until_stopped()` is built from.
+//! - [`backoff`]: exponential backoff with full jitter for every retry loop.
+//! - [`migrations`]: the platform's tables (`outbox`, `processed_events`) for both dialects.
+//! - [`problem`]: RFC 9457 problem+json errors with a stable `type` URI per error,
+//!   opaque logged 500s, and the [`problem::ProblemJson`] middleware.
+//! - [`outbox`]: the transactional outbox and its relay, for PostgreSQL and MySQL.
+//! - [`consumer`]: the Kafka consumer loop (dedupe, retries, dead-letter topic).
+//! - [`http_client`]: timeout, jittered retry and circuit breaker for service-to-service calls.
+//! - [`auth`]: JWT bearer validation (RS256/ES256, JWKS file or URL) into a
+//!   [`auth::Principal`]; 401/403 problems; dev keys and tokens (`glasshouse-dev-token`).
+//! - [`breaker`]: circuit breaker (closed/open/half-open) with an injectable clock
+//!   and a state-change hook for the `circuit_breaker_state` gauge.
 #![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod backoff;
+pub mod breaker;
+pub mod config;
+pub mod consumer;
+pub mod http_client;
+pub mod migrations;
+pub mod outbox;
+pub mod problem;
