@@ -1,0 +1,734 @@
+//! The Glasshouse dashboards: what each shows and the queries behind each panel.
+//! Metric names follow telemetry/METRICS.md; SLO series come from the recording
+//! rules in alerts/rules/ (the checker verifies both).
+
+use serde_json::Value;
+
+use crate::build::{
+    Dashboard, ELASTICSEARCH_UID, LOKI_UID, PROMETHEUS_UID, Variable, bar_gauge, elasticsearch,
+    logs, loki, prom, prom_exemplar, prom_instant, stat, state_timeline, table, text, timeseries,
+};
+
+/// Every dashboard, as `(file stem, JSON)`; files are `dashboards/grafana/<stem>.json`.
+pub fn all() -> Vec<(&'static str, Value)> {
+    vec![
+        ("overview", overview()),
+        ("service-order", service(&ORDER)),
+        ("service-inventory", service(&INVENTORY)),
+        ("service-notification", service(&NOTIFICATION)),
+        ("order-flow", order_flow()),
+        ("loadtest", loadtest()),
+        ("logs", logs_dashboard()),
+    ]
+}
+
+const RATE: &str = "$__rate_interval";
+
+fn prometheus_var() -> Variable {
+    Variable::Datasource {
+        name: "datasource",
+        label: "Prometheus",
+        plugin: "prometheus",
+        default_uid: PROMETHEUS_UID,
+    }
+}
+
+fn loki_var() -> Variable {
+    Variable::Datasource {
+        name: "logs",
+        label: "Loki",
+        plugin: "loki",
+        default_uid: LOKI_UID,
+    }
+}
+
+fn overview() -> Value {
+    Dashboard::new(
+        "glasshouse-overview",
+        "Glasshouse Overview",
+        "Orders, RED per service and SLO status. Start here.",
+    )
+    .variable(prometheus_var())
+    .row("Orders")
+    .panel(
+        bar_gauge("Order funnel", "short", vec![prom_instant(r#"sum by (status) (increase(orders_total[$__range]))"#, "{{status}}")])
+            .w(8)
+            .desc("Orders created in the time range, and how many of them ended confirmed, rejected or cancelled."),
+    )
+    .panel(
+        timeseries("Orders by status", "ops", vec![prom(&format!("sum by (status) (rate(orders_total[{RATE}]))"), "{{status}}")])
+            .w(10)
+            .desc("Order lifecycle events per second."),
+    )
+    .panel(
+        stat(
+            "Confirmed share",
+            "percentunit",
+            vec![prom_instant(
+                r#"sum(increase(orders_total{status="confirmed"}[$__range])) / sum(increase(orders_total{status="created"}[$__range]))"#,
+                "confirmed / created",
+            )],
+        )
+        .w(6)
+        .h(8)
+        .desc("Share of orders created in the range that were confirmed."),
+    )
+    .row("RED per service")
+    .panel(
+        timeseries(
+            "Request rate by service",
+            "reqps",
+            vec![prom(&format!("sum by (service) (rate(http_server_request_duration_seconds_count[{RATE}]))"), "{{service}}")],
+        )
+        .w(8),
+    )
+    .panel(
+        timeseries(
+            "5xx ratio by service",
+            "percentunit",
+            vec![prom(
+                &format!(
+                    r#"sum by (service) (rate(http_server_request_duration_seconds_count{{status_class="5xx"}}[{RATE}])) / sum by (service) (rate(http_server_request_duration_seconds_count[{RATE}]))"#
+                ),
+                "{{service}}",
+            )],
+        )
+        .w(8)
+        .min(0.0),
+    )
+    .panel(
+        timeseries(
+            "p99 latency by service",
+            "s",
+            vec![prom_exemplar(
+                &format!("histogram_quantile(0.99, sum by (le, service) (rate(http_server_request_duration_seconds_bucket[{RATE}])))"),
+                "{{service}}",
+            )],
+        )
+        .w(8)
+        .desc("Exemplars (dots) link to the trace in Jaeger and to its logs."),
+    )
+    .panel(
+        stat("Services up", "none", vec![prom_instant(r#"up{job="glasshouse"}"#, "{{service}} {{instance}}")])
+            .w(24)
+            .h(4)
+            .value_mappings(&[("0", "down", "red"), ("1", "up", "green")])
+            .desc("Scrape health of every registered service instance."),
+    )
+    .row("SLOs")
+    .panel(
+        stat(
+            "Error budget remaining (30 d)",
+            "percentunit",
+            vec![prom_instant("slo:period_error_budget_remaining:ratio", "{{slo}}")],
+        )
+        .w(8)
+        .h(8)
+        .thresholds(&[(None, "red"), (Some(0.0), "orange"), (Some(0.25), "green")])
+        .desc("Share of each SLO's 30-day error budget not yet spent (below 0: overspent). From the recording rules in alerts/rules/."),
+    )
+    .panel(
+        timeseries(
+            "Burn rate (1 h)",
+            "suffix:x",
+            vec![prom("slo:sli_error:ratio_rate1h / on (service, slo) slo:error_budget:ratio", "{{slo}}")],
+        )
+        .w(8)
+        .thresholds(&[(None, "green"), (Some(6.0), "orange"), (Some(14.4), "red")])
+        .desc("How fast each SLO spends its budget; 1x spends exactly the budget in 30 days, 14.4x pages."),
+    )
+    .panel(
+        timeseries(
+            "SLI error ratio (5 m) vs budget",
+            "percentunit",
+            vec![
+                prom("slo:sli_error:ratio_rate5m", "{{slo}}"),
+                prom("slo:error_budget:ratio", "budget {{slo}}"),
+            ],
+        )
+        .w(8)
+        .desc("Bad events over all events in the last 5 minutes, with each SLO's allowed ratio."),
+    )
+    .panel(
+        table("Firing alerts", vec![prom(r#"ALERTS{alertstate="firing"}"#, "")])
+            .w(24)
+            .h(6)
+            .empty_when_healthy("no alert fires in a healthy run")
+            .desc("Alerts Prometheus currently fires; runbooks: alerts/runbooks/<alertname>.md."),
+    )
+    .build()
+}
+
+/// What differs between the three service dashboards.
+struct Service {
+    name: &'static str,
+    title: &'static str,
+    /// Whether it calls other services over HTTP (with a circuit breaker).
+    calls_peers: bool,
+    /// Whether it writes events through a transactional outbox.
+    has_outbox: bool,
+}
+
+const ORDER: Service = Service {
+    name: "order",
+    title: "Order",
+    calls_peers: true,
+    has_outbox: true,
+};
+const INVENTORY: Service = Service {
+    name: "inventory",
+    title: "Inventory",
+    calls_peers: false,
+    has_outbox: true,
+};
+const NOTIFICATION: Service = Service {
+    name: "notification",
+    title: "Notification",
+    calls_peers: false,
+    has_outbox: false,
+};
+
+fn service(s: &Service) -> Value {
+    let svc = s.name;
+    let sel = format!(r#"service="{svc}",instance=~"$instance""#);
+    // Business families have no `service` label: select by job and instance.
+    let biz = r#"job="glasshouse",instance=~"$instance""#;
+    let uid: &'static str = match svc {
+        "order" => "glasshouse-order",
+        "inventory" => "glasshouse-inventory",
+        _ => "glasshouse-notification",
+    };
+    let mut d = Dashboard::new(
+        uid,
+        &format!("Glasshouse {} service", s.title),
+        &format!("RED by route, Kafka consumers, outbox, circuit breakers, DB pool and logs of the {svc} service."),
+    )
+    .variable(prometheus_var())
+    .variable(loki_var())
+    .variable(Variable::LabelValues {
+        name: "instance",
+        label: "Instance",
+        metric_selector: format!(r#"up{{job="glasshouse",service="{svc}"}}"#),
+        values_of: "instance",
+    })
+    .variable(Variable::Textbox { name: "trace_id", label: "Trace id (filters logs)" })
+    .row("HTTP: requests, errors, duration by route")
+    .panel(
+        timeseries(
+            "Requests by route",
+            "reqps",
+            vec![prom(
+                &format!("sum by (method, route) (rate(http_server_request_duration_seconds_count{{{sel}}}[{RATE}]))"),
+                "{{method}} {{route}}",
+            )],
+        )
+        .w(8),
+    )
+    .panel(
+        timeseries(
+            "5xx ratio by route",
+            "percentunit",
+            vec![prom(
+                &format!(
+                    r#"sum by (method, route) (rate(http_server_request_duration_seconds_count{{{sel},status_class="5xx"}}[{RATE}])) / sum by (method, route) (rate(http_server_request_duration_seconds_count{{{sel}}}[{RATE}]))"#
+                ),
+                "{{method}} {{route}}",
+            )],
+        )
+        .w(8)
+        .min(0.0),
+    )
+    .panel(
+        timeseries(
+            "Responses by status class",
+            "reqps",
+            vec![prom(
+                &format!("sum by (status_class) (rate(http_server_request_duration_seconds_count{{{sel}}}[{RATE}]))"),
+                "{{status_class}}",
+            )],
+        )
+        .w(8)
+        .stacked(),
+    )
+    .panel(
+        timeseries(
+            "Latency by route (p50, p99)",
+            "s",
+            vec![
+                prom_exemplar(
+                    &format!("histogram_quantile(0.5, sum by (le, method, route) (rate(http_server_request_duration_seconds_bucket{{{sel}}}[{RATE}])))"),
+                    "p50 {{method}} {{route}}",
+                ),
+                prom_exemplar(
+                    &format!("histogram_quantile(0.99, sum by (le, method, route) (rate(http_server_request_duration_seconds_bucket{{{sel}}}[{RATE}])))"),
+                    "p99 {{method}} {{route}}",
+                ),
+            ],
+        )
+        .w(24)
+        .desc("Exemplars (dots) carry the trace id: open the trace in Jaeger, or its logs."),
+    );
+
+    let outgoing_note = if s.calls_peers {
+        None
+    } else {
+        Some("this service calls no other service over HTTP")
+    };
+    d = d.row("Outgoing calls and circuit breakers");
+    let mut calls = timeseries(
+        "Outgoing calls by peer and outcome",
+        "reqps",
+        vec![prom(&format!("sum by (peer, outcome) (rate(http_client_request_duration_seconds_count{{{sel}}}[{RATE}]))"), "{{peer}} {{outcome}}")],
+    )
+    .w(8);
+    let mut call_latency = timeseries(
+        "Outgoing call latency (p99)",
+        "s",
+        vec![prom_exemplar(
+            &format!("histogram_quantile(0.99, sum by (le, peer) (rate(http_client_request_duration_seconds_bucket{{{sel}}}[{RATE}])))"),
+            "{{peer}}",
+        )],
+    )
+    .w(8);
+    let mut breaker = state_timeline(
+        "Circuit breaker state",
+        "none",
+        vec![prom(
+            &format!("max by (peer) (circuit_breaker_state{{{sel}}})"),
+            "{{peer}}",
+        )],
+    )
+    .w(8)
+    .value_mappings(&[
+        ("0", "closed", "green"),
+        ("1", "half-open", "yellow"),
+        ("2", "open", "red"),
+    ])
+    .desc("Open: calls fail fast without being tried (alert CircuitBreakerOpen).");
+    if let Some(why) = outgoing_note {
+        calls = calls.empty_when_healthy(why);
+        call_latency = call_latency.empty_when_healthy(why);
+        breaker = breaker.empty_when_healthy(why);
+    }
+    d = d.panel(calls).panel(call_latency).panel(breaker);
+
+    d = d
+        .row("Kafka consumers")
+        .panel(
+            timeseries(
+                "Messages handled by topic and outcome",
+                "ops",
+                vec![prom(
+                    &format!("sum by (topic, outcome) (rate(messaging_consume_duration_seconds_count{{{sel}}}[{RATE}]))"),
+                    "{{topic}} {{outcome}}",
+                )],
+            )
+            .w(12),
+        )
+        .panel(
+            timeseries(
+                "Handler time by topic (p99)",
+                "s",
+                vec![prom_exemplar(
+                    &format!("histogram_quantile(0.99, sum by (le, topic) (rate(messaging_consume_duration_seconds_bucket{{{sel}}}[{RATE}])))"),
+                    "{{topic}}",
+                )],
+            )
+            .w(12),
+        )
+        .panel(
+            timeseries("Consumer lag by topic", "short", vec![prom(&format!("sum by (topic) (messaging_consumer_lag{{{sel}}})"), "{{topic}}")])
+                .w(12)
+                .desc("High watermark minus committed offset, summed over partitions (alert ConsumerLagGrowing)."),
+        )
+        .panel(
+            timeseries(
+                "Dead-lettered messages by topic",
+                "ops",
+                vec![prom(&format!("sum by (topic) (rate(messaging_dead_letter_total{{{sel}}}[{RATE}]))"), "{{topic}}.dlq")],
+            )
+            .w(12)
+            .empty_when_healthy("no message is dead-lettered in a healthy run")
+            .desc("Messages sent to <topic>.dlq (alert DeadLetterQueueReceiving)."),
+        );
+
+    let outbox_note = if s.has_outbox {
+        None
+    } else {
+        Some("this service publishes no events")
+    };
+    d = d.row("Outbox");
+    let mut pending = timeseries(
+        "Outbox rows pending",
+        "short",
+        vec![prom(&format!("max(outbox_pending{{{sel}}})"), "pending")],
+    )
+    .w(8);
+    let mut age = timeseries(
+        "Oldest unpublished row age",
+        "s",
+        vec![prom(
+            &format!("max(outbox_oldest_age_seconds{{{sel}}})"),
+            "age",
+        )],
+    )
+    .w(8)
+    .desc("0 when nothing waits; over 1 minute for 2 minutes raises OutboxBacklogOld.");
+    let mut published = timeseries(
+        "Published by topic",
+        "ops",
+        vec![prom(
+            &format!("sum by (topic) (rate(outbox_published_total{{{sel}}}[{RATE}]))"),
+            "{{topic}}",
+        )],
+    )
+    .w(8);
+    if let Some(why) = outbox_note {
+        pending = pending.empty_when_healthy(why);
+        age = age.empty_when_healthy(why);
+        published = published.empty_when_healthy(why);
+    }
+    d = d.panel(pending).panel(age).panel(published);
+
+    d = d
+        .row("Database pool and telemetry")
+        .panel(
+            timeseries("DB pool connections", "short", vec![prom(&format!("sum by (state) (db_pool_connections{{{sel}}})"), "{{state}}")])
+                .w(12)
+                .stacked()
+                .desc("in_use at the pool size means requests queue for a connection."),
+        )
+        .panel(
+            timeseries(
+                "Telemetry dropped",
+                "ops",
+                vec![prom(
+                    &format!("sum by (signal, exporter) (rate(telemetry_dropped_total{{{sel}}}[{RATE}]))"),
+                    "{{signal}} -> {{exporter}}",
+                )],
+            )
+            .w(12)
+            .empty_when_healthy("nothing is dropped while every backend is up")
+            .desc("Traces or logs discarded because an exporter's buffer was full (alert TelemetryDropping)."),
+        );
+
+    d = d.row("Business");
+    d = match svc {
+        "order" => d
+            .panel(timeseries("Orders by status", "ops", vec![prom(&format!("sum by (status) (rate(orders_total{{{biz}}}[{RATE}]))"), "{{status}}")]).w(8))
+            .panel(
+                timeseries(
+                    "Order value (median) by currency",
+                    "none",
+                    vec![prom(
+                        &format!("histogram_quantile(0.5, sum by (le, currency) (rate(order_value_minor_units_bucket{{{biz}}}[{RATE}])))"),
+                        "{{currency}}",
+                    )],
+                )
+                .w(8)
+                .desc("In minor units (cents)."),
+            )
+            .panel(
+                timeseries(
+                    "Illegal state transitions",
+                    "ops",
+                    vec![prom(&format!("sum by (from, event) (rate(order_illegal_transitions_total{{{biz}}}[{RATE}]))"), "{{from}} + {{event}}")],
+                )
+                .w(8)
+                .empty_when_healthy("the state machine sees no illegal transition in a healthy run")
+                .desc("Events that did not apply to the order's state (late or duplicate); ignored safely."),
+            ),
+        "inventory" => d
+            .panel(
+                timeseries(
+                    "Reservations by outcome",
+                    "ops",
+                    vec![prom(&format!("sum by (outcome) (rate(inventory_reservations_total{{{biz}}}[{RATE}]))"), "{{outcome}}")],
+                )
+                .w(8),
+            )
+            .panel(timeseries("Items low on stock", "short", vec![prom(&format!("max(inventory_stock_low_items{{{biz}}})"), "items")]).w(8))
+            .panel(
+                state_timeline("Fault flags", "none", vec![prom(&format!("max by (flag) (fault_flag_active{{{biz}}})"), "{{flag}}")])
+                    .w(8)
+                    .value_mappings(&[("0", "off", "green"), ("1", "on", "red")])
+                    .desc("Injected faults for tests; on in production is a mistake."),
+            ),
+        _ => d
+            .panel(
+                timeseries("Notifications by type", "ops", vec![prom(&format!("sum by (type) (rate(notifications_total{{{biz}}}[{RATE}]))"), "{{type}}")])
+                    .w(12),
+            )
+            .panel(
+                timeseries(
+                    "Order event -> notification stored (p99)",
+                    "s",
+                    vec![prom_exemplar(
+                        &format!("histogram_quantile(0.99, sum by (le, type) (rate(order_to_notification_seconds_bucket{{{biz}}}[{RATE}])))"),
+                        "{{type}}",
+                    )],
+                )
+                .w(12),
+            ),
+    };
+
+    d.row("Logs")
+        .panel(
+            logs("Logs (Loki)", vec![loki(&format!(r#"{{service="{svc}"}} |~ "$trace_id""#))])
+                .desc("This service's log lines; type a trace id in the variable above to follow one request."),
+        )
+        .build()
+}
+
+fn order_flow() -> Value {
+    Dashboard::new(
+        "glasshouse-order-flow",
+        "Glasshouse Order flow latency",
+        "End-to-end time of the order saga, order -> inventory -> order -> notification, and the delay each hop adds.",
+    )
+    .variable(prometheus_var())
+    .panel(text(
+        "The hops",
+        "`POST /orders` (order, PostgreSQL + outbox) → outbox relay → Kafka `orders.v1` (`order.created`) → inventory \
+         reserves (MariaDB + outbox) → `inventory.v1` → order confirms or rejects (outbox) → `orders.v1` → notification \
+         stores (MongoDB). \
+         Each hop adds its outbox age and its consumer's lag and handler time. Exemplars link to the trace of one order.",
+    ))
+    .row("End to end")
+    .panel(
+        timeseries(
+            "Order event -> notification stored",
+            "s",
+            vec![
+                prom_exemplar(&format!("histogram_quantile(0.5, sum by (le) (rate(order_to_notification_seconds_bucket[{RATE}])))"), "p50"),
+                prom_exemplar(&format!("histogram_quantile(0.95, sum by (le) (rate(order_to_notification_seconds_bucket[{RATE}])))"), "p95"),
+                prom_exemplar(&format!("histogram_quantile(0.99, sum by (le) (rate(order_to_notification_seconds_bucket[{RATE}])))"), "p99"),
+            ],
+        )
+        .w(12)
+        .desc("From the event's occurred_at to the notification stored, over all event types."),
+    )
+    .panel(
+        timeseries(
+            "Order created -> final state",
+            "s",
+            vec![
+                prom_exemplar(&format!("histogram_quantile(0.5, sum by (le) (rate(order_completion_seconds_bucket[{RATE}])))"), "p50"),
+                prom_exemplar(&format!("histogram_quantile(0.99, sum by (le) (rate(order_completion_seconds_bucket[{RATE}])))"), "p99"),
+            ],
+        )
+        .w(12)
+        .desc("order_completion_seconds (proposed in alerts/PROPOSED_METRICS.md); the SLO is 99% within 30 s."),
+    )
+    .panel(
+        timeseries(
+            "Orders not final within 30 s (SLI, 5 m)",
+            "percentunit",
+            vec![prom(r#"slo:sli_error:ratio_rate5m{slo="order-completion"}"#, "not final in 30 s")],
+        )
+        .w(12),
+    )
+    .panel(
+        timeseries(
+            "Notification delay by event type (p99)",
+            "s",
+            vec![prom_exemplar(
+                &format!("histogram_quantile(0.99, sum by (le, type) (rate(order_to_notification_seconds_bucket[{RATE}])))"),
+                "{{type}}",
+            )],
+        )
+        .w(12),
+    )
+    .row("Per hop")
+    .panel(
+        timeseries(
+            "POST /orders latency (p99)",
+            "s",
+            vec![prom_exemplar(
+                &format!(
+                    r#"histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{{service="order",route="/orders",method="POST"}}[{RATE}])))"#
+                ),
+                "p99",
+            )],
+        )
+        .w(8),
+    )
+    .panel(
+        timeseries(
+            "Inventory call from order (p99)",
+            "s",
+            vec![prom_exemplar(
+                &format!(
+                    r#"histogram_quantile(0.99, sum by (le, peer) (rate(http_client_request_duration_seconds_bucket{{service="order"}}[{RATE}])))"#
+                ),
+                "{{peer}}",
+            )],
+        )
+        .w(8),
+    )
+    .panel(
+        timeseries("Outbox age by service", "s", vec![prom("max by (service) (outbox_oldest_age_seconds)", "{{service}}")])
+            .w(8)
+            .desc("How long events wait before reaching Kafka."),
+    )
+    .panel(
+        timeseries(
+            "Consumer lag by service and topic",
+            "short",
+            vec![prom("sum by (service, topic) (messaging_consumer_lag)", "{{service}} {{topic}}")],
+        )
+        .w(12),
+    )
+    .panel(
+        timeseries(
+            "Handler time by service and topic (p99)",
+            "s",
+            vec![prom_exemplar(
+                &format!("histogram_quantile(0.99, sum by (le, service, topic) (rate(messaging_consume_duration_seconds_bucket[{RATE}])))"),
+                "{{service}} {{topic}}",
+            )],
+        )
+        .w(12),
+    )
+    .build()
+}
+
+fn loadtest() -> Value {
+    let sc = r#"scenario=~"$scenario""#;
+    Dashboard::new(
+        "glasshouse-loadtest",
+        "Glasshouse Load test",
+        "The load runner's own metrics (job loadtest) beside what the system measured at the same time.",
+    )
+    .variable(prometheus_var())
+    .variable(Variable::LabelValues {
+        name: "scenario",
+        label: "Scenario",
+        metric_selector: "loadtest_target_rate".to_owned(),
+        values_of: "scenario",
+    })
+    .row("Runner (client side)")
+    .panel(
+        timeseries(
+            "Target vs achieved rate",
+            "reqps",
+            vec![
+                prom(&format!("sum by (scenario) (loadtest_target_rate{{{sc}}})"), "target {{scenario}}"),
+                prom(&format!("sum by (scenario) (rate(loadtest_requests_total{{{sc}}}[{RATE}]))"), "achieved {{scenario}}"),
+            ],
+        )
+        .w(12)
+        .desc("Open model: achieved below target means the system (or the runner) cannot keep up."),
+    )
+    .panel(
+        timeseries(
+            "Requests by step and outcome",
+            "reqps",
+            vec![prom(&format!("sum by (step, outcome) (rate(loadtest_requests_total{{{sc}}}[{RATE}]))"), "{{step}} {{outcome}}")],
+        )
+        .w(12),
+    )
+    .panel(
+        timeseries(
+            "Client latency by step (p50, p99)",
+            "s",
+            vec![
+                prom_exemplar(
+                    &format!("histogram_quantile(0.5, sum by (le, step) (rate(loadtest_request_duration_seconds_bucket{{{sc}}}[{RATE}])))"),
+                    "p50 {{step}}",
+                ),
+                prom_exemplar(
+                    &format!("histogram_quantile(0.99, sum by (le, step) (rate(loadtest_request_duration_seconds_bucket{{{sc}}}[{RATE}])))"),
+                    "p99 {{step}}",
+                ),
+            ],
+        )
+        .w(12),
+    )
+    .panel(
+        timeseries(
+            "Dropped iterations",
+            "ops",
+            vec![prom(&format!("sum by (scenario) (rate(loadtest_dropped_iterations_total{{{sc}}}[{RATE}]))"), "{{scenario}}")],
+        )
+        .w(12)
+        .empty_when_healthy("the runner drops no iteration while it keeps up")
+        .desc("Iterations the open-model runner could not start on time: the result understates the offered load."),
+    )
+    .row("System (server side) at the same time")
+    .panel(
+        timeseries(
+            "Client p99 vs server p99 for POST /orders",
+            "s",
+            vec![
+                prom_exemplar(
+                    &format!("histogram_quantile(0.99, sum by (le) (rate(loadtest_request_duration_seconds_bucket{{{sc}}}[{RATE}])))"),
+                    "client p99 (all steps)",
+                ),
+                prom_exemplar(
+                    &format!(
+                        r#"histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{{service="order",route="/orders",method="POST"}}[{RATE}])))"#
+                    ),
+                    "server p99 POST /orders",
+                ),
+            ],
+        )
+        .w(12)
+        .desc("The gap is network, queueing and client overhead."),
+    )
+    .panel(
+        timeseries(
+            "Server 5xx ratio by service",
+            "percentunit",
+            vec![prom(
+                &format!(
+                    r#"sum by (service) (rate(http_server_request_duration_seconds_count{{status_class="5xx"}}[{RATE}])) / sum by (service) (rate(http_server_request_duration_seconds_count[{RATE}]))"#
+                ),
+                "{{service}}",
+            )],
+        )
+        .w(12)
+        .min(0.0),
+    )
+    .panel(timeseries("Orders by status", "ops", vec![prom(&format!("sum by (status) (rate(orders_total[{RATE}]))"), "{{status}}")]).w(8))
+    .panel(
+        timeseries("Consumer lag by service", "short", vec![prom("sum by (service) (messaging_consumer_lag)", "{{service}}")]).w(8),
+    )
+    .panel(timeseries("Outbox age by service", "s", vec![prom("max by (service) (outbox_oldest_age_seconds)", "{{service}}")]).w(8))
+    .panel(
+        timeseries(
+            "DB connections in use by service",
+            "short",
+            vec![prom(r#"sum by (service) (db_pool_connections{state="in_use"})"#, "{{service}}")],
+        )
+        .w(12),
+    )
+    .panel(
+        timeseries("SLO error ratio (5 m)", "percentunit", vec![prom("slo:sli_error:ratio_rate5m", "{{slo}}")])
+            .w(12)
+            .desc("From the SLO recording rules; see Glasshouse Overview for the budget."),
+    )
+    .build()
+}
+
+fn logs_dashboard() -> Value {
+    Dashboard::new(
+        "glasshouse-logs",
+        "Glasshouse Logs",
+        "Log lines of every service from Loki and Elasticsearch/OpenSearch, by trace id. \
+         Latency exemplars and panel links open this dashboard with var-trace_id set.",
+    )
+    .variable(loki_var())
+    .variable(Variable::Datasource { name: "es", label: "Elasticsearch", plugin: "elasticsearch", default_uid: ELASTICSEARCH_UID })
+    .variable(Variable::Custom { name: "service", label: "Service", values: vec!["order", "inventory", "notification"] })
+    .variable(Variable::Textbox { name: "trace_id", label: "Trace id" })
+    .panel(
+        logs("Loki: log lines", vec![loki(r#"{service=~"$service"} |= "$trace_id""#)])
+            .desc("Streams are labelled service, level and environment; ids stay in the JSON line (trace_id field)."),
+    )
+    .panel(
+        logs("Elasticsearch: log documents", vec![elasticsearch("$trace_id")])
+            .desc("ECS documents (index glasshouse-logs-*); the trace id matches field trace.id. Empty variable: all documents."),
+    )
+    .build()
+}
