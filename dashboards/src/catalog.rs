@@ -518,7 +518,7 @@ fn order_flow() -> Value {
             ],
         )
         .w(12)
-        .desc("order_completion_seconds (proposed in alerts/PROPOSED_METRICS.md); the SLO is 99% within 30 s."),
+        .desc("order_completion_seconds from the order service; the SLO is 99% within 30 s."),
     )
     .panel(
         timeseries(

@@ -17,16 +17,22 @@ run() { # run on|off -> requests/s
   local pid=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/ping" >/dev/null && break; sleep 0.1; done
   taskset -c 1 wrk -t1 -c32 -d2s "http://127.0.0.1:$port/ping" >/dev/null   # warm-up
-  local rps; rps=$(taskset -c 1 wrk -t1 -c32 -d"${dur}s" "http://127.0.0.1:$port/ping" | awk '/Requests\/sec/ {print $2}')
+  local t0; t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  local out; out=$(taskset -c 1 wrk -t1 -c32 -d"${dur}s" "http://127.0.0.1:$port/ping")
+  local t1; t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  local rps reqs; rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out"); reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   kill -INT "$pid"; wait "$pid" 2>/dev/null || true
-  echo "$rps"
+  # requests/s, and the server's own CPU time per request in microseconds
+  # (clock ticks are 1/100 s): independent of what else competes for the cores.
+  echo "$rps $(python3 -c "print(($t1 - $t0) * 10000 / $reqs)")"
 }
 off=$(run off); on=$(run on); off2=$(run off); on2=$(run on)
-python3 - "$off" "$on" "$off2" "$on2" <<'PY'
+python3 - $off $on $off2 $on2 <<'PY'
 import sys
-off, on, off2, on2 = map(float, sys.argv[1:])
+off, coff, on, con, off2, coff2, on2, con2 = map(float, sys.argv[1:])
 o, n = (off + off2) / 2, (on + on2) / 2
-print(f"telemetry off: {off:.0f} / {off2:.0f} req/s  (mean {o:.0f})")
-print(f"telemetry on : {on:.0f} / {on2:.0f} req/s  (mean {n:.0f})")
-print(f"throughput loss: {100 * (1 - n / o):.1f}%  ({1e6 / n - 1e6 / o:.1f} us of server CPU per request)")
+co, cn = (coff + coff2) / 2, (con + con2) / 2
+print(f"telemetry off: {off:.0f} / {off2:.0f} req/s (mean {o:.0f}); server CPU {co:.1f} us/request")
+print(f"telemetry on : {on:.0f} / {on2:.0f} req/s (mean {n:.0f}); server CPU {cn:.1f} us/request")
+print(f"throughput loss: {100 * (1 - n / o):.1f}%; extra server CPU per request: {cn - co:.1f} us")
 PY

@@ -95,9 +95,9 @@ impl HealthChecks {
         (all_ok, map)
     }
 
-    /// `Route` with `/health/live` and `/health/ready`; nest it at the root.
+    /// `Route` with `/live` and `/ready`; nest it at `/health`.
     pub fn routes(self) -> Route {
-        Route::new().at("/health/live", get(live_handler)).at("/health/ready", get(ready_handler).data(self))
+        Route::new().at("/live", get(live_handler)).at("/ready", get(ready_handler).data(self))
     }
 }
 

@@ -397,8 +397,11 @@ impl OrderApi {
         .map_err(|e| Problem::internal(e.context("cancel order")))?;
         tx.commit().await.map_err(Problem::internal)?;
         match applied {
-            Applied::Moved { to, .. } => {
+            Applied::Moved { from, to, created_at } => {
                 self.state.metrics.reached(to);
+                if from == OrderStatus::Pending {
+                    self.state.metrics.completed(to, (Utc::now() - created_at).num_milliseconds() as f64 / 1000.0);
+                }
                 tracing::info!(order_id = %id, "order cancelled");
             }
             Applied::NoOp(OrderStatus::Cancelled) => {}

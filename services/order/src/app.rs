@@ -126,7 +126,7 @@ impl Application {
             .at("/openapi.yaml", poem::endpoint::make_sync(move |_| poem::Response::builder().content_type("application/yaml").body(spec.clone())))
             .nest("/docs", docs)
             .at("/metrics", metrics_endpoint(metrics.clone()))
-            .nest("/", checks.routes())
+            .nest("/health", checks.routes())
             .data(authenticator)
             .with(ProblemJson)
             .with(ServerTelemetry::new(&metrics))

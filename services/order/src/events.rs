@@ -63,9 +63,12 @@ impl MessageHandler for InventoryEvents {
             Applied::NoOp(_) | Applied::Moved { .. } => {}
         }
         tx.commit().await.map_err(HandleError::from_sqlx)?;
-        if let Applied::Moved { to, .. } = applied {
+        if let Applied::Moved { from, to, created_at } = applied {
             tracing::info!(order_id = %order_id, status = to.as_str(), "order moved");
             self.metrics.reached(to);
+            if from == OrderStatus::Pending {
+                self.metrics.completed(to, (chrono::Utc::now() - created_at).num_milliseconds() as f64 / 1000.0);
+            }
         }
         Ok(Handled::Processed)
     }

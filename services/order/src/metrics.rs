@@ -23,6 +23,11 @@ struct TransitionLabels {
     event: String,
 }
 
+fn completion_histogram() -> Histogram {
+    // Seconds; 30 is the completion SLO's threshold and must stay a bucket bound.
+    Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0].into_iter())
+}
+
 fn value_histogram() -> Histogram {
     // Minor units: 1.00 .. 100 000.00 in roughly x3 steps.
     Histogram::new([100.0, 300.0, 1_000.0, 3_000.0, 10_000.0, 30_000.0, 100_000.0, 300_000.0, 1_000_000.0, 10_000_000.0].into_iter())
@@ -34,6 +39,7 @@ pub struct OrderMetrics {
     orders: Family<StatusLabels, Counter>,
     value: Family<CurrencyLabels, Histogram, fn() -> Histogram>,
     illegal: Family<TransitionLabels, Counter>,
+    completion: Family<StatusLabels, Histogram, fn() -> Histogram>,
 }
 
 impl OrderMetrics {
@@ -42,10 +48,17 @@ impl OrderMetrics {
             orders: Family::default(),
             value: Family::new_with_constructor(value_histogram as fn() -> Histogram),
             illegal: Family::default(),
+            completion: Family::new_with_constructor(completion_histogram as fn() -> Histogram),
         };
         metrics.register("orders", "Orders by the status they reached", m.orders.clone());
         metrics.register("order_value_minor_units", "Value of created orders, in minor currency units", m.value.clone());
         metrics.register("order_illegal_transitions", "Events that would move an order where it cannot go", m.illegal.clone());
+        metrics.register_with_unit(
+            "order_completion",
+            "Time from order creation to its first state after PENDING",
+            prometheus_client::registry::Unit::Seconds,
+            m.completion.clone(),
+        );
         m
     }
 
@@ -56,6 +69,11 @@ impl OrderMetrics {
 
     pub fn created_value(&self, currency: &str, minor: i64) {
         self.value.get_or_create(&CurrencyLabels { currency: currency.into() }).observe(minor as f64);
+    }
+
+    /// An order left PENDING for `to`, `seconds` after it was created.
+    pub fn completed(&self, to: OrderStatus, seconds: f64) {
+        self.completion.get_or_create(&StatusLabels { status: to.metric_label().into() }).observe(seconds.max(0.0));
     }
 
     pub fn illegal(&self, from: OrderStatus, event: &str) {

@@ -221,7 +221,7 @@ pub async fn list_orders(
 /// The result of applying an event to an order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
-    Moved { from: OrderStatus, to: OrderStatus },
+    Moved { from: OrderStatus, to: OrderStatus, created_at: DateTime<Utc> },
     NoOp(OrderStatus),
     Illegal(OrderStatus),
     NotFound,
@@ -250,7 +250,7 @@ pub async fn apply(
             if let Some(ev) = make_event(&order, to)? {
                 enqueue_pg(conn, &outbox_message(&ev, topic_prefix)?).await?;
             }
-            Ok(Applied::Moved { from: order.status, to })
+            Ok(Applied::Moved { from: order.status, to, created_at: order.created_at })
         }
         Transition::NoOp => Ok(Applied::NoOp(order.status)),
         Transition::Illegal => Ok(Applied::Illegal(order.status)),

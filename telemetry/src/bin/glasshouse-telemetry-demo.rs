@@ -101,7 +101,7 @@ async fn serve(service: &str, port_file: &str, brokers: &str, topic: &str) -> an
         .at("/work", post(work))
         .at("/flush", post(flush))
         .at("/metrics", metrics_endpoint(metrics.clone()))
-        .nest("/", HealthChecks::new().with(FnCheck::new("self", || async { Ok(()) })).routes())
+        .nest("/health", HealthChecks::new().with(FnCheck::new("self", || async { Ok(()) })).routes())
         .data(shared.clone())
         .with(ServerTelemetry::new(&metrics));
     // The port file appears only once the server is about to accept.
