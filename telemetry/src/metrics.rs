@@ -5,6 +5,7 @@
 //! once. Latency histograms carry the current trace id as an exemplar, so a
 //! slow bucket in a dashboard links to the trace that landed in it.
 
+use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -42,11 +43,11 @@ fn latency_family<L: Clone + std::hash::Hash + Eq>() -> LatencyFamily<L> {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpServerLabels {
-    pub service: String,
-    pub method: String,
+    pub service: Arc<String>,
+    pub method: Cow<'static, str>,
     /// The route template (`/orders/{id}`), never the raw path: bounded cardinality.
     pub route: String,
-    pub status_class: String,
+    pub status_class: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -61,7 +62,7 @@ pub enum ClientOutcome {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpClientLabels {
-    pub service: String,
+    pub service: Arc<String>,
     pub peer: String,
     pub outcome: ClientOutcome,
 }
@@ -77,32 +78,32 @@ pub enum ConsumeOutcome {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConsumeLabels {
-    pub service: String,
+    pub service: Arc<String>,
     pub topic: String,
     pub outcome: ConsumeOutcome,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
-    pub service: String,
+    pub service: Arc<String>,
     pub topic: String,
     pub partition: i32,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
-    pub service: String,
+    pub service: Arc<String>,
     pub topic: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabels {
-    pub service: String,
+    pub service: Arc<String>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerLabels {
-    pub service: String,
+    pub service: Arc<String>,
     pub peer: String,
 }
 
@@ -115,7 +116,7 @@ pub enum PoolState {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
-    pub service: String,
+    pub service: Arc<String>,
     pub state: PoolState,
 }
 
@@ -136,7 +137,7 @@ pub enum Exporter {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
-    pub service: String,
+    pub service: Arc<String>,
     pub signal: Signal,
     pub exporter: Exporter,
 }
@@ -153,7 +154,8 @@ pub enum BreakerState {
 /// Cloning is cheap: every family is a shared handle.
 #[derive(Clone, Debug)]
 pub struct StandardMetrics {
-    service: String,
+    /// Shared, so building a label set per observation does not copy it.
+    service: Arc<String>,
     pub http_server_request_duration: LatencyFamily<HttpServerLabels>,
     pub http_client_request_duration: LatencyFamily<HttpClientLabels>,
     pub messaging_consume_duration: LatencyFamily<ConsumeLabels>,
@@ -170,7 +172,7 @@ pub struct StandardMetrics {
 impl StandardMetrics {
     fn register(service: &str, r: &mut Registry) -> Self {
         let m = Self {
-            service: service.to_owned(),
+            service: Arc::new(service.to_owned()),
             http_server_request_duration: latency_family(),
             http_client_request_duration: latency_family(),
             messaging_consume_duration: latency_family(),
@@ -226,9 +228,9 @@ impl StandardMetrics {
     pub fn observe_http_server(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let labels = HttpServerLabels {
             service: self.service.clone(),
-            method: method.to_owned(),
+            method: static_method(method),
             route: route.to_owned(),
-            status_class: status_class(status).to_owned(),
+            status_class: status_class(status),
         };
         self.http_server_request_duration.get_or_create(&labels).observe(seconds, crate::traces::current_exemplar(), None);
     }
@@ -280,6 +282,20 @@ impl StandardMetrics {
     /// How many records of `signal` this process dropped at `exporter` so far.
     pub fn dropped(&self, signal: Signal, exporter: Exporter) -> u64 {
         self.telemetry_dropped.get_or_create(&DropLabels { service: self.service.clone(), signal, exporter }).get()
+    }
+}
+
+/// The usual methods without an allocation; anything else as it came.
+fn static_method(m: &str) -> Cow<'static, str> {
+    match m {
+        "GET" => Cow::Borrowed("GET"),
+        "POST" => Cow::Borrowed("POST"),
+        "PUT" => Cow::Borrowed("PUT"),
+        "DELETE" => Cow::Borrowed("DELETE"),
+        "PATCH" => Cow::Borrowed("PATCH"),
+        "HEAD" => Cow::Borrowed("HEAD"),
+        "OPTIONS" => Cow::Borrowed("OPTIONS"),
+        other => Cow::Owned(other.to_owned()),
     }
 }
 

@@ -121,10 +121,21 @@ fn value_text(v: &Value) -> String {
 struct FieldVisitor {
     message: Option<String>,
     fields: Map<String, Value>,
+    /// Span fields: leave out the plumbing ones before formatting anything.
+    skip_plumbing: bool,
+}
+
+impl FieldVisitor {
+    fn wants(&self, field: &Field) -> bool {
+        !(self.skip_plumbing && is_plumbing(field.name()))
+    }
 }
 
 impl Visit for FieldVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if !self.wants(field) {
+            return;
+        }
         let mut s = String::new();
         let _ = write!(s, "{value:?}");
         if field.name() == "message" {
@@ -134,6 +145,9 @@ impl Visit for FieldVisitor {
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
+        if !self.wants(field) {
+            return;
+        }
         if field.name() == "message" {
             self.message = Some(value.to_owned());
         } else {
@@ -141,15 +155,27 @@ impl Visit for FieldVisitor {
         }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
+        if !self.wants(field) {
+            return;
+        }
         self.fields.insert(field.name().to_owned(), value.into());
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
+        if !self.wants(field) {
+            return;
+        }
         self.fields.insert(field.name().to_owned(), value.into());
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
+        if !self.wants(field) {
+            return;
+        }
         self.fields.insert(field.name().to_owned(), value.into());
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
+        if !self.wants(field) {
+            return;
+        }
         self.fields.insert(field.name().to_owned(), value.into());
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -181,9 +207,13 @@ impl LogLayer {
     }
 }
 
-/// Span fields that are telemetry plumbing, not log context.
+/// Span fields that are telemetry plumbing, not log context: `otel.*`, and the
+/// dotted semantic-convention attributes (`http.route`, `messaging.*`) that
+/// the trace already carries. Skipping them at span creation keeps the HTTP
+/// middleware's span free of per-request allocations here; business fields
+/// (`order_id`) still flow into every log line inside the span.
 fn is_plumbing(name: &str) -> bool {
-    name.starts_with("otel.")
+    name.contains('.')
 }
 
 impl<S> tracing_subscriber::Layer<S> for LogLayer
@@ -191,7 +221,10 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
-        let mut v = FieldVisitor::default();
+        if attrs.fields().iter().all(|f| is_plumbing(f.name())) {
+            return;
+        }
+        let mut v = FieldVisitor { skip_plumbing: true, ..Default::default() };
         attrs.record(&mut v);
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(v.fields));
@@ -199,12 +232,16 @@ where
     }
 
     fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
-        let mut v = FieldVisitor::default();
+        let mut v = FieldVisitor { skip_plumbing: true, ..Default::default() };
         values.record(&mut v);
+        if v.fields.is_empty() {
+            return;
+        }
         if let Some(span) = ctx.span(id) {
             let mut ext = span.extensions_mut();
-            if let Some(fields) = ext.get_mut::<SpanFields>() {
-                fields.0.extend(v.fields);
+            match ext.get_mut::<SpanFields>() {
+                Some(fields) => fields.0.extend(v.fields),
+                None => ext.insert(SpanFields(v.fields)),
             }
         }
     }
