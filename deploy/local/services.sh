@@ -42,7 +42,7 @@ service_env() { # service_env NAME
     inventory)
       echo "APP_DATABASE__URL=mysql://glasshouse:glasshouse@127.0.0.1:$GH_MARIADB_PORT/inventory";;
     notification)
-      echo "APP_MONGODB__URL=mongodb://127.0.0.1:$GH_FERRETDB_PORT/";;
+      echo "APP_DATABASE__URL=mongodb://127.0.0.1:$GH_FERRETDB_PORT/";;
   esac
 }
 

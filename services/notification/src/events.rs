@@ -1,0 +1,63 @@
+//! The consumer of Order's lifecycle events: one stored notification per
+//! event, deduplicated by the unique index on `event_id` (see [`crate::store`]
+//! for why a single insert is enough without transactions).
+
+use chrono::Utc;
+use glasshouse_contracts::{Event, EventType};
+use glasshouse_platform::consumer::{HandleError, Handled, InboundMessage, MessageHandler};
+
+use crate::metrics::NotificationMetrics;
+use crate::render::render;
+use crate::store::{self, Inserted, NotificationDoc, Store};
+
+/// The event types this consumer understands: all on `orders.v1`.
+pub use crate::render::NOTIFIED as CONSUMES;
+
+pub struct OrderEvents {
+    pub store: Store,
+    pub metrics: NotificationMetrics,
+}
+
+/// Classifies a MongoDB error for the consumer loop: retried in place when a
+/// later attempt may succeed, dead-lettered otherwise. (The platform's
+/// `HandleError::from_sqlx` is for SQL databases only.)
+pub fn handle_error(e: mongodb::error::Error) -> HandleError {
+    let transient = store::is_transient(&e);
+    let e = anyhow::Error::new(e).context("store the notification");
+    if transient {
+        HandleError::Transient(e)
+    } else {
+        HandleError::Permanent(e)
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageHandler for OrderEvents {
+    async fn handle(&self, msg: &InboundMessage) -> Result<Handled, HandleError> {
+        let event = Event::from_slice(&msg.payload)
+            .map_err(|e| HandleError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
+        tracing::Span::current().record("messaging.message.id", event.id().to_string().as_str());
+        let event_type: EventType = event.event_type();
+        let Some(rendered) = render(&event) else {
+            // Only Order's events are on this topic; anything else breaks the contract.
+            return Err(HandleError::Permanent(anyhow::anyhow!(
+                "notification does not consume {event_type} (on {})",
+                msg.topic
+            )));
+        };
+        let now = Utc::now();
+        let doc = NotificationDoc::new(&event, rendered, now);
+        match self.store.insert(&doc).await.map_err(handle_error)? {
+            Inserted::New => {
+                let lag = (now - event.occurred_at())
+                    .num_microseconds()
+                    .unwrap_or(i64::MAX) as f64
+                    / 1e6;
+                self.metrics.stored(event_type, lag);
+                tracing::info!(order_id = %event.order_id(), event_type = event_type.as_str(), notification_id = %doc.id, "notification stored");
+                Ok(Handled::Processed)
+            }
+            Inserted::Duplicate => Ok(Handled::Duplicate),
+        }
+    }
+}

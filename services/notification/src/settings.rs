@@ -1,0 +1,76 @@
+//! The Notification service's typed settings (`config/base.yaml`, then
+//! `<APP_ENVIRONMENT>.yaml`, then `APP_<SECTION>__<KEY>` variables).
+
+use std::time::Duration;
+
+use glasshouse_platform::auth::AuthSettings;
+use glasshouse_telemetry::TelemetryConfig;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub kafka: KafkaSettings,
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub host: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    /// Longest wait for in-flight requests at shutdown, milliseconds.
+    pub drain_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// MongoDB connection string; may hold credentials, so never logged.
+    pub url: SecretString,
+    /// Database holding the `notifications` collection. Tests use a unique
+    /// name each, so they never see each other's documents.
+    pub name: String,
+    /// How long an operation waits for a usable server before failing
+    /// (transient for the consumer, 500 for the API, not-ready for health).
+    /// The driver's default of 30 s would stall a partition for that long
+    /// per attempt; a few seconds keeps retries and readiness responsive.
+    #[serde(default = "default_server_selection_timeout_ms")]
+    pub server_selection_timeout_ms: u64,
+}
+
+fn default_server_selection_timeout_ms() -> u64 {
+    5_000
+}
+
+impl DatabaseSettings {
+    pub fn server_selection_timeout(&self) -> Duration {
+        Duration::from_millis(self.server_selection_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    /// Partitions of the topics this service creates if they are missing.
+    pub partitions: i32,
+    /// Prepended to every topic name (`orders.v1` -> `<prefix>orders.v1`), so
+    /// parallel tests or several stacks can share one broker. Empty in production.
+    #[serde(default)]
+    pub topic_prefix: String,
+}
+
+impl KafkaSettings {
+    /// The full name of a contract topic.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+}
