@@ -24,12 +24,14 @@
 //!   the registry for a service's own, OpenMetrics encoding with exemplars.
 //! - [`http`]: poem middleware (server span + RED metrics), `/metrics`, client injection.
 //! - [`kafka`]: producer and consumer spans.
+//! - [`db`]: database client spans for drivers that emit none (sqlx, MongoDB).
 //! - [`logs`]: JSON records with trace ids to stdout, Loki and Elasticsearch,
 //!   never blocking, drops counted.
 //! - [`health`]: `/health/live` and `/health/ready` with pluggable checks.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod db;
 pub mod health;
 pub mod http;
 pub mod kafka;

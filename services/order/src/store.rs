@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use glasshouse_contracts::{Event, OrderId};
 use glasshouse_platform::outbox::{OutboxMessage, enqueue_pg};
 use sqlx::{PgConnection, PgPool, Row};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::domain::{OrderEvent, OrderStatus, Transition, transition};
@@ -60,10 +61,12 @@ pub struct NewOrder<'a> {
 /// The stored answer for `(customer, key)`, if the key was used: `Ok(Some(body))`
 /// when the request matches, `Err(())` when it does not.
 pub async fn find_idempotent(pool: &PgPool, customer_id: &str, key: &str, request_hash: &str) -> sqlx::Result<Option<Result<String, ()>>> {
+    let span = db_span("SELECT", "idempotency_keys");
     let row = sqlx::query("SELECT request_hash, response_body FROM idempotency_keys WHERE customer_id = $1 AND key = $2")
         .bind(customer_id)
         .bind(key)
         .fetch_optional(pool)
+        .instrument(span)
         .await?;
     Ok(row.map(|r| {
         let hash: String = r.get("request_hash");
@@ -75,6 +78,11 @@ pub async fn find_idempotent(pool: &PgPool, customer_id: &str, key: &str, reques
 /// and the `order.created` outbox row in ONE transaction. A concurrent request
 /// with the same key waits on the key's primary key and then replays.
 pub async fn create_order(pool: &PgPool, o: &NewOrder<'_>, response_body: impl Fn(&StoredOrder) -> String) -> anyhow::Result<Created> {
+    // One span for the transaction: order, lines, idempotency key, outbox row.
+    create_order_tx(pool, o, response_body).instrument(db_span("INSERT", "orders")).await
+}
+
+async fn create_order_tx(pool: &PgPool, o: &NewOrder<'_>, response_body: impl Fn(&StoredOrder) -> String) -> anyhow::Result<Created> {
     let mut tx = pool.begin().await?;
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&mut *tx).await?;
     sqlx::query("INSERT INTO orders (id, customer_id, status, currency, total_minor, created_at, updated_at) VALUES ($1, $2, 'PENDING', $3, $4, $5, $5)")
@@ -143,8 +151,17 @@ pub fn outbox_message(event: &Event, topic_prefix: &str) -> anyhow::Result<Outbo
 }
 
 pub async fn get_order(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<StoredOrder>> {
-    let mut conn = pool.acquire().await?;
-    load(&mut conn, id, false).await
+    async {
+        let mut conn = pool.acquire().await?;
+        load(&mut conn, id, false).await
+    }
+    .instrument(db_span("SELECT", "orders"))
+    .await
+}
+
+/// A client span for a statement on the orders database.
+fn db_span(operation: &'static str, table: &'static str) -> tracing::Span {
+    glasshouse_telemetry::db::client_span("postgresql", operation, table, "orders")
 }
 
 async fn load(conn: &mut PgConnection, id: Uuid, for_update: bool) -> sqlx::Result<Option<StoredOrder>> {
@@ -183,6 +200,16 @@ fn order_from_row(row: &sqlx::postgres::PgRow, lines: Vec<StoredLine>) -> Stored
 /// A page of a customer's orders, newest first, after `cursor` (keyset on
 /// `(created_at, id)`, stable under concurrent inserts).
 pub async fn list_orders(
+    pool: &PgPool,
+    customer_id: &str,
+    status: Option<OrderStatus>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredOrder>> {
+    list_orders_q(pool, customer_id, status, after, limit).instrument(db_span("SELECT", "orders")).await
+}
+
+async fn list_orders_q(
     pool: &PgPool,
     customer_id: &str,
     status: Option<OrderStatus>,
@@ -231,6 +258,17 @@ pub enum Applied {
 /// the new status and the event `make_event(new status)` to the outbox, all in
 /// the caller's transaction `conn`.
 pub async fn apply(
+    conn: &mut PgConnection,
+    topic_prefix: &str,
+    id: Uuid,
+    event: OrderEvent,
+    rejection_reason: Option<&str>,
+    make_event: impl FnOnce(&StoredOrder, OrderStatus) -> anyhow::Result<Option<Event>>,
+) -> anyhow::Result<Applied> {
+    apply_q(conn, topic_prefix, id, event, rejection_reason, make_event).instrument(db_span("UPDATE", "orders")).await
+}
+
+async fn apply_q(
     conn: &mut PgConnection,
     topic_prefix: &str,
     id: Uuid,

@@ -49,6 +49,7 @@ pub struct OutboxMessage {
 
 /// Inserts `msg` in the caller's PostgreSQL transaction, with the current trace context.
 pub async fn enqueue_pg(conn: &mut sqlx::PgConnection, msg: &OutboxMessage) -> sqlx::Result<()> {
+    let span = glasshouse_telemetry::db::client_span("postgresql", "INSERT", "outbox", "");
     sqlx::query(
         "INSERT INTO outbox (event_id, topic, partition_key, event_type, payload, trace_carrier) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -59,12 +60,14 @@ pub async fn enqueue_pg(conn: &mut sqlx::PgConnection, msg: &OutboxMessage) -> s
     .bind(&msg.payload)
     .bind(glasshouse_telemetry::propagation::current_carrier())
     .execute(conn)
+    .instrument(span)
     .await?;
     Ok(())
 }
 
 /// Inserts `msg` in the caller's MySQL transaction, with the current trace context.
 pub async fn enqueue_mysql(conn: &mut sqlx::MySqlConnection, msg: &OutboxMessage) -> sqlx::Result<()> {
+    let span = glasshouse_telemetry::db::client_span("mysql", "INSERT", "outbox", "");
     sqlx::query(
         "INSERT INTO outbox (event_id, topic, partition_key, event_type, payload, trace_carrier) VALUES (?, ?, ?, ?, ?, ?)",
     )
@@ -75,6 +78,7 @@ pub async fn enqueue_mysql(conn: &mut sqlx::MySqlConnection, msg: &OutboxMessage
     .bind(&msg.payload)
     .bind(glasshouse_telemetry::propagation::current_carrier())
     .execute(conn)
+    .instrument(span)
     .await?;
     Ok(())
 }
