@@ -7,10 +7,12 @@
 //!   names the component and how to start it.
 //! - [`poll`]: polling with a deadline, the only way these tests wait.
 //! - [`db`]: scratch databases (random names) on the stack's PostgreSQL and MariaDB.
-//! - `tests/smoke_*.rs`: one smoke test per component, each with the real
-//!   client the services use.
+//! - [`services`]: the three services as real processes for end-to-end tests.
+//! - `tests/smoke/`: one smoke test per component, each with the real client
+//!   the services use; `tests/saga.rs`: the order saga end to end.
 #![forbid(unsafe_code)]
 
 pub mod db;
 pub mod poll;
+pub mod services;
 pub mod stack;
