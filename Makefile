@@ -1,5 +1,5 @@
 # Glasshouse: the two commands of the README, and the stack's own.
-#   make demo   real local stack up, then where to look (services join as they land)
+#   make demo   real local stack + the three services, a short load of the order flow, then where to look
 #   make test   stack up, then every test of the workspace against it
 SHELL := /bin/bash
 STACK := deploy/local/stack
@@ -18,6 +18,7 @@ up:
 	@$(STACK) up
 
 down:
+	@deploy/local/services.sh down
 	@$(STACK) down
 
 status:
