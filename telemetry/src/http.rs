@@ -2,11 +2,13 @@
 //! caller's trace), RED metrics by route template, and trace context injected
 //! into outgoing requests. Business handlers only add fields.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use poem::PathPattern;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use poem_openapi::OperationId;
 use tracing::Instrument;
 use tracing::field::Empty;
 use opentelemetry::trace::TraceContextExt;
@@ -21,11 +23,35 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 #[derive(Clone)]
 pub struct ServerTelemetry {
     metrics: Arc<StandardMetrics>,
+    /// operationId -> OpenAPI path template (`/orders/{id}`), see [`ServerTelemetry::with_openapi`].
+    operations: Arc<HashMap<String, String>>,
 }
 
 impl ServerTelemetry {
     pub fn new(metrics: &Metrics) -> Self {
-        Self { metrics: Arc::new(metrics.standard.clone()) }
+        Self { metrics: Arc::new(metrics.standard.clone()), operations: Arc::default() }
+    }
+
+    /// Names poem-openapi routes by their OpenAPI template. poem-openapi
+    /// registers `/orders/{id}` with the router as `/orders/:param0`, so the
+    /// router's pattern alone would label the route `/orders/{param0}`; the
+    /// operation id it attaches to each response maps back to the contract's
+    /// path. `spec_yaml` is the service's served spec.
+    pub fn with_openapi(mut self, spec_yaml: &str) -> Self {
+        let mut ops = HashMap::new();
+        if let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(spec_yaml)
+            && let Some(paths) = doc.get("paths").and_then(|p| p.as_mapping()) {
+                for (path, item) in paths {
+                    let (Some(path), Some(item)) = (path.as_str(), item.as_mapping()) else { continue };
+                    for op in item.values() {
+                        if let Some(id) = op.get("operationId").and_then(|v| v.as_str()) {
+                            ops.insert(id.to_owned(), path.to_owned());
+                        }
+                    }
+                }
+            }
+        self.operations = Arc::new(ops);
+        self
     }
 }
 
@@ -33,13 +59,14 @@ impl<E: Endpoint> Middleware<E> for ServerTelemetry {
     type Output = ServerTelemetryEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        ServerTelemetryEndpoint { inner: ep, metrics: self.metrics.clone() }
+        ServerTelemetryEndpoint { inner: ep, metrics: self.metrics.clone(), operations: self.operations.clone() }
     }
 }
 
 pub struct ServerTelemetryEndpoint<E> {
     inner: E,
     metrics: Arc<StandardMetrics>,
+    operations: Arc<HashMap<String, String>>,
 }
 
 /// poem writes path parameters as `:id`; the route label and `http.route`
@@ -77,19 +104,25 @@ impl<E: Endpoint> Endpoint for ServerTelemetryEndpoint<E> {
         // A health probe or scrape is not worth a trace, but still counts in RED.
         let start = Instant::now();
         let result = self.inner.call(req).instrument(span.clone()).await;
-        let (resp, pattern) = match result {
+        let (resp, pattern, operation) = match result {
             Ok(out) => {
                 let resp = out.into_response();
                 let pattern = resp.data::<PathPattern>().map(|p| p.0.clone());
-                (resp, pattern)
+                let op = resp.data::<OperationId>().map(|o| o.0);
+                (resp, pattern, op)
             }
             Err(err) => {
                 let pattern = err.data::<PathPattern>().map(|p| p.0.clone());
-                (err.into_response(), pattern)
+                let op = err.data::<OperationId>().map(|o| o.0);
+                (err.into_response(), pattern, op)
             }
         };
         let elapsed = start.elapsed().as_secs_f64();
-        let route = pattern.map(|p: Arc<str>| route_template(&p)).unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+        let route = match operation.and_then(|op| self.operations.get(op)) {
+            Some(template) => template.clone(),
+            // An empty pattern: a nest matched its prefix but nothing inside it did.
+            None => pattern.map(|p: Arc<str>| route_template(&p)).filter(|r| !r.is_empty()).unwrap_or_else(|| UNMATCHED_ROUTE.to_owned()),
+        };
         let status = resp.status().as_u16();
         // The name is final only now that the router has matched; by now the
         // OpenTelemetry span exists (logs inside asked for its ids), so rename it there.

@@ -120,6 +120,7 @@ impl Application {
         };
         let api = api_service(state);
         let spec = api.spec_yaml();
+        let telemetry = ServerTelemetry::new(&metrics).with_openapi(&spec);
         let docs = api.swagger_ui();
         let app = Route::new()
             .nest("/", api)
@@ -129,7 +130,7 @@ impl Application {
             .nest("/health", checks.routes())
             .data(authenticator)
             .with(ProblemJson)
-            .with(ServerTelemetry::new(&metrics))
+            .with(telemetry)
             .boxed();
 
         let listener = std::net::TcpListener::bind((settings.http.host.as_str(), settings.http.port))

@@ -25,12 +25,12 @@ struct TransitionLabels {
 
 fn completion_histogram() -> Histogram {
     // Seconds; 30 is the completion SLO's threshold and must stay a bucket bound.
-    Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0].into_iter())
+    Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0])
 }
 
 fn value_histogram() -> Histogram {
     // Minor units: 1.00 .. 100 000.00 in roughly x3 steps.
-    Histogram::new([100.0, 300.0, 1_000.0, 3_000.0, 10_000.0, 30_000.0, 100_000.0, 300_000.0, 1_000_000.0, 10_000_000.0].into_iter())
+    Histogram::new([100.0, 300.0, 1_000.0, 3_000.0, 10_000.0, 30_000.0, 100_000.0, 300_000.0, 1_000_000.0, 10_000_000.0])
 }
 
 /// Business counters, registered once at start-up and shared by handles.

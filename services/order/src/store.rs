@@ -123,8 +123,8 @@ async fn create_order_tx(pool: &PgPool, o: &NewOrder<'_>, response_body: impl Fn
         .bind(&body)
         .execute(&mut *tx)
         .await;
-    if let Err(sqlx::Error::Database(db)) = &key {
-        if db.constraint() == Some("idempotency_keys_pkey") {
+    if let Err(sqlx::Error::Database(db)) = &key
+        && db.constraint() == Some("idempotency_keys_pkey") {
             tx.rollback().await?;
             return Ok(match find_idempotent(pool, o.customer_id, o.idempotency_key, o.request_hash).await? {
                 Some(Ok(body)) => Created::Replay(body),
@@ -133,7 +133,6 @@ async fn create_order_tx(pool: &PgPool, o: &NewOrder<'_>, response_body: impl Fn
                 None => anyhow::bail!("idempotency key conflicted but is not found"),
             });
         }
-    }
     key?;
     enqueue_pg(&mut tx, &outbox_message(o.event, o.topic_prefix)?).await?;
     tx.commit().await?;

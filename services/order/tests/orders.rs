@@ -179,7 +179,7 @@ async fn dead_inventory_gives_503_with_retry_after_and_opens_the_breaker() -> an
     // Threshold reached: the breaker is open and refuses without calling.
     let resp = app.place(&gil, "k-open", &[("SKU-1", 1)]).await?;
     let retry: u64 = resp.headers()["retry-after"].to_str()?.parse()?;
-    assert!(retry >= 1 && retry <= 30, "Retry-After {retry} is the breaker's remaining open time");
+    assert!((1..=30).contains(&retry), "Retry-After {retry} is the breaker's remaining open time");
     expect_problem(resp, 503, "service-unavailable").await?;
     assert_eq!(app.order_count().await?, 0, "nothing written");
     assert_eq!(app.outbox_count().await?, 0);
@@ -239,9 +239,20 @@ async fn every_4xx_is_problem_json_and_changes_nothing() -> anyhow::Result<()> {
     assert_eq!(app.get_order(&app.token("root", vec![Role::Admin]), id).await?.status(), 200, "admins see any order");
     expect_problem(app.http.get(format!("{url}?limit=0")).bearer_auth(&hal).send().await?, 422, "validation-failed").await?;
     expect_problem(app.http.get(format!("{url}?cursor=garbage")).bearer_auth(&hal).send().await?, 422, "validation-failed").await?;
-    expect_problem(app.http.post(format!("{url}/{id}/cancel")).bearer_auth(&app.customer("ivy")).send().await?, 404, "not-found").await?;
+    expect_problem(app.http.post(format!("{url}/{id}/cancel")).bearer_auth(app.customer("ivy")).send().await?, 404, "not-found").await?;
     expect_problem(app.http.get(format!("{}/nowhere", app.base)).send().await?, 404, "not-found").await?;
     assert_eq!(app.order_count().await?, 1, "only the one valid order exists");
+    // RED metrics name routes by their contract template, errors included.
+    let text = app.metrics.encode();
+    for needle in [
+        r#"method="GET",route="/orders/{id}",status_class="2xx""#,
+        r#"method="GET",route="/orders/{id}",status_class="4xx""#,
+        r#"method="POST",route="/orders",status_class="4xx""#,
+        r#"method="POST",route="/orders/{id}/cancel",status_class="4xx""#,
+        r#"route="unmatched",status_class="4xx""#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{}", text.lines().filter(|l| l.contains("http_server_request_duration_seconds_count")).collect::<Vec<_>>().join("\n"));
+    }
     assert_eq!(app.get_order(&hal, id).await?.json::<Value>().await?["status"], "PENDING", "the stranger's cancel changed nothing");
     app.stop().await
 }
@@ -303,11 +314,10 @@ async fn graceful_shutdown_loses_no_accepted_order() -> anyhow::Result<()> {
     app.shutdown.trigger();
     let mut accepted = Vec::new();
     for s in sends {
-        if let Ok(Ok(r)) = s.await {
-            if r.status() == 202 {
+        if let Ok(Ok(r)) = s.await
+            && r.status() == 202 {
                 accepted.push(r.json::<Value>().await?["id"].as_str().unwrap().to_owned());
             }
-        }
     }
     tokio::time::timeout(Duration::from_secs(30), app.running).await???;
     for id in &accepted {

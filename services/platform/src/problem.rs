@@ -532,6 +532,7 @@ impl<E: Endpoint> Endpoint for ProblemJsonEndpoint<E> {
                 // Keep the matched route template on the response, so the
                 // telemetry middleware outside labels errors by route too.
                 let pattern = err.data::<poem::PathPattern>().cloned();
+                let operation = err.data::<poem_openapi::OperationId>().copied();
                 let mut problem = problem_from_error(err);
                 if problem.0.instance.is_none() {
                     problem.0.instance = Some(path);
@@ -539,6 +540,9 @@ impl<E: Endpoint> Endpoint for ProblemJsonEndpoint<E> {
                 let mut resp = problem.to_response();
                 if let Some(p) = pattern {
                     resp.set_data(p);
+                }
+                if let Some(op) = operation {
+                    resp.set_data(op);
                 }
                 Ok(resp)
             }

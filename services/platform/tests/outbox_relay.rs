@@ -56,11 +56,10 @@ async fn read_all(topic: &str, n: usize) -> anyhow::Result<(HashMap<String, Vec<
         let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
         assert_eq!(v["key"], key, "message key is the aggregate key");
         by_key.entry(key).or_default().push(v["seq"].as_u64().unwrap());
-        if let Some(h) = msg.headers() {
-            if let Some(tp) = h.iter().find(|h| h.key == "traceparent").and_then(|h| h.value) {
+        if let Some(h) = msg.headers()
+            && let Some(tp) = h.iter().find(|h| h.key == "traceparent").and_then(|h| h.value) {
                 traceparents.push(String::from_utf8_lossy(tp).into_owned());
             }
-        }
         seen += 1;
     }
     Ok((by_key, traceparents))

@@ -1,0 +1,161 @@
+//! Inventory's side of the saga: `order.created` reserves, `order.cancelled`
+//! releases, each in ONE MySQL transaction with its dedupe row and the
+//! answering event in the outbox.
+//!
+//! # Locking strategy
+//! `order.created`, in one transaction at `READ COMMITTED`:
+//! 1. `INSERT IGNORE` the event id into `processed_events`
+//!    ([`mark_processed_mysql`]); a duplicate stops here, having done nothing.
+//!    Two deliveries of one event racing each other serialize on that key.
+//! 2. `SELECT sku, stock FROM items WHERE sku IN (...) ORDER BY sku FOR UPDATE`:
+//!    lock every item of the order, in SKU order. Orders sharing SKUs queue on
+//!    the same rows in the same order, so they cannot deadlock each other;
+//!    `READ COMMITTED` means no gap locks, so missing SKUs lock nothing.
+//! 3. If the order already has reservation rows, stop (a second
+//!    `order.created` for one order never reserves twice; the primary key
+//!    `(order_id, sku)` refuses it anyway, and that refusal is retried).
+//! 4. Decide in memory ([`crate::reservation::decide`]): all lines or none.
+//! 5. Reserve: `UPDATE items SET stock = stock - q WHERE sku = ? AND stock >= q`
+//!    and one `reservations` row per line; or reject. Then the
+//!    `inventory.reserved` / `inventory.rejected` event into the outbox. Commit.
+//!
+//! The check-and-decrement happens under the row locks, so concurrent orders
+//! for the last units see each other's effects: there is no window for
+//! oversell, and `CHECK (stock >= 0)` backs it up. `order.cancelled` locks the
+//! order's unreleased reservation rows, then their items in SKU order, adds the
+//! units back and marks the rows released, once.
+//!
+//! Deadlocks (1213), lock wait timeouts (1205) and lost connections are
+//! [`HandleError::Transient`]: the consumer loop retries the whole transaction
+//! with backoff; they never turn into a rejection.
+
+use glasshouse_contracts::{Event, InventoryRejected, InventoryReleased, InventoryReserved, NonEmpty, OrderCreated, OrderId, Payload};
+use glasshouse_platform::consumer::{HandleError, Handled, InboundMessage, MessageHandler, mark_processed_mysql};
+use glasshouse_platform::outbox::enqueue_mysql;
+use sqlx::{MySqlConnection, MySqlPool};
+
+use crate::faults::Faults;
+use crate::metrics::InventoryMetrics;
+use crate::reservation::{Decision, Outcome, Plan, decide};
+use crate::stock_low::LowStock;
+use crate::store;
+
+/// The consumer name in `processed_events`.
+pub const CONSUMER: &str = "inventory";
+
+/// The handler of `<prefix>orders.v1`.
+#[derive(Clone)]
+pub struct OrderEvents {
+    pub pool: MySqlPool,
+    pub metrics: InventoryMetrics,
+    /// See `KafkaSettings::topic_prefix`.
+    pub topic_prefix: String,
+    pub faults: Faults,
+    pub low_stock: LowStock,
+}
+
+fn db(e: sqlx::Error) -> HandleError {
+    HandleError::from_sqlx(e)
+}
+
+impl OrderEvents {
+    async fn enqueue(&self, conn: &mut MySqlConnection, event: &Event) -> Result<(), HandleError> {
+        let msg = store::outbox_message(event, &self.topic_prefix).map_err(HandleError::Permanent)?;
+        enqueue_mysql(conn, &msg).await.map_err(db)
+    }
+
+    /// Reserves every line of `order.created` or none.
+    async fn reserve(&self, event: &Event, order: OrderId, created: &OrderCreated) -> Result<Handled, HandleError> {
+        if let Err(flag) = self.faults.reservation().await {
+            return Err(HandleError::Transient(anyhow::anyhow!("injected fault ({flag}); order {order} will be retried")));
+        }
+        let plan = Plan::of_order(&created.lines).map_err(|e| HandleError::Permanent(e.into()))?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if !mark_processed_mysql(&mut tx, CONSUMER, event.id().as_uuid()).await.map_err(db)? {
+            return Ok(Handled::Duplicate);
+        }
+        let stock = store::lock_stock(&mut tx, plan.skus()).await.map_err(db)?;
+        // Checked under the item locks: another order.created for this order
+        // (a different event id, e.g. replayed by hand) that got here first has
+        // committed its rows by the time we hold the same locks.
+        if store::has_reservations(&mut tx, order).await.map_err(db)? {
+            tracing::warn!(order_id = %order, "order.created for an order that already has reservations; nothing reserved again");
+            tx.commit().await.map_err(db)?;
+            return Ok(Handled::Processed);
+        }
+        let decision = decide(&plan, &stock);
+        let answer = match &decision {
+            Decision::Reserve(lines) => {
+                store::take_stock(&mut tx, order, lines).await.map_err(|e| match &e {
+                    // The (order_id, sku) key refused a second reservation: a
+                    // twin event won a race; the retry sees its rows and stops.
+                    sqlx::Error::Database(d) if d.is_unique_violation() => {
+                        HandleError::Transient(anyhow::Error::new(e).context("order reserved concurrently by another event"))
+                    }
+                    _ => db(e),
+                })?;
+                Event::new(order, InventoryReserved { lines: lines.clone() })
+            }
+            Decision::Reject(reason) => Event::new(order, InventoryRejected { reason: reason.clone() }),
+        };
+        self.enqueue(&mut tx, &answer).await?;
+        tx.commit().await.map_err(db)?;
+
+        let outcome = decision.outcome();
+        self.metrics.reservation(outcome);
+        if outcome == Outcome::Reserved {
+            self.low_stock.changed();
+        }
+        tracing::info!(order_id = %order, lines = plan.line_count(), outcome = outcome.as_str(), "order.created handled");
+        Ok(Handled::Processed)
+    }
+
+    /// Releases the order's reservations once; emits `inventory.released` only
+    /// if something went back to stock.
+    async fn release(&self, event: &Event, order: OrderId) -> Result<Handled, HandleError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if !mark_processed_mysql(&mut tx, CONSUMER, event.id().as_uuid()).await.map_err(db)? {
+            return Ok(Handled::Duplicate);
+        }
+        let released = store::release(&mut tx, order).await.map_err(db)?;
+        let Ok(lines) = NonEmpty::new(released) else {
+            tx.commit().await.map_err(db)?;
+            tracing::info!(order_id = %order, "order.cancelled: nothing reserved to release");
+            return Ok(Handled::Processed);
+        };
+        let units: u32 = lines.iter().map(|l| l.quantity.get()).sum();
+        self.enqueue(&mut tx, &Event::new(order, InventoryReleased { lines })).await?;
+        tx.commit().await.map_err(db)?;
+        self.metrics.reservation(Outcome::Released);
+        self.low_stock.changed();
+        tracing::info!(order_id = %order, units, "order.cancelled: reservation released");
+        Ok(Handled::Processed)
+    }
+
+    /// Records the event as seen and does nothing else.
+    async fn acknowledge(&self, event: &Event) -> Result<Handled, HandleError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if !mark_processed_mysql(&mut tx, CONSUMER, event.id().as_uuid()).await.map_err(db)? {
+            return Ok(Handled::Duplicate);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(Handled::Processed)
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageHandler for OrderEvents {
+    async fn handle(&self, msg: &InboundMessage) -> Result<Handled, HandleError> {
+        let event = Event::from_slice(&msg.payload).map_err(|e| HandleError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
+        let order = event.order_id();
+        tracing::Span::current().record("messaging.message.id", event.id().to_string().as_str());
+        match event.payload() {
+            Payload::OrderCreated(created) => self.reserve(&event, order, created).await,
+            Payload::OrderCancelled(_) => self.release(&event, order).await,
+            // The order's fate is already settled here: reserved stock stays
+            // taken (confirmed) or nothing was taken (rejected).
+            Payload::OrderConfirmed(_) | Payload::OrderRejected(_) => self.acknowledge(&event).await,
+            other => Err(HandleError::Permanent(anyhow::anyhow!("inventory does not consume {}", other.event_type().as_str()))),
+        }
+    }
+}

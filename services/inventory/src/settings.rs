@@ -1,0 +1,157 @@
+//! The Inventory service's typed settings (`config/base.yaml`, then
+//! `<APP_ENVIRONMENT>.yaml`, then `APP_<SECTION>__<KEY>` variables).
+
+use std::path::PathBuf;
+
+use glasshouse_platform::auth::AuthSettings;
+use glasshouse_telemetry::TelemetryConfig;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub kafka: KafkaSettings,
+    pub auth: AuthSettings,
+    /// The `inventory_stock_low_items` gauge.
+    #[serde(default)]
+    pub stock: StockSettings,
+    /// Demo and chaos fault injection (see the crate README).
+    #[serde(default)]
+    pub faults: FaultSettings,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub host: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    /// Longest wait for in-flight requests at shutdown, milliseconds.
+    pub drain_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Holds the password: never logged.
+    pub url: SecretString,
+    pub max_connections: u32,
+    /// `innodb_lock_wait_timeout` of this service's sessions, seconds. A
+    /// reservation waits at most this long for a row lock before its
+    /// transaction fails with error 1205, which the consumer retries; the
+    /// server default (50 s) would stall a partition far longer than a retry.
+    #[serde(default = "default_lock_wait")]
+    pub lock_wait_timeout_seconds: u32,
+}
+
+fn default_lock_wait() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    /// Partitions of the topics this service creates if they are missing.
+    pub partitions: i32,
+    /// Prepended to every topic name (`orders.v1` -> `<prefix>orders.v1`), so
+    /// parallel tests or several stacks can share one broker. Empty in production.
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// Attempts at a transiently failing message (deadlock, lock timeout,
+    /// database away, injected fault) before it is dead-lettered.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_max_attempts() -> u32 {
+    8
+}
+
+impl KafkaSettings {
+    /// The full name of a contract topic.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StockSettings {
+    /// An item with `stock <= low_threshold` counts in `inventory_stock_low_items`.
+    #[serde(default = "default_low_threshold")]
+    pub low_threshold: u32,
+    /// The gauge is recomputed this often even when nothing here changed stock
+    /// (another replica may have), seconds.
+    #[serde(default = "default_low_refresh")]
+    pub low_refresh_seconds: u64,
+}
+
+fn default_low_threshold() -> u32 {
+    5
+}
+fn default_low_refresh() -> u64 {
+    15
+}
+
+impl Default for StockSettings {
+    fn default() -> Self {
+        Self { low_threshold: default_low_threshold(), low_refresh_seconds: default_low_refresh() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSettings {
+    /// The JSON flag file; absent (or no path) means every flag is off.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// How often the file's modification time is checked, milliseconds.
+    #[serde(default = "default_fault_poll")]
+    pub poll_ms: u64,
+}
+
+fn default_fault_poll() -> u64 {
+    1000
+}
+
+impl Default for FaultSettings {
+    fn default() -> Self {
+        Self { file: None, poll_ms: default_fault_poll() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glasshouse_platform::config::SettingsLoader;
+    use secrecy::ExposeSecret;
+
+    const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+
+    #[test]
+    fn the_committed_config_has_the_fixed_points() {
+        let s: Settings = SettingsLoader::with_vars(DIR, []).load().unwrap();
+        assert_eq!(s.http.port, 8082);
+        assert_eq!(s.database.url.expose_secret(), "mysql://glasshouse:glasshouse@127.0.0.1:3306/inventory");
+        assert_eq!((s.kafka.group_id.as_str(), s.kafka.topic_prefix.as_str()), ("inventory", ""));
+        assert_eq!(s.kafka.topic(glasshouse_contracts::topics::ORDERS), "orders.v1");
+        assert_eq!((s.stock.low_threshold, s.database.lock_wait_timeout_seconds, s.kafka.max_attempts), (5, 5, 8));
+        assert!(s.faults.file.is_some());
+    }
+
+    #[test]
+    fn environment_variables_override_and_typos_are_refused() {
+        let vars = [("APP_KAFKA__TOPIC_PREFIX", "t1."), ("APP_FAULTS__POLL_MS", "250"), ("APP_HTTP__PORT", "0")];
+        let s: Settings = SettingsLoader::with_vars(DIR, vars.map(|(k, v)| (k.to_owned(), v.to_owned()))).load().unwrap();
+        assert_eq!((s.kafka.topic("inventory.v1"), s.faults.poll_ms, s.http.port), ("t1.inventory.v1".to_owned(), 250, 0));
+        let typo = SettingsLoader::with_vars(DIR, [("APP_STOCK__LOW_TRESHOLD".to_owned(), "3".to_owned())]).load::<Settings>();
+        assert!(typo.is_err(), "an unknown key must not be ignored");
+    }
+}

@@ -1,0 +1,307 @@
+//! Test support: a scratch MariaDB database, a unique Kafka topic prefix and
+//! consumer group, dev JWT keys in a temp dir, and the real service started
+//! in-process on port 0 (once, or several replicas sharing one environment).
+#![allow(dead_code)] // each test file uses a different part of it
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use glasshouse_contracts::{Event, EventType, OrderId};
+use glasshouse_inventory::settings::{DatabaseSettings, FaultSettings, HttpSettings, KafkaSettings, StockSettings};
+use glasshouse_inventory::{Application, Settings};
+use glasshouse_platform::app::Shutdown;
+use glasshouse_platform::auth::dev::{DEV_AUDIENCE, DEV_ISSUER, DevClaims, SigningKey};
+use glasshouse_platform::auth::{AuthSettings, JwksSource, Role};
+use glasshouse_telemetry::Metrics;
+use glasshouse_tests::db::ScratchMySql;
+use glasshouse_tests::poll;
+use glasshouse_tests::stack::{self, KAFKA};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::MySqlPool;
+
+/// Everything the replicas of one test share.
+pub struct Env {
+    pub db: ScratchMySql,
+    /// The service's own pool settings on the scratch database.
+    pub database: DatabaseSettings,
+    pub prefix: String,
+    pub group: String,
+    pub partitions: i32,
+    pub key: SigningKey,
+    /// Holds `jwks.json` and the fault flag file.
+    pub dir: PathBuf,
+    pub faults_file: PathBuf,
+    /// `kafka.max_attempts` of the replicas.
+    pub max_attempts: u32,
+}
+
+impl Env {
+    pub async fn new(partitions: i32) -> anyhow::Result<Self> {
+        stack::require(KAFKA).await?;
+        let db = ScratchMySql::new().await?;
+        let dir = std::env::temp_dir().join(stack::unique_name("inventory-test"));
+        std::fs::create_dir_all(&dir)?;
+        let key = SigningKey::generate_es256()?;
+        std::fs::write(dir.join("jwks.json"), serde_json::to_vec(&key.jwks())?)?;
+        let database = DatabaseSettings { url: db.url.clone().into(), max_connections: 10, lock_wait_timeout_seconds: 5 };
+        Ok(Self {
+            db,
+            database,
+            prefix: format!("{}.", stack::unique_name("inv")),
+            group: stack::unique_name("inventory"),
+            partitions,
+            key,
+            faults_file: dir.join("faults.json"),
+            dir,
+            max_attempts: 8,
+        })
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            http: HttpSettings { host: "127.0.0.1".into(), port: 0, drain_ms: 2000 },
+            database: self.database.clone(),
+            kafka: KafkaSettings {
+                brokers: KAFKA.addr(),
+                group_id: self.group.clone(),
+                partitions: self.partitions,
+                topic_prefix: self.prefix.clone(),
+                max_attempts: self.max_attempts,
+            },
+            auth: AuthSettings {
+                issuer: DEV_ISSUER.into(),
+                audience: DEV_AUDIENCE.into(),
+                jwks: JwksSource::File(self.dir.join("jwks.json")),
+                leeway_seconds: 30,
+                jwks_refresh_seconds: 300,
+                jwks_min_refetch_seconds: 10,
+            },
+            stock: StockSettings { low_threshold: 5, low_refresh_seconds: 1 },
+            faults: FaultSettings { file: Some(self.faults_file.clone()), poll_ms: 50 },
+            telemetry: Default::default(),
+        }
+    }
+
+    /// Starts one replica.
+    pub async fn start(&self) -> anyhow::Result<Running> {
+        let metrics = Metrics::new("inventory");
+        let app = Application::build(self.settings(), metrics.clone()).await?;
+        let port = app.port();
+        let shutdown = app.shutdown_handle();
+        let task = tokio::spawn(app.run_until_stopped());
+        Ok(Running { base: format!("http://127.0.0.1:{port}"), shutdown, metrics, task })
+    }
+
+    pub fn pool(&self) -> &MySqlPool {
+        &self.db.pool
+    }
+
+    pub fn orders_topic(&self) -> String {
+        format!("{}{}", self.prefix, glasshouse_contracts::topics::ORDERS)
+    }
+
+    pub fn inventory_topic(&self) -> String {
+        format!("{}{}", self.prefix, glasshouse_contracts::topics::INVENTORY)
+    }
+
+    pub fn token(&self, roles: Vec<Role>) -> String {
+        self.key.mint(&DevClaims::new("c-test", roles, Duration::from_secs(600))).expect("mint a dev token")
+    }
+
+    pub fn admin(&self) -> String {
+        self.token(vec![Role::Admin])
+    }
+
+    pub fn customer(&self) -> String {
+        self.token(vec![Role::Customer])
+    }
+
+    pub async fn drop(self) -> anyhow::Result<()> {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.db.drop_db().await
+    }
+}
+
+/// One running replica.
+pub struct Running {
+    pub base: String,
+    pub shutdown: Shutdown,
+    pub metrics: Metrics,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(30), self.task).await???;
+        Ok(())
+    }
+
+    /// The value of one sample line of this replica's `/metrics`, by its exact
+    /// name and labels (e.g. `inventory_reservations_total{outcome="reserved"}`).
+    pub fn sample(&self, series: &str) -> Option<f64> {
+        sample(&self.metrics.encode(), series)
+    }
+}
+
+/// The value of `series` in an OpenMetrics text, if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.split_whitespace().next()?.parse().ok()))
+}
+
+/// One environment with one replica: the usual test.
+pub struct TestApp {
+    pub env: Env,
+    pub app: Running,
+    pub http: reqwest::Client,
+}
+
+pub async fn spawn_app() -> anyhow::Result<TestApp> {
+    let env = Env::new(2).await?;
+    let app = env.start().await?;
+    Ok(TestApp { env, app, http: reqwest::Client::new() })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.base)
+    }
+
+    /// `PUT /items/{sku}` as admin; panics on anything but 200/201.
+    pub async fn put_item(&self, sku: &str, stock: i64) -> anyhow::Result<()> {
+        put_item(&self.http, &self.app.base, &self.env.admin(), sku, stock).await
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.app.stop().await?;
+        self.env.drop().await
+    }
+}
+
+pub async fn put_item(http: &reqwest::Client, base: &str, token: &str, sku: &str, stock: i64) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "name": format!("Test item {sku}"), "price": { "amount_minor": 1250, "currency": "EUR" }, "stock": stock });
+    let resp = http.put(format!("{base}/items/{sku}")).bearer_auth(token).json(&body).send().await?;
+    anyhow::ensure!(resp.status().is_success(), "PUT /items/{sku}: {} {}", resp.status(), resp.text().await?);
+    Ok(())
+}
+
+/// Stock of `sku` straight from the database.
+pub async fn stock(pool: &MySqlPool, sku: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT stock FROM items WHERE sku = ?").bind(sku).fetch_one(pool).await?)
+}
+
+/// Writes the fault flag file whole (temp file + rename), so the watcher never
+/// reads half of it.
+pub fn write_faults(path: &std::path::Path, json: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub fn producer() -> anyhow::Result<FutureProducer> {
+    Ok(ClientConfig::new().set("bootstrap.servers", KAFKA.addr()).set("enable.idempotence", "true").create()?)
+}
+
+/// Produces `event` to `topic` with key = order id, as Order's relay does.
+pub async fn send(producer: &FutureProducer, topic: &str, event: &Event) -> anyhow::Result<()> {
+    send_bytes(producer, topic, &event.key(), &event.to_vec()?).await
+}
+
+pub async fn send_bytes(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) -> anyhow::Result<()> {
+    producer
+        .send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("produce to {topic}: {e}"))?;
+    Ok(())
+}
+
+/// Reads a topic from the beginning with its own consumer group.
+pub struct TopicReader {
+    consumer: StreamConsumer,
+    pub events: Vec<Event>,
+}
+
+impl TopicReader {
+    pub fn new(topic: &str) -> anyhow::Result<Self> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", KAFKA.addr())
+            .set("group.id", stack::unique_name("reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        consumer.subscribe(&[topic])?;
+        Ok(Self { consumer, events: Vec::new() })
+    }
+
+    /// Reads until `done(all events so far)` holds, or fails after `timeout`
+    /// saying what it had.
+    pub async fn until(&mut self, what: &str, timeout: Duration, done: impl Fn(&[Event]) -> bool) -> anyhow::Result<&[Event]> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&self.events) {
+            let msg = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(m) => m?,
+                Err(_) => anyhow::bail!("timed out after {timeout:?} waiting for {what}; got {} events: {:?}", self.events.len(), summary(&self.events)),
+            };
+            let event = Event::from_slice(msg.payload().unwrap_or_default())?;
+            anyhow::ensure!(msg.key() == Some(event.key().as_bytes()), "message key is not the order id");
+            self.events.push(event);
+        }
+        Ok(&self.events)
+    }
+
+    /// The events about `order`.
+    pub fn of(&self, order: OrderId) -> Vec<&Event> {
+        self.events.iter().filter(|e| e.order_id() == order).collect()
+    }
+}
+
+pub fn summary(events: &[Event]) -> Vec<String> {
+    events.iter().map(|e| format!("{} {}", e.event_type().as_str(), e.order_id())).collect()
+}
+
+pub fn count(events: &[Event], ty: EventType) -> usize {
+    events.iter().filter(|e| e.event_type() == ty).count()
+}
+
+/// Rows in the outbox: every event this service ever emitted, sent or not.
+pub async fn outbox_rows(pool: &MySqlPool, topic: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE topic = ?").bind(topic).fetch_one(pool).await?)
+}
+
+/// Waits until consumer group `group` is `Stable` with `members` members.
+pub async fn group_stable(group: &str, members: usize) -> anyhow::Result<()> {
+    let admin: rdkafka::consumer::BaseConsumer = ClientConfig::new().set("bootstrap.servers", KAFKA.addr()).create()?;
+    let admin = std::sync::Arc::new(admin);
+    let group = group.to_owned();
+    poll::until(&format!("consumer group {group} stable with {members} members"), Duration::from_secs(60), Duration::from_millis(100), || {
+        let (admin, group) = (admin.clone(), group.clone());
+        async move {
+            // GroupList is not Send: look at it on the blocking thread.
+            let stable = tokio::task::spawn_blocking(move || {
+                admin.fetch_group_list(Some(&group), Duration::from_secs(5)).map(|list| {
+                    list.groups().first().is_some_and(|g| g.state() == "Stable" && g.members().len() == members)
+                })
+            })
+            .await??;
+            Ok(stable.then_some(()))
+        }
+    })
+    .await
+}
+
+/// Polls until `probe` holds (deadline 60 s).
+pub async fn eventually<F, Fut>(what: &str, probe: F) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    poll::until(what, Duration::from_secs(60), Duration::from_millis(50), || {
+        let f = probe();
+        async move { Ok(f.await?.then_some(())) }
+    })
+    .await
+}
