@@ -123,6 +123,7 @@ impl Application {
 
         let api = api_service(store.clone());
         let spec = api.spec_yaml();
+        let telemetry = ServerTelemetry::new(&metrics).with_openapi(&spec);
         let docs = api.swagger_ui();
         let app = Route::new()
             .nest("/", api)
@@ -139,7 +140,7 @@ impl Application {
             .nest("/health", checks.routes())
             .data(authenticator)
             .with(ProblemJson)
-            .with(ServerTelemetry::new(&metrics))
+            .with(telemetry)
             .boxed();
 
         let listener =
