@@ -42,7 +42,7 @@ pub fn render() -> anyhow::Result<Vec<Rendered>> {
     catalog::all()
         .into_iter()
         .map(|(stem, json)| {
-            let mut contents = serde_json::to_string_pretty(&json)?;
+            let mut contents = serde_json::to_string_pretty(&sorted_keys(json))?;
             contents.push('\n');
             Ok(Rendered {
                 file_name: format!("{stem}.json"),
@@ -50,6 +50,22 @@ pub fn render() -> anyhow::Result<Vec<Rendered>> {
             })
         })
         .collect()
+}
+
+/// The same JSON with every object's keys in sorted order. serde_json keeps
+/// insertion order when any crate in the build enables its `preserve_order`
+/// feature (feature unification in a workspace build) and sorts otherwise;
+/// sorting here makes the generated files identical either way.
+fn sorted_keys(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted_keys(v))).collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sorted_keys).collect()),
+        other => other,
+    }
 }
 
 /// Where the dashboards live under a repository root.
