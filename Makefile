@@ -12,7 +12,7 @@ demo: up
 	@bash deploy/local/demo.sh
 
 test: up
-	cargo test --workspace --locked -- --test-threads=$(TEST_THREADS)
+	cargo test --workspace --locked --no-fail-fast -- --test-threads=$(TEST_THREADS)
 
 up:
 	@$(STACK) up
