@@ -6,16 +6,12 @@ use std::time::Duration;
 
 use glasshouse_platform::app::{Shutdown, serve};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::consumer::{ConsumerConfig, ConsumerLoop, ensure_topics};
+use glasshouse_platform::service::{http_app, kafka_check, report_pool, sql_check};
+use glasshouse_platform::consumer::{ConsumerLoop, ensure_topics};
 use glasshouse_platform::outbox::{OutboxDb, Relay, RelayConfig};
-use glasshouse_platform::problem::ProblemJson;
 use glasshouse_telemetry::Metrics;
-use glasshouse_telemetry::health::{FnCheck, HealthChecks};
-use glasshouse_telemetry::http::{ServerTelemetry, metrics_endpoint};
-use poem::{EndpointExt, Route};
+use glasshouse_telemetry::health::HealthChecks;
 use poem_openapi::OpenApiService;
-use rdkafka::ClientConfig;
-use rdkafka::producer::FutureProducer;
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlPoolOptions;
 
@@ -90,13 +86,7 @@ impl Application {
         let state = Arc::new(ApiState { pool: pool.clone(), faults: faults.clone(), low_stock: low_stock.clone() });
         let authenticator = Authenticator::from_settings(&settings.auth).await?;
 
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &k.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", "10000")
-            .create()?;
+        let producer = k.producer()?;
         let relay = Relay::new(OutboxDb::MySql(pool.clone()), producer.clone(), metrics.standard.clone(), RelayConfig::default());
         let handler = OrderEvents {
             pool: pool.clone(),
@@ -105,44 +95,12 @@ impl Application {
             faults,
             low_stock: low_stock.clone(),
         };
-        let mut consumer_config = ConsumerConfig::new(&k.brokers, &k.group_id, &[&orders_topic]);
-        consumer_config.max_attempts = k.max_attempts.max(1);
-        let consumer = ConsumerLoop::new(consumer_config, Arc::new(handler), metrics.standard.clone())?;
+        let consumer = ConsumerLoop::new(k.consumer(&[&orders_topic]), Arc::new(handler), metrics.standard.clone())?;
 
-        let db = pool.clone();
-        let kafka = producer;
-        let checks = HealthChecks::new()
-            .with(FnCheck::new("mariadb", move || {
-                let db = db.clone();
-                async move { sqlx::query("SELECT 1").execute(&db).await.map(drop).map_err(|e| e.to_string()) }
-            }))
-            .with(FnCheck::new("kafka", move || {
-                let kafka = kafka.clone();
-                async move {
-                    let metadata = tokio::task::spawn_blocking(move || {
-                        use rdkafka::producer::Producer;
-                        kafka.client().fetch_metadata(None, Duration::from_secs(2)).map(drop)
-                    });
-                    metadata.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
-                }
-            }));
-        let api = api_service(state);
-        let spec = api.spec_yaml();
-        let telemetry = ServerTelemetry::new(&metrics).with_openapi(&spec);
-        let docs = api.swagger_ui();
-        let app = Route::new()
-            .nest("/", api)
-            .at("/openapi.yaml", poem::endpoint::make_sync(move |_| poem::Response::builder().content_type("application/yaml").body(spec.clone())))
-            .nest("/docs", docs)
-            .at("/metrics", metrics_endpoint(metrics.clone()))
-            .nest("/health", checks.routes())
-            .data(authenticator)
-            .with(ProblemJson)
-            .with(telemetry)
-            .boxed();
+        let checks = HealthChecks::new().with(sql_check("mariadb", pool.clone())).with(kafka_check(&k.brokers)?);
+        let app = http_app(api_service(state), checks, &metrics, authenticator);
 
-        let listener = std::net::TcpListener::bind((settings.http.host.as_str(), settings.http.port))
-            .map_err(|e| anyhow::anyhow!("bind {}:{}: {e}", settings.http.host, settings.http.port))?;
+        let listener = settings.http.bind()?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             listener,
@@ -158,7 +116,7 @@ impl Application {
             pool,
             metrics,
             shutdown: Shutdown::new(),
-            drain: Duration::from_millis(settings.http.drain_ms),
+            drain: settings.http.drain(),
         })
     }
 
@@ -201,14 +159,12 @@ impl Application {
     }
 }
 
-/// `db_pool_connections{state}`, refreshed every few seconds.
-async fn report_pool(pool: MySqlPool, metrics: Metrics, mut stop: tokio::sync::watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        let (size, idle) = (i64::from(pool.size()), pool.num_idle() as i64);
-        metrics.standard.set_db_pool(idle, size - idle);
-        tokio::select! {
-            _ = stop.changed() => {}
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
+impl glasshouse_platform::app::Service for Application {
+    fn shutdown_handle(&self) -> Shutdown {
+        Application::shutdown_handle(self)
+    }
+
+    fn run_until_stopped(self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
+        Application::run_until_stopped(self)
     }
 }

@@ -60,7 +60,7 @@ fn db(e: sqlx::Error) -> HandleError {
 
 impl OrderEvents {
     async fn enqueue(&self, conn: &mut MySqlConnection, event: &Event) -> Result<(), HandleError> {
-        let msg = store::outbox_message(event, &self.topic_prefix).map_err(HandleError::Permanent)?;
+        let msg = glasshouse_platform::outbox::OutboxMessage::from_event(event, &self.topic_prefix).map_err(HandleError::Permanent)?;
         enqueue_mysql(conn, &msg).await.map_err(db)
     }
 

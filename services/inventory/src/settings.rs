@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use glasshouse_platform::auth::AuthSettings;
+pub use glasshouse_platform::settings::{HttpSettings, KafkaSettings};
 use glasshouse_telemetry::TelemetryConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -25,15 +26,6 @@ pub struct Settings {
     pub telemetry: TelemetryConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSettings {
-    pub host: String,
-    /// 0 picks a free port (tests).
-    pub port: u16,
-    /// Longest wait for in-flight requests at shutdown, milliseconds.
-    pub drain_ms: u64,
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,33 +45,8 @@ fn default_lock_wait() -> u32 {
     5
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSettings {
-    pub brokers: String,
-    pub group_id: String,
-    /// Partitions of the topics this service creates if they are missing.
-    pub partitions: i32,
-    /// Prepended to every topic name (`orders.v1` -> `<prefix>orders.v1`), so
-    /// parallel tests or several stacks can share one broker. Empty in production.
-    #[serde(default)]
-    pub topic_prefix: String,
-    /// Attempts at a transiently failing message (deadlock, lock timeout,
-    /// database away, injected fault) before it is dead-lettered.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-}
 
-fn default_max_attempts() -> u32 {
-    8
-}
 
-impl KafkaSettings {
-    /// The full name of a contract topic.
-    pub fn topic(&self, name: &str) -> String {
-        format!("{}{name}", self.topic_prefix)
-    }
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

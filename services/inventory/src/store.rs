@@ -13,8 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use glasshouse_contracts::{Event, NonEmpty, OrderId, Quantity, Sku, StockLine};
-use glasshouse_platform::outbox::OutboxMessage;
+use glasshouse_contracts::{NonEmpty, OrderId, Quantity, Sku, StockLine};
 use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlPoolOptions, MySqlRow};
 use sqlx::{Executor, MySqlConnection, MySqlPool, Row};
@@ -337,15 +336,4 @@ pub async fn release(conn: &mut MySqlConnection, order: OrderId) -> sqlx::Result
     }
     sqlx::query("UPDATE reservations SET released_at = CURRENT_TIMESTAMP(6) WHERE order_id = ? AND released_at IS NULL").bind(&order).execute(&mut *conn).await?;
     Ok(lines)
-}
-
-/// The outbox row for `event` (topic with the deployment's prefix, key = order id).
-pub fn outbox_message(event: &Event, topic_prefix: &str) -> anyhow::Result<OutboxMessage> {
-    Ok(OutboxMessage {
-        event_id: event.id().as_uuid(),
-        topic: format!("{topic_prefix}{}", event.topic()),
-        key: event.key(),
-        event_type: event.event_type().as_str().to_owned(),
-        payload: String::from_utf8(event.to_vec()?)?,
-    })
 }

@@ -6,16 +6,11 @@ use std::time::Duration;
 
 use glasshouse_platform::app::{Shutdown, serve};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::consumer::{ConsumerConfig, ConsumerLoop, ensure_topics};
-use glasshouse_platform::problem::ProblemJson;
+use glasshouse_platform::service::{http_app, kafka_check};
+use glasshouse_platform::consumer::{ConsumerLoop, ensure_topics};
 use glasshouse_telemetry::Metrics;
 use glasshouse_telemetry::health::{HealthCheck, HealthChecks};
-use glasshouse_telemetry::http::{ServerTelemetry, metrics_endpoint};
-use poem::{EndpointExt, Route};
 use poem_openapi::OpenApiService;
-use rdkafka::ClientConfig;
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 
 use crate::api::NotificationApi;
 use crate::events::OrderEvents;
@@ -59,29 +54,6 @@ impl HealthCheck for MongoCheck {
     }
 }
 
-/// `/health/ready`: a Kafka broker answers a metadata request.
-struct KafkaCheck(Arc<AdminClient<DefaultClientContext>>);
-
-#[async_trait::async_trait]
-impl HealthCheck for KafkaCheck {
-    fn name(&self) -> &str {
-        "kafka"
-    }
-    async fn check(&self) -> Result<(), String> {
-        let admin = self.0.clone();
-        // librdkafka's metadata call blocks: keep it off the async workers.
-        tokio::task::spawn_blocking(move || {
-            admin
-                .inner()
-                .fetch_metadata(None, Duration::from_secs(2))
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?
-    }
-}
-
 /// A built, not yet running, Notification service.
 pub struct Application {
     listener: std::net::TcpListener,
@@ -107,47 +79,17 @@ impl Application {
         let notification_metrics = NotificationMetrics::register(&metrics);
         let authenticator = Authenticator::from_settings(&settings.auth).await?;
         let consumer = ConsumerLoop::new(
-            ConsumerConfig::new(&k.brokers, &k.group_id, &[&orders_topic]),
+            k.consumer(&[&orders_topic]),
             Arc::new(OrderEvents {
                 store: store.clone(),
                 metrics: notification_metrics,
             }),
             metrics.standard.clone(),
         )?;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &k.brokers)
-            .create()?;
-        let checks = HealthChecks::new()
-            .with(MongoCheck(store.clone()))
-            .with(KafkaCheck(Arc::new(admin)));
+        let checks = HealthChecks::new().with(MongoCheck(store.clone())).with(kafka_check(&k.brokers)?);
+        let app = http_app(api_service(store.clone()), checks, &metrics, authenticator);
 
-        let api = api_service(store.clone());
-        let spec = api.spec_yaml();
-        let telemetry = ServerTelemetry::new(&metrics).with_openapi(&spec);
-        let docs = api.swagger_ui();
-        let app = Route::new()
-            .nest("/", api)
-            .at(
-                "/openapi.yaml",
-                poem::endpoint::make_sync(move |_| {
-                    poem::Response::builder()
-                        .content_type("application/yaml")
-                        .body(spec.clone())
-                }),
-            )
-            .nest("/docs", docs)
-            .at("/metrics", metrics_endpoint(metrics.clone()))
-            .nest("/health", checks.routes())
-            .data(authenticator)
-            .with(ProblemJson)
-            .with(telemetry)
-            .boxed();
-
-        let listener =
-            std::net::TcpListener::bind((settings.http.host.as_str(), settings.http.port))
-                .map_err(|e| {
-                    anyhow::anyhow!("bind {}:{}: {e}", settings.http.host, settings.http.port)
-                })?;
+        let listener = settings.http.bind()?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             listener,
@@ -198,5 +140,15 @@ impl Application {
             tracing::error!(error = %format!("{e:#}"), "consumer stopped with an error");
         }
         served.map_err(Into::into)
+    }
+}
+
+impl glasshouse_platform::app::Service for Application {
+    fn shutdown_handle(&self) -> Shutdown {
+        Application::shutdown_handle(self)
+    }
+
+    fn run_until_stopped(self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
+        Application::run_until_stopped(self)
     }
 }

@@ -6,17 +6,13 @@ use std::time::Duration;
 
 use glasshouse_platform::app::{Shutdown, serve};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::consumer::{ConsumerConfig, ConsumerLoop, ensure_topics};
+use glasshouse_platform::consumer::{ConsumerLoop, ensure_topics};
 use glasshouse_platform::http_client::ServiceClient;
 use glasshouse_platform::outbox::{OutboxDb, Relay, RelayConfig};
-use glasshouse_platform::problem::ProblemJson;
+use glasshouse_platform::service::{http_app, kafka_check, report_pool, sql_check};
 use glasshouse_telemetry::Metrics;
-use glasshouse_telemetry::health::{FnCheck, HealthChecks};
-use glasshouse_telemetry::http::{ServerTelemetry, metrics_endpoint};
-use poem::{EndpointExt, Route};
+use glasshouse_telemetry::health::HealthChecks;
 use poem_openapi::OpenApiService;
-use rdkafka::ClientConfig;
-use rdkafka::producer::FutureProducer;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 
@@ -84,59 +80,19 @@ impl Application {
         });
         let authenticator = Authenticator::from_settings(&settings.auth).await?;
 
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &k.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", "10000")
-            .create()?;
+        let producer = k.producer()?;
         let relay = Relay::new(OutboxDb::Postgres(pool.clone()), producer.clone(), metrics.standard.clone(), RelayConfig::default());
         let consumer = ConsumerLoop::new(
-            ConsumerConfig::new(&k.brokers, &k.group_id, &[&inventory_topic]),
+            k.consumer(&[&inventory_topic]),
             Arc::new(InventoryEvents { pool: pool.clone(), metrics: order_metrics, topic_prefix: k.topic_prefix.clone() }),
             metrics.standard.clone(),
         )?;
+        let checks = HealthChecks::new().with(sql_check("postgres", pool.clone())).with(kafka_check(&k.brokers)?);
+        let app = http_app(api_service(state), checks, &metrics, authenticator);
 
-        let checks = {
-            let db = pool.clone();
-            let kafka = producer.clone();
-            HealthChecks::new()
-                .with(FnCheck::new("postgres", move || {
-                    let db = db.clone();
-                    async move { sqlx::query("SELECT 1").execute(&db).await.map(|_| ()).map_err(|e| e.to_string()) }
-                }))
-                .with(FnCheck::new("kafka", move || {
-                    let kafka = kafka.clone();
-                    async move {
-                        tokio::task::spawn_blocking(move || {
-                            use rdkafka::producer::Producer;
-                            kafka.client().fetch_metadata(None, Duration::from_secs(2)).map(|_| ()).map_err(|e| e.to_string())
-                        })
-                        .await
-                        .map_err(|e| e.to_string())?
-                    }
-                }))
-        };
-        let api = api_service(state);
-        let spec = api.spec_yaml();
-        let telemetry = ServerTelemetry::new(&metrics).with_openapi(&spec);
-        let docs = api.swagger_ui();
-        let app = Route::new()
-            .nest("/", api)
-            .at("/openapi.yaml", poem::endpoint::make_sync(move |_| poem::Response::builder().content_type("application/yaml").body(spec.clone())))
-            .nest("/docs", docs)
-            .at("/metrics", metrics_endpoint(metrics.clone()))
-            .nest("/health", checks.routes())
-            .data(authenticator)
-            .with(ProblemJson)
-            .with(telemetry)
-            .boxed();
-
-        let listener = std::net::TcpListener::bind((settings.http.host.as_str(), settings.http.port))
-            .map_err(|e| anyhow::anyhow!("bind {}:{}: {e}", settings.http.host, settings.http.port))?;
+        let listener = settings.http.bind()?;
         let port = listener.local_addr()?.port();
-        Ok(Self { listener, port, app, relay, consumer, pool, metrics, shutdown: Shutdown::new(), drain: Duration::from_millis(settings.http.drain_ms) })
+        Ok(Self { listener, port, app, relay, consumer, pool, metrics, shutdown: Shutdown::new(), drain: settings.http.drain() })
     }
 
     pub fn port(&self) -> u16 {
@@ -154,7 +110,7 @@ impl Application {
         let Self { listener, app, relay, consumer, pool, metrics, shutdown, drain, .. } = self;
         let relay_task = tokio::spawn(relay.run(shutdown.subscribe()));
         let consumer_task = tokio::spawn(consumer.run(shutdown.subscribe()));
-        let pool_task = tokio::spawn(report_pool(pool.clone(), metrics, shutdown.clone()));
+        let pool_task = tokio::spawn(report_pool(pool.clone(), metrics, shutdown.subscribe()));
         tracing::info!(port = listener.local_addr()?.port(), "order service listening");
         let served = serve(listener, app, shutdown.clone(), drain).await;
         // The server returns on shutdown (or a fatal accept error): stop the rest too.
@@ -169,16 +125,12 @@ impl Application {
     }
 }
 
-/// `db_pool_connections{state}` every few seconds.
-async fn report_pool(pool: sqlx::PgPool, metrics: Metrics, shutdown: Shutdown) {
-    let mut rx = shutdown.subscribe();
-    loop {
-        let idle = pool.num_idle() as i64;
-        metrics.standard.set_db_pool(idle, i64::from(pool.size()) - idle);
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            _ = rx.changed() => return,
-        }
+impl glasshouse_platform::app::Service for Application {
+    fn shutdown_handle(&self) -> Shutdown {
+        Application::shutdown_handle(self)
+    }
+
+    fn run_until_stopped(self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
+        Application::run_until_stopped(self)
     }
 }
-

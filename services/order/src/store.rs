@@ -134,20 +134,11 @@ async fn create_order_tx(pool: &PgPool, o: &NewOrder<'_>, response_body: impl Fn
             });
         }
     key?;
-    enqueue_pg(&mut tx, &outbox_message(o.event, o.topic_prefix)?).await?;
+    enqueue_pg(&mut tx, &OutboxMessage::from_event(o.event, o.topic_prefix)?).await?;
     tx.commit().await?;
     Ok(Created::New(order))
 }
 
-pub fn outbox_message(event: &Event, topic_prefix: &str) -> anyhow::Result<OutboxMessage> {
-    Ok(OutboxMessage {
-        event_id: event.id().as_uuid(),
-        topic: format!("{topic_prefix}{}", event.topic()),
-        key: event.key(),
-        event_type: event.event_type().as_str().to_owned(),
-        payload: String::from_utf8(event.to_vec()?)?,
-    })
-}
 
 pub async fn get_order(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<StoredOrder>> {
     async {
@@ -285,7 +276,7 @@ async fn apply_q(
                 .execute(&mut *conn)
                 .await?;
             if let Some(ev) = make_event(&order, to)? {
-                enqueue_pg(conn, &outbox_message(&ev, topic_prefix)?).await?;
+                enqueue_pg(conn, &OutboxMessage::from_event(&ev, topic_prefix)?).await?;
             }
             Ok(Applied::Moved { from: order.status, to, created_at: order.created_at })
         }

@@ -76,6 +76,43 @@ impl Shutdown {
     }
 }
 
+/// What `main` needs of a built service.
+pub trait Service: Sized + Send + 'static {
+    fn shutdown_handle(&self) -> Shutdown;
+    fn run_until_stopped(self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// The body of every service's `main`: settings from `config_dir` (exit 64
+/// naming the key when invalid), telemetry for `name`, build, run until
+/// SIGTERM/SIGINT, then flush telemetry, whatever happened.
+pub async fn run_main<S, A, B, Fut>(
+    name: &str,
+    config_dir: &str,
+    telemetry_of: impl FnOnce(&S) -> &glasshouse_telemetry::TelemetryConfig,
+    build: B,
+) -> anyhow::Result<()>
+where
+    S: serde::de::DeserializeOwned,
+    A: Service,
+    B: FnOnce(S, glasshouse_telemetry::Metrics) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<A>>,
+{
+    let settings: S = crate::config::load_or_exit(config_dir);
+    let telemetry = glasshouse_telemetry::init(name, telemetry_of(&settings))?;
+    let app = match build(settings, telemetry.metrics().clone()).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), service = name, "failed to start");
+            telemetry.shutdown().await;
+            return Err(e);
+        }
+    };
+    app.shutdown_handle().on_signals();
+    let result = app.run_until_stopped().await;
+    telemetry.shutdown().await;
+    result
+}
+
 /// Serves `app` on an already bound listener until `shutdown`, then waits up
 /// to `drain` for in-flight requests to finish.
 pub async fn serve<E>(listener: std::net::TcpListener, app: E, shutdown: Shutdown, drain: Duration) -> std::io::Result<()>

@@ -9,6 +9,8 @@
 //! - [`app`]: the shutdown signal and the draining HTTP server each service's
 //!   `Application::run_until_stopped()` is built from.
 //! - [`backoff`]: exponential backoff with full jitter for every retry loop.
+//! - [`service`]: the HTTP surface, readiness checks and pool gauge every service assembles.
+//! - [`settings`]: the `http` and `kafka` settings sections every service shares.
 //! - [`migrations`]: the platform's tables (`outbox`, `processed_events`) for both dialects.
 //! - [`problem`]: RFC 9457 problem+json errors with a stable `type` URI per error,
 //!   opaque logged 500s, and the [`problem::ProblemJson`] middleware.
@@ -31,3 +33,5 @@ pub mod http_client;
 pub mod migrations;
 pub mod outbox;
 pub mod problem;
+pub mod service;
+pub mod settings;

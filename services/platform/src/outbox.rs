@@ -47,6 +47,20 @@ pub struct OutboxMessage {
     pub payload: String,
 }
 
+impl OutboxMessage {
+    /// The outbox row for a contract event: its id, its topic (under
+    /// `topic_prefix`, see `KafkaSettings::topic_prefix`), keyed by order id.
+    pub fn from_event(event: &glasshouse_contracts::Event, topic_prefix: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            event_id: event.id().as_uuid(),
+            topic: format!("{topic_prefix}{}", event.topic()),
+            key: event.key(),
+            event_type: event.event_type().as_str().to_owned(),
+            payload: String::from_utf8(event.to_vec()?)?,
+        })
+    }
+}
+
 /// Inserts `msg` in the caller's PostgreSQL transaction, with the current trace context.
 pub async fn enqueue_pg(conn: &mut sqlx::PgConnection, msg: &OutboxMessage) -> sqlx::Result<()> {
     let span = glasshouse_telemetry::db::client_span("postgresql", "INSERT", "outbox", "");

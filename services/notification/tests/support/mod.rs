@@ -57,6 +57,7 @@ pub fn test_settings(jwks: PathBuf) -> Settings {
             // after the ones produced before it", whatever their keys.
             partitions: 1,
             topic_prefix: format!("{}.", stack::unique_name("t")),
+            max_attempts: 8,
         },
         auth: AuthSettings {
             issuer: DEV_ISSUER.into(),
