@@ -3,7 +3,6 @@
 //! own) and a catalog service on loopback.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use glasshouse_order::{Application, Settings};
@@ -11,56 +10,74 @@ use glasshouse_platform::app::Shutdown;
 use glasshouse_platform::auth::Role;
 use glasshouse_platform::auth::dev::{DEV_AUDIENCE, DEV_ISSUER, DevClaims, SigningKey};
 use glasshouse_telemetry::Metrics;
-use glasshouse_tests::db::ScratchPg;
+use glasshouse_tests::db::{ScratchMySql, ScratchPg};
 use glasshouse_tests::poll;
 use glasshouse_tests::stack::{self, KAFKA};
-use poem::web::Query;
-use poem::{EndpointExt, Route, get, handler};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-/// A catalog on loopback that answers Inventory's `GET /items?skus=` contract
-/// from a fixed price list.
-///
-/// Stand-in: the Order tests exercise Order's own rules; the real Inventory
-/// service answers the same contract in the end-to-end tests under `tests/`.
+/// The real Inventory service, in-process, as Order's catalog: its own
+/// scratch MariaDB database, items put through its admin API. It listens on a
+/// topic prefix of its own, so it never reacts to the events an Order test
+/// produces by hand; the saga with both services is in `tests/tests/saga.rs`.
 pub struct Catalog {
     pub url: String,
-    task: tokio::task::JoinHandle<()>,
+    shutdown: Shutdown,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    db: Option<ScratchMySql>,
+    _dir: tempdir::Dir,
 }
 
 impl Drop for Catalog {
     fn drop(&mut self) {
-        self.task.abort();
+        self.shutdown.trigger();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        if let Some(db) = self.db.take() {
+            // The scratch database goes too; dropping needs async, so on a thread of its own.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    let _ = rt.block_on(db.drop_db());
+                }
+            })
+            .join();
+        }
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ItemsQuery {
-    skus: String,
-}
-
-#[handler]
-fn items(Query(q): Query<ItemsQuery>, prices: poem::web::Data<&BTreeMap<String, (i64, String)>>) -> poem::web::Json<serde_json::Value> {
-    let items: Vec<_> = q
-        .skus
-        .split(',')
-        .filter_map(|s| prices.get(s).map(|(amount, cur)| serde_json::json!({ "sku": s, "name": s, "price": { "amount_minor": amount, "currency": cur }, "stock": 100 })))
-        .collect();
-    poem::web::Json(serde_json::json!({ "items": items, "next_cursor": null }))
-}
-
 pub async fn catalog(prices: &[(&str, i64, &str)]) -> anyhow::Result<Catalog> {
-    let map: BTreeMap<String, (i64, String)> = prices.iter().map(|(s, a, c)| ((*s).to_owned(), (*a, (*c).to_owned()))).collect();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let app = Route::new().at("/items", get(items)).data(map);
-    let task = tokio::spawn(async move {
-        let _ = glasshouse_platform::app::serve(listener, app, Shutdown::new(), Duration::from_secs(1)).await;
-    });
-    Ok(Catalog { url, task })
+    stack::require(KAFKA).await?;
+    let db = ScratchMySql::new().await?;
+    let key = SigningKey::generate_es256()?;
+    let dir = std::env::temp_dir().join(stack::unique_name("catalog"));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("jwks.json"), serde_json::to_string(&key.jwks())?)?;
+    let settings: glasshouse_inventory::Settings = serde_json::from_value(serde_json::json!({
+        "http": { "host": "127.0.0.1", "port": 0, "drain_ms": 1000 },
+        "database": { "url": db.url, "max_connections": 5 },
+        "kafka": { "brokers": KAFKA.addr(), "group_id": stack::unique_name("catalog"), "partitions": 1,
+                   "topic_prefix": format!("{}.", stack::unique_name("catalog")) },
+        "auth": { "issuer": DEV_ISSUER, "audience": DEV_AUDIENCE, "jwks": { "file": dir.join("jwks.json") } },
+    }))?;
+    let app = glasshouse_inventory::Application::build(settings, Metrics::new("inventory")).await?;
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    let admin = key.mint(&DevClaims::new("catalog-admin", vec![Role::Admin], Duration::from_secs(600)))?;
+    let http = reqwest::Client::new();
+    for (sku, amount, currency) in prices {
+        let resp = http
+            .put(format!("{url}/items/{sku}"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({ "name": format!("{sku} item"), "price": { "amount_minor": amount, "currency": currency }, "stock": 100 }))
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status().is_success(), "put {sku} into the catalog: {}", resp.text().await?);
+    }
+    Ok(Catalog { url, shutdown, task: Some(task), db: Some(db), _dir: tempdir::Dir(dir) })
 }
 
 /// A running Order service.
