@@ -88,7 +88,7 @@ fn overview() -> Value {
             "percentunit",
             vec![prom(
                 &format!(
-                    r#"sum by (service) (rate(http_server_request_duration_seconds_count{{status_class="5xx"}}[{RATE}])) / sum by (service) (rate(http_server_request_duration_seconds_count[{RATE}]))"#
+                    r#"(sum by (service) (rate(http_server_request_duration_seconds_count{{status_class="5xx"}}[{RATE}])) or 0 * sum by (service) (rate(http_server_request_duration_seconds_count[{RATE}]))) / sum by (service) (rate(http_server_request_duration_seconds_count[{RATE}]))"#
                 ),
                 "{{service}}",
             )],
@@ -230,7 +230,7 @@ fn service(s: &Service) -> Value {
             "percentunit",
             vec![prom(
                 &format!(
-                    r#"sum by (method, route) (rate(http_server_request_duration_seconds_count{{{sel},status_class="5xx"}}[{RATE}])) / sum by (method, route) (rate(http_server_request_duration_seconds_count{{{sel}}}[{RATE}]))"#
+                    r#"(sum by (method, route) (rate(http_server_request_duration_seconds_count{{{sel},status_class="5xx"}}[{RATE}])) or 0 * sum by (method, route) (rate(http_server_request_duration_seconds_count{{{sel}}}[{RATE}]))) / sum by (method, route) (rate(http_server_request_duration_seconds_count{{{sel}}}[{RATE}]))"#
                 ),
                 "{{method}} {{route}}",
             )],
@@ -393,10 +393,14 @@ fn service(s: &Service) -> Value {
     d = d
         .row("Database pool and telemetry")
         .panel(
-            timeseries("DB pool connections", "short", vec![prom(&format!("sum by (state) (db_pool_connections{{{sel}}})"), "{{state}}")])
-                .w(12)
-                .stacked()
-                .desc("in_use at the pool size means requests queue for a connection."),
+            {
+                let pool = timeseries("DB pool connections", "short", vec![prom(&format!("sum by (state) (db_pool_connections{{{sel}}})"), "{{state}}")])
+                    .w(12)
+                    .stacked()
+                    .desc("in_use at the pool size means requests queue for a connection.");
+                // The MongoDB driver does not expose its pool: Notification never reports it.
+                if svc == "notification" { pool.empty_when_healthy("the MongoDB driver exposes no pool gauge") } else { pool }
+            },
         )
         .panel(
             timeseries(
@@ -682,7 +686,7 @@ fn loadtest() -> Value {
             "percentunit",
             vec![prom(
                 &format!(
-                    r#"sum by (service) (rate(http_server_request_duration_seconds_count{{status_class="5xx"}}[{RATE}])) / sum by (service) (rate(http_server_request_duration_seconds_count[{RATE}]))"#
+                    r#"(sum by (service) (rate(http_server_request_duration_seconds_count{{status_class="5xx"}}[{RATE}])) or 0 * sum by (service) (rate(http_server_request_duration_seconds_count[{RATE}]))) / sum by (service) (rate(http_server_request_duration_seconds_count[{RATE}]))"#
                 ),
                 "{{service}}",
             )],
