@@ -12,6 +12,7 @@ demo: up
 	@bash deploy/local/demo.sh
 
 test: up
+	@deploy/local/test-tools.sh
 	cargo test --workspace --locked --no-fail-fast -- --test-threads=$(TEST_THREADS)
 
 up:
