@@ -1,0 +1,532 @@
+//! The JSON summary (schema `glasshouse-loadtest/summary`, version 1; documented
+//! field by field in loadtest/README.md) and threshold evaluation.
+//!
+//! The summary is the single source of the reports: the HTML report is
+//! rendered from it alone (see [`crate::html`]), so what the page shows and
+//! what CI reads cannot disagree.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Load};
+use crate::stats::{Outcome, Results, SlowRequest};
+use crate::threshold::{Metric, Stat, Threshold};
+
+/// `schema` value of every summary.
+pub const SCHEMA: &str = "glasshouse-loadtest/summary";
+/// Bumped on any incompatible change of the summary's fields.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Latency statistics in milliseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+/// The whole run, as written to `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: String,
+    pub schema_version: u32,
+    pub scenario: String,
+    pub description: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_s: f64,
+    pub interrupted: bool,
+    pub load: LoadSummary,
+    pub latency_origin: String,
+    pub targets: BTreeMap<String, String>,
+    pub totals: Totals,
+    pub http_req_duration_ms: Option<Percentiles>,
+    pub iteration_duration_ms: Option<Percentiles>,
+    pub scheduling_lag_ms: Option<Percentiles>,
+    pub steps: Vec<StepSummary>,
+    pub checks: Vec<CheckSummary>,
+    pub counters: BTreeMap<String, u64>,
+    pub thresholds: Vec<ThresholdResult>,
+    pub thresholds_passed: bool,
+    pub slowest: Vec<SlowSummary>,
+    pub timeseries: TimeSeries,
+    pub warnings: Vec<String>,
+    pub exit_code: i32,
+}
+
+/// The workload model as run (after CLI overrides).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadSummary {
+    pub model: String,
+    pub rate: Option<f64>,
+    pub start_rate: Option<f64>,
+    pub stages: Vec<StageSummary>,
+    pub vus: Option<u32>,
+    pub duration_s: f64,
+    pub max_in_flight: Option<u32>,
+    pub graceful_stop_s: f64,
+}
+
+/// One ramp stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageSummary {
+    pub duration_s: f64,
+    pub target: f64,
+}
+
+/// Run-wide counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Totals {
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub throughput_rps: f64,
+    pub iterations_started: u64,
+    pub iterations_completed: u64,
+    pub iterations_failed: u64,
+    pub iterations_interrupted: u64,
+    pub dropped_iterations: u64,
+    pub checks_passed: u64,
+    pub checks_failed: u64,
+    pub check_failure_rate: f64,
+}
+
+/// Per-step results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepSummary {
+    pub name: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub throughput_rps: f64,
+    pub latency_ms: Option<Percentiles>,
+    pub outcomes: BTreeMap<String, u64>,
+    pub status_codes: BTreeMap<String, u64>,
+    pub error_examples: BTreeMap<String, String>,
+    pub slowest: Vec<SlowSummary>,
+}
+
+/// A slow request with the link to its trace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlowSummary {
+    pub step: String,
+    pub latency_ms: f64,
+    pub trace_id: String,
+    pub trace_url: String,
+    pub status: Option<u16>,
+    pub outcome: String,
+    pub at_s: f64,
+}
+
+/// Pass/fail counts of one check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckSummary {
+    pub step: String,
+    pub name: String,
+    pub passes: u64,
+    pub fails: u64,
+}
+
+/// One evaluated threshold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    pub expression: String,
+    pub metric: String,
+    pub step: Option<String>,
+    pub stat: String,
+    pub op: String,
+    pub limit: f64,
+    pub unit: String,
+    pub observed: Option<f64>,
+    pub passed: bool,
+}
+
+/// Latency and throughput per time bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TimeSeries {
+    pub interval_s: f64,
+    pub points: Vec<Point>,
+}
+
+/// One bucket of the time series (by response end time; starts/drops by intended time).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Point {
+    pub t_s: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub rps: f64,
+    pub iterations_started: u64,
+    pub dropped: u64,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub steps: BTreeMap<String, StepPoint>,
+}
+
+/// One step within a bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepPoint {
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// Facts about the run that are not in [`Results`].
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// Wall time from the first scheduled start to the end of the drain.
+    pub elapsed: Duration,
+    pub interrupted: bool,
+    pub iterations_interrupted: u64,
+    pub warnings: Vec<String>,
+}
+
+fn ms<T: hdrhistogram::Counter>(h: &Histogram<T>, q: f64) -> f64 {
+    round3(h.value_at_quantile(q) as f64 / 1000.0)
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+fn percentiles(h: &Histogram<u64>) -> Option<Percentiles> {
+    if h.is_empty() {
+        return None;
+    }
+    Some(Percentiles {
+        count: h.len(),
+        min: round3(h.min() as f64 / 1000.0),
+        mean: round3(h.mean() / 1000.0),
+        p50: ms(h, 0.5),
+        p90: ms(h, 0.9),
+        p95: ms(h, 0.95),
+        p99: ms(h, 0.99),
+        p99_9: ms(h, 0.999),
+        max: round3(h.max() as f64 / 1000.0),
+    })
+}
+
+fn stat_of(h: &Histogram<u64>, stat: Stat) -> Option<f64> {
+    if h.is_empty() {
+        return None;
+    }
+    Some(match stat {
+        Stat::Quantile(q) => ms(h, q),
+        Stat::Max => round3(h.max() as f64 / 1000.0),
+        Stat::Min => round3(h.min() as f64 / 1000.0),
+        Stat::Mean => round3(h.mean() / 1000.0),
+        Stat::Value => return None,
+    })
+}
+
+fn rate(n: u64, d: u64) -> f64 {
+    if d == 0 { 0.0 } else { n as f64 / d as f64 }
+}
+
+/// Link to a trace in Jaeger's UI.
+pub fn trace_url(jaeger: &str, trace_id: &str) -> String {
+    format!("{jaeger}/trace/{trace_id}")
+}
+
+impl Summary {
+    /// Builds the summary and evaluates the thresholds.
+    pub fn build(config: &Config, r: &Results, facts: RunFacts) -> Summary {
+        let elapsed = facts.elapsed.as_secs_f64().max(1e-9);
+        let jaeger = &config.report.jaeger_url;
+        let slow = |s: &SlowRequest| SlowSummary {
+            step: r.step_names[s.step].clone(),
+            latency_ms: round3(s.latency_us as f64 / 1000.0),
+            trace_id: s.trace_id.to_string(),
+            trace_url: trace_url(jaeger, &s.trace_id.to_string()),
+            status: s.status,
+            outcome: s.outcome.as_str().to_string(),
+            at_s: s.at_s_millis as f64 / 1000.0,
+        };
+
+        let mut all =
+            Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds");
+        let mut steps = Vec::new();
+        let mut total_requests = 0;
+        let mut total_errors = 0;
+        let mut overall_slow: Vec<SlowRequest> = Vec::new();
+        for (i, name) in r.step_names.iter().enumerate() {
+            let s = &r.steps[i];
+            let _ = all.add(&s.latency);
+            let requests: u64 = s.outcomes.iter().sum();
+            let errors = requests - s.outcomes[Outcome::Success.index()];
+            total_requests += requests;
+            total_errors += errors;
+            let slowest = r.slowest(i);
+            overall_slow.extend(slowest.iter().cloned());
+            steps.push(StepSummary {
+                name: name.clone(),
+                requests,
+                errors,
+                error_rate: rate(errors, requests),
+                throughput_rps: round3(requests as f64 / elapsed),
+                latency_ms: percentiles(&s.latency),
+                outcomes: Outcome::ALL
+                    .iter()
+                    .filter(|o| s.outcomes[o.index()] > 0)
+                    .map(|o| (o.as_str().to_string(), s.outcomes[o.index()]))
+                    .collect(),
+                status_codes: s
+                    .statuses
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
+                error_examples: s
+                    .error_examples
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                    .collect(),
+                slowest: slowest.iter().map(slow).collect(),
+            });
+        }
+        overall_slow.sort_by(|a, b| b.cmp(a));
+        overall_slow.truncate(config.report.slowest);
+
+        let checks: Vec<CheckSummary> = r
+            .checks
+            .iter()
+            .map(|((step, name), c)| CheckSummary {
+                step: r.step_names[*step].clone(),
+                name: name.to_string(),
+                passes: c.passes,
+                fails: c.fails,
+            })
+            .collect();
+        let checks_passed: u64 = checks.iter().map(|c| c.passes).sum();
+        let checks_failed: u64 = checks.iter().map(|c| c.fails).sum();
+
+        let totals = Totals {
+            requests: total_requests,
+            errors: total_errors,
+            error_rate: rate(total_errors, total_requests),
+            throughput_rps: round3(total_requests as f64 / elapsed),
+            iterations_started: r.iterations_started,
+            iterations_completed: r.iterations_completed,
+            iterations_failed: r.iterations_failed,
+            iterations_interrupted: facts.iterations_interrupted,
+            dropped_iterations: r.dropped,
+            checks_passed,
+            checks_failed,
+            check_failure_rate: rate(checks_failed, checks_passed + checks_failed),
+        };
+
+        let thresholds: Vec<ThresholdResult> = config
+            .thresholds
+            .iter()
+            .map(|t| {
+                let observed = observe(t, r, &all, &totals, &steps);
+                ThresholdResult {
+                    expression: t.expression.clone(),
+                    metric: t.metric.as_str().to_string(),
+                    step: t.step.clone(),
+                    stat: t.stat.to_string(),
+                    op: t.op.as_str().to_string(),
+                    limit: t.limit,
+                    unit: t.unit().to_string(),
+                    observed,
+                    // No data is a failure: a rule about a step that never ran proves nothing.
+                    passed: observed.is_some_and(|v| t.holds(v)),
+                }
+            })
+            .collect();
+        let thresholds_passed = thresholds.iter().all(|t| t.passed);
+
+        let interval = r.interval.as_secs_f64();
+        let points = r
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut merged = Histogram::<u32>::new(2).expect("static precision");
+                let mut errors = 0;
+                let mut per_step = BTreeMap::new();
+                for (si, (h, e)) in b.steps.iter().enumerate() {
+                    let _ = merged.add(h);
+                    errors += e;
+                    if !h.is_empty() {
+                        per_step.insert(
+                            r.step_names[si].clone(),
+                            StepPoint {
+                                requests: h.len(),
+                                errors: *e,
+                                p50_ms: Some(ms(h, 0.5)),
+                                p99_ms: Some(ms(h, 0.99)),
+                            },
+                        );
+                    }
+                }
+                let some = !merged.is_empty();
+                Point {
+                    t_s: round3(i as f64 * interval),
+                    requests: merged.len(),
+                    errors,
+                    rps: round3(merged.len() as f64 / interval),
+                    iterations_started: b.iterations_started,
+                    dropped: b.dropped,
+                    p50_ms: some.then(|| ms(&merged, 0.5)),
+                    p90_ms: some.then(|| ms(&merged, 0.9)),
+                    p99_ms: some.then(|| ms(&merged, 0.99)),
+                    max_ms: some.then(|| round3(merged.max() as f64 / 1000.0)),
+                    steps: per_step,
+                }
+            })
+            .collect();
+
+        let load = load_summary(&config.load);
+        Summary {
+            schema: SCHEMA.to_string(),
+            schema_version: SCHEMA_VERSION,
+            scenario: config.scenario.clone(),
+            description: config.description.clone(),
+            started_at: facts
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            finished_at: facts
+                .finished_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            duration_s: round3(elapsed),
+            interrupted: facts.interrupted,
+            load,
+            latency_origin: if config.load.is_open() {
+                "intended_start"
+            } else {
+                "actual_start"
+            }
+            .to_string(),
+            targets: config
+                .targets
+                .iter()
+                .map(|(k, t)| (k.clone(), t.url.clone()))
+                .collect(),
+            totals,
+            http_req_duration_ms: percentiles(&all),
+            iteration_duration_ms: percentiles(&r.iterations),
+            scheduling_lag_ms: percentiles(&r.lag),
+            steps,
+            checks,
+            counters: r.counters.clone(),
+            thresholds,
+            thresholds_passed,
+            slowest: overall_slow.iter().map(slow).collect(),
+            timeseries: TimeSeries {
+                interval_s: interval,
+                points,
+            },
+            warnings: facts.warnings,
+            exit_code: if thresholds_passed { 0 } else { 1 },
+        }
+    }
+
+    /// Thresholds that failed, for messages.
+    pub fn breached(&self) -> Vec<&ThresholdResult> {
+        self.thresholds.iter().filter(|t| !t.passed).collect()
+    }
+}
+
+fn observe(
+    t: &Threshold,
+    r: &Results,
+    all: &Histogram<u64>,
+    totals: &Totals,
+    steps: &[StepSummary],
+) -> Option<f64> {
+    let step_idx = t
+        .step
+        .as_ref()
+        .and_then(|s| r.step_names.iter().position(|n| n == s));
+    if t.step.is_some() && step_idx.is_none() {
+        return None;
+    }
+    match t.metric {
+        Metric::HttpReqDuration => match step_idx {
+            Some(i) => stat_of(&r.steps[i].latency, t.stat),
+            None => stat_of(all, t.stat),
+        },
+        Metric::IterationDuration => stat_of(&r.iterations, t.stat),
+        Metric::ErrorRate => match step_idx {
+            Some(i) => (steps[i].requests > 0).then_some(steps[i].error_rate),
+            None => (totals.requests > 0).then_some(totals.error_rate),
+        },
+        Metric::CheckFailureRate => {
+            (totals.checks_passed + totals.checks_failed > 0).then_some(totals.check_failure_rate)
+        }
+        Metric::DroppedIterations => Some(totals.dropped_iterations as f64),
+        Metric::HttpReqs => match step_idx {
+            Some(i) => Some(steps[i].throughput_rps),
+            None => Some(totals.throughput_rps),
+        },
+    }
+}
+
+fn load_summary(load: &Load) -> LoadSummary {
+    let secs = |d: Duration| d.as_secs_f64();
+    match load {
+        Load::ConstantRate {
+            rate,
+            duration,
+            max_in_flight,
+            graceful_stop,
+        } => LoadSummary {
+            model: load.kind().into(),
+            rate: Some(*rate),
+            start_rate: None,
+            stages: vec![],
+            vus: None,
+            duration_s: secs(*duration),
+            max_in_flight: Some(*max_in_flight),
+            graceful_stop_s: secs(*graceful_stop),
+        },
+        Load::RampingRate {
+            start_rate,
+            stages,
+            max_in_flight,
+            graceful_stop,
+        } => LoadSummary {
+            model: load.kind().into(),
+            rate: None,
+            start_rate: Some(*start_rate),
+            stages: stages
+                .iter()
+                .map(|s| StageSummary {
+                    duration_s: secs(s.duration),
+                    target: s.target,
+                })
+                .collect(),
+            vus: None,
+            duration_s: secs(load.duration()),
+            max_in_flight: Some(*max_in_flight),
+            graceful_stop_s: secs(*graceful_stop),
+        },
+        Load::Closed {
+            vus,
+            duration,
+            graceful_stop,
+        } => LoadSummary {
+            model: load.kind().into(),
+            rate: None,
+            start_rate: None,
+            stages: vec![],
+            vus: Some(*vus),
+            duration_s: secs(*duration),
+            max_in_flight: None,
+            graceful_stop_s: secs(*graceful_stop),
+        },
+    }
+}
