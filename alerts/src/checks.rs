@@ -14,14 +14,7 @@ use crate::spec;
 
 /// Headings every runbook must have, in this order: what the alert means, who
 /// is hurt, where to look, what to query, why it usually happens, what to do.
-pub const RUNBOOK_SECTIONS: [&str; 6] = [
-    "## Meaning",
-    "## Impact",
-    "## Dashboards",
-    "## Queries",
-    "## Likely causes",
-    "## Mitigation",
-];
+pub const RUNBOOK_SECTIONS: [&str; 6] = ["## Meaning", "## Impact", "## Dashboards", "## Queries", "## Likely causes", "## Mitigation"];
 
 /// Every severity the Alertmanager config routes.
 pub const SEVERITIES: [&str; 2] = ["page", "ticket"];
@@ -47,10 +40,7 @@ pub fn generated_drift(repo: &Repo) -> anyhow::Result<Vec<String>> {
         }
     }
     for path in stale_generated(repo, &expected)? {
-        problems.push(format!(
-            "{} is generated but no spec produces it any more; delete it (generate does)",
-            repo.display(&path)
-        ));
+        problems.push(format!("{} is generated but no spec produces it any more; delete it (generate does)", repo.display(&path)));
     }
     Ok(problems)
 }
@@ -61,16 +51,11 @@ pub fn stale_generated(repo: &Repo, expected: &BTreeSet<String>) -> anyhow::Resu
     let mut stale = Vec::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
         let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         if !name.ends_with(".yaml") || expected.contains(&name) {
             continue;
         }
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         if text.starts_with(GENERATED_MARKER) {
             stale.push(path);
         }
@@ -80,11 +65,7 @@ pub fn stale_generated(repo: &Repo, expected: &BTreeSet<String>) -> anyhow::Resu
 }
 
 fn first_difference(a: &str, b: &str) -> usize {
-    a.lines()
-        .zip(b.lines())
-        .position(|(x, y)| x != y)
-        .unwrap_or_else(|| a.lines().count().min(b.lines().count()))
-        + 1
+    a.lines().zip(b.lines()).position(|(x, y)| x != y).unwrap_or_else(|| a.lines().count().min(b.lines().count())) + 1
 }
 
 /// Every alert's labels and annotations, and its runbook: `severity` is page or
@@ -98,44 +79,27 @@ pub fn alert_problems(repo: &Repo, files: &[LoadedRules]) -> anyhow::Result<Vec<
         let name = rule.alert.as_deref().unwrap_or_default();
         let at = format!("{name} ({})", repo.display(path));
         if !seen.insert(name.to_owned()) {
-            problems.push(format!(
-                "{at}: alert name used twice; each alert needs its own runbook"
-            ));
+            problems.push(format!("{at}: alert name used twice; each alert needs its own runbook"));
         }
         match rule.labels.get("severity") {
             Some(s) if SEVERITIES.contains(&s.as_str()) => {}
-            other => problems.push(format!(
-                "{at}: label severity is {other:?}, must be one of {SEVERITIES:?}"
-            )),
+            other => problems.push(format!("{at}: label severity is {other:?}, must be one of {SEVERITIES:?}")),
         }
-        if rule
-            .annotations
-            .get("summary")
-            .is_none_or(|s| s.trim().is_empty())
-        {
+        if rule.annotations.get("summary").is_none_or(|s| s.trim().is_empty()) {
             problems.push(format!("{at}: annotation summary is missing"));
         }
         match rule.annotations.get("description") {
             Some(d) if d.contains("{{") => {}
-            _ => problems.push(format!(
-                "{at}: annotation description is missing or not templated (no `{{{{ ... }}}}`)"
-            )),
+            _ => problems.push(format!("{at}: annotation description is missing or not templated (no `{{{{ ... }}}}`)")),
         }
         let expected_url = format!("{RUNBOOK_DIR}/{name}.md");
         if rule.annotations.get("runbook_url") != Some(&expected_url) {
-            problems.push(format!(
-                "{at}: runbook_url is {:?}, must be {expected_url:?}",
-                rule.annotations.get("runbook_url")
-            ));
+            problems.push(format!("{at}: runbook_url is {:?}, must be {expected_url:?}", rule.annotations.get("runbook_url")));
         }
         let runbook = repo.root().join(&expected_url);
         match std::fs::read_to_string(&runbook) {
             Err(_) => problems.push(format!("{at}: runbook {expected_url} is missing")),
-            Ok(text) => problems.extend(
-                runbook_problems(&text)
-                    .into_iter()
-                    .map(|p| format!("{expected_url}: {p}")),
-            ),
+            Ok(text) => problems.extend(runbook_problems(&text).into_iter().map(|p| format!("{expected_url}: {p}"))),
         }
     }
     let dir = repo.runbooks_dir();
@@ -145,10 +109,7 @@ pub fn alert_problems(repo: &Repo, files: &[LoadedRules]) -> anyhow::Result<Vec<
             continue;
         };
         if path.extension().is_some_and(|e| e == "md") && stem != "README" && !seen.contains(stem) {
-            problems.push(format!(
-                "{}: runbook of an alert that no rule defines",
-                repo.display(&path)
-            ));
+            problems.push(format!("{}: runbook of an alert that no rule defines", repo.display(&path)));
         }
     }
     Ok(problems)
@@ -167,11 +128,7 @@ pub fn runbook_problems(text: &str) -> Vec<String> {
             problems.push(format!("section `{section}` is out of order"));
         }
         last = at;
-        let body_has_text = text
-            .lines()
-            .skip(at + 1)
-            .take_while(|l| !l.starts_with("## "))
-            .any(|l| !l.trim().is_empty());
+        let body_has_text = text.lines().skip(at + 1).take_while(|l| !l.starts_with("## ")).any(|l| !l.trim().is_empty());
         if !body_has_text {
             problems.push(format!("section `{section}` is empty"));
         }
@@ -186,11 +143,7 @@ pub fn contract_problems(repo: &Repo, files: &[LoadedRules]) -> anyhow::Result<V
     let mut problems = Vec::new();
     for f in files {
         for r in f.file.rules() {
-            let name = r
-                .record
-                .as_deref()
-                .or(r.alert.as_deref())
-                .unwrap_or_default();
+            let name = r.record.as_deref().or(r.alert.as_deref()).unwrap_or_default();
             for p in contract.check_expr(&r.expr) {
                 problems.push(format!("{} rule {name}: {p}", repo.display(&f.path)));
             }
@@ -212,15 +165,10 @@ pub fn runbook_query_problems(repo: &Repo) -> anyhow::Result<Vec<String>> {
     paths.sort();
     let mut problems = Vec::new();
     for path in paths {
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         for query in promql_blocks(&text) {
             for p in contract.check_expr(&query) {
-                problems.push(format!(
-                    "{}: query `{}`: {p}",
-                    repo.display(&path),
-                    query.trim()
-                ));
+                problems.push(format!("{}: query `{}`: {p}", repo.display(&path), query.trim()));
             }
         }
     }
@@ -260,31 +208,12 @@ pub fn unit_test_problems(repo: &Repo, files: &[LoadedRules]) -> anyhow::Result<
     let mut coverage: BTreeMap<String, Coverage> = BTreeMap::new();
     let mut problems = Vec::new();
     for path in unit_test_files(repo)? {
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-        let doc: serde_yaml::Value =
-            serde_yaml::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
-        let tests = doc
-            .get("tests")
-            .and_then(|t| t.as_sequence())
-            .cloned()
-            .unwrap_or_default();
-        for case in tests.iter().flat_map(|t| {
-            t.get("alert_rule_test")
-                .and_then(|a| a.as_sequence())
-                .cloned()
-                .unwrap_or_default()
-        }) {
-            let name = case
-                .get("alertname")
-                .and_then(|a| a.as_str())
-                .unwrap_or_default()
-                .to_owned();
-            let expected = case
-                .get("exp_alerts")
-                .and_then(|e| e.as_sequence())
-                .cloned()
-                .unwrap_or_default();
+        let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+        let tests = doc.get("tests").and_then(|t| t.as_sequence()).cloned().unwrap_or_default();
+        for case in tests.iter().flat_map(|t| t.get("alert_rule_test").and_then(|a| a.as_sequence()).cloned().unwrap_or_default()) {
+            let name = case.get("alertname").and_then(|a| a.as_str()).unwrap_or_default().to_owned();
+            let expected = case.get("exp_alerts").and_then(|e| e.as_sequence()).cloned().unwrap_or_default();
             let c = coverage.entry(name.clone()).or_default();
             if expected.is_empty() {
                 c.silent += 1;
@@ -294,22 +223,12 @@ pub fn unit_test_problems(repo: &Repo, files: &[LoadedRules]) -> anyhow::Result<
             for alert in &expected {
                 for label in ["severity", "service"] {
                     if alert.get("exp_labels").and_then(|l| l.get(label)).is_none() {
-                        problems.push(format!(
-                            "{}: a firing case of {name} does not assert label `{label}`",
-                            repo.display(&path)
-                        ));
+                        problems.push(format!("{}: a firing case of {name} does not assert label `{label}`", repo.display(&path)));
                     }
                 }
                 for ann in ["summary", "description", "runbook_url"] {
-                    if alert
-                        .get("exp_annotations")
-                        .and_then(|l| l.get(ann))
-                        .is_none()
-                    {
-                        problems.push(format!(
-                            "{}: a firing case of {name} does not assert annotation `{ann}`",
-                            repo.display(&path)
-                        ));
+                    if alert.get("exp_annotations").and_then(|l| l.get(ann)).is_none() {
+                        problems.push(format!("{}: a firing case of {name} does not assert annotation `{ann}`", repo.display(&path)));
                     }
                 }
             }
@@ -322,9 +241,7 @@ pub fn unit_test_problems(repo: &Repo, files: &[LoadedRules]) -> anyhow::Result<
             problems.push(format!("{name}: no promtool case expects it to fire"));
         }
         if c.silent == 0 {
-            problems.push(format!(
-                "{name}: no promtool case expects it to stay silent"
-            ));
+            problems.push(format!("{name}: no promtool case expects it to stay silent"));
         }
     }
     Ok(problems)
@@ -367,28 +284,13 @@ mod tests {
 
     #[test]
     fn runbook_sections_are_required_in_order_and_non_empty() {
-        let good = RUNBOOK_SECTIONS
-            .iter()
-            .map(|s| format!("{s}\ntext\n"))
-            .collect::<String>();
+        let good = RUNBOOK_SECTIONS.iter().map(|s| format!("{s}\ntext\n")).collect::<String>();
         assert!(runbook_problems(&good).is_empty());
         let missing = good.replace("## Queries\n", "");
-        assert_eq!(
-            runbook_problems(&missing),
-            ["section `## Queries` is missing"]
-        );
+        assert_eq!(runbook_problems(&missing), ["section `## Queries` is missing"]);
         let empty = good.replace("## Impact\ntext\n", "## Impact\n\n");
         assert_eq!(runbook_problems(&empty), ["section `## Impact` is empty"]);
-        let swapped = good
-            .replace("## Meaning", "## X")
-            .replace("## Impact", "## Meaning")
-            .replace("## X", "## Impact");
-        assert!(
-            runbook_problems(&swapped)
-                .iter()
-                .any(|p| p.contains("out of order")),
-            "{:?}",
-            runbook_problems(&swapped)
-        );
+        let swapped = good.replace("## Meaning", "## X").replace("## Impact", "## Meaning").replace("## X", "## Impact");
+        assert!(runbook_problems(&swapped).iter().any(|p| p.contains("out of order")), "{:?}", runbook_problems(&swapped));
     }
 }

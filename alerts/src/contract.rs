@@ -84,18 +84,10 @@ pub fn parse_families(markdown: &str) -> anyhow::Result<Vec<Family>> {
             other => bail!("line {}: family `{name}` has unknown type '{other}'", n + 1),
         };
         if kind == Kind::Counter && !name.ends_with("_total") {
-            bail!(
-                "line {}: counter `{name}` must end in _total (OpenMetrics)",
-                n + 1
-            );
+            bail!("line {}: counter `{name}` must end in _total (OpenMetrics)", n + 1);
         }
-        let labels = parse_labels(cells[2])
-            .with_context(|| format!("line {}: labels of `{name}`", n + 1))?;
-        out.push(Family {
-            name: name.to_owned(),
-            kind,
-            labels,
-        });
+        let labels = parse_labels(cells[2]).with_context(|| format!("line {}: labels of `{name}`", n + 1))?;
+        out.push(Family { name: name.to_owned(), kind, labels });
     }
     if out.is_empty() {
         bail!("no metric family table rows found");
@@ -121,11 +113,7 @@ fn parse_labels(cell: &str) -> anyhow::Result<BTreeMap<String, Option<BTreeSet<S
                     last = Some(token);
                 } else {
                     let label = last.as_ref().context("a value list must follow a label")?;
-                    labels
-                        .get_mut(label)
-                        .expect("inserted above")
-                        .get_or_insert_with(BTreeSet::new)
-                        .insert(token);
+                    labels.get_mut(label).expect("inserted above").get_or_insert_with(BTreeSet::new).insert(token);
                 }
                 continue;
             }
@@ -143,18 +131,9 @@ impl Contract {
     /// Families from METRICS.md plus Prometheus' own series.
     pub fn from_metrics_md(markdown: &str) -> anyhow::Result<Self> {
         let mut c = Self::default();
-        c.add_families(
-            &parse_families(markdown).context("telemetry/METRICS.md")?,
-            Source::Contract,
-        );
+        c.add_families(&parse_families(markdown).context("telemetry/METRICS.md")?, Source::Contract);
         for builtin in ["up", "ALERTS"] {
-            c.series.insert(
-                builtin.to_owned(),
-                SeriesSpec {
-                    source: Source::Builtin,
-                    labels: None,
-                },
-            );
+            c.series.insert(builtin.to_owned(), SeriesSpec { source: Source::Builtin, labels: None });
         }
         Ok(c)
     }
@@ -164,11 +143,7 @@ impl Contract {
     pub fn add_proposed(&mut self, markdown: &str) -> anyhow::Result<()> {
         let families = parse_families(markdown).context("alerts/PROPOSED_METRICS.md")?;
         for f in &families {
-            if self
-                .series
-                .keys()
-                .any(|k| k == &f.name || series_names(f).contains(k))
-            {
+            if self.series.keys().any(|k| k == &f.name || series_names(f).contains(k)) {
                 bail!(
                     "`{}` is proposed in alerts/PROPOSED_METRICS.md but is already in telemetry/METRICS.md: \
                      delete its row from the proposal",
@@ -183,10 +158,7 @@ impl Contract {
     /// Adds names produced by recording rules (any labels).
     pub fn add_recorded<'a>(&mut self, names: impl IntoIterator<Item = &'a String>) {
         for n in names {
-            self.series.entry(n.clone()).or_insert(SeriesSpec {
-                source: Source::Recorded,
-                labels: None,
-            });
+            self.series.entry(n.clone()).or_insert(SeriesSpec { source: Source::Recorded, labels: None });
         }
     }
 
@@ -197,13 +169,7 @@ impl Contract {
                 if name.ends_with("_bucket") && f.kind == Kind::Histogram {
                     labels.insert("le".to_owned(), None);
                 }
-                self.series.insert(
-                    name,
-                    SeriesSpec {
-                        source,
-                        labels: Some(labels),
-                    },
-                );
+                self.series.insert(name, SeriesSpec { source, labels: Some(labels) });
             }
         }
     }
@@ -222,10 +188,7 @@ impl Contract {
         let mut problems = Vec::new();
         for sel in selectors {
             let Some(name) = sel.metric else {
-                problems.push(
-                    "a selector without a metric name cannot be checked against the contract"
-                        .to_owned(),
-                );
+                problems.push("a selector without a metric name cannot be checked against the contract".to_owned());
                 continue;
             };
             let Some(spec) = self.series.get(&name) else {
@@ -240,20 +203,13 @@ impl Contract {
                     continue;
                 }
                 let Some(allowed) = labels.get(&m.label) else {
-                    problems.push(format!(
-                        "`{name}` has no label `{}` (its labels: {:?})",
-                        m.label,
-                        labels.keys().collect::<Vec<_>>()
-                    ));
+                    problems.push(format!("`{name}` has no label `{}` (its labels: {:?})", m.label, labels.keys().collect::<Vec<_>>()));
                     continue;
                 };
                 let Some(values) = allowed else { continue };
                 for v in literal_alternatives(m.op, &m.value) {
                     if !values.contains(&v) {
-                        problems.push(format!(
-                            "`{name}{{{}=...}}`: value '{v}' is not one of {values:?}",
-                            m.label
-                        ));
+                        problems.push(format!("`{name}{{{}=...}}`: value '{v}' is not one of {values:?}", m.label));
                     }
                 }
             }
@@ -265,10 +221,7 @@ impl Contract {
 /// The names a family appears under in Prometheus.
 pub fn series_names(f: &Family) -> Vec<String> {
     match f.kind {
-        Kind::Histogram => ["_bucket", "_sum", "_count"]
-            .iter()
-            .map(|s| format!("{}{s}", f.name))
-            .collect(),
+        Kind::Histogram => ["_bucket", "_sum", "_count"].iter().map(|s| format!("{}{s}", f.name)).collect(),
         Kind::Counter | Kind::Gauge => vec![f.name.clone()],
     }
 }
@@ -280,10 +233,7 @@ fn literal_alternatives(op: MatchOp, value: &str) -> Vec<String> {
     match op {
         MatchOp::Equal | MatchOp::NotEqual if !value.is_empty() => vec![value.to_owned()],
         MatchOp::Regex | MatchOp::NotRegex
-            if !value.is_empty()
-                && value
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.|".contains(c)) =>
+            if !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "_-.|".contains(c)) =>
         {
             value.split('|').map(str::to_owned).collect()
         }
@@ -308,28 +258,12 @@ mod tests {
         let f = parse_families(MD).unwrap();
         assert_eq!(f.len(), 3);
         assert_eq!(f[0].kind, Kind::Histogram);
-        assert_eq!(
-            f[0].labels.keys().collect::<Vec<_>>(),
-            ["method", "route", "service", "status_class"]
-        );
+        assert_eq!(f[0].labels.keys().collect::<Vec<_>>(), ["method", "route", "service", "status_class"]);
         let status = f[1].labels["status"].as_ref().unwrap();
-        assert_eq!(
-            status.iter().collect::<Vec<_>>(),
-            ["cancelled", "confirmed", "created", "rejected"]
-        );
+        assert_eq!(status.iter().collect::<Vec<_>>(), ["cancelled", "confirmed", "created", "rejected"]);
         assert!(f[2].labels.is_empty());
-        assert!(
-            parse_families("| `x` | summary | — |")
-                .unwrap_err()
-                .to_string()
-                .contains("unknown type 'summary'")
-        );
-        assert!(
-            parse_families("| `x` | counter | — |")
-                .unwrap_err()
-                .to_string()
-                .contains("must end in _total")
-        );
+        assert!(parse_families("| `x` | summary | — |").unwrap_err().to_string().contains("unknown type 'summary'"));
+        assert!(parse_families("| `x` | counter | — |").unwrap_err().to_string().contains("must end in _total"));
     }
 
     #[test]
@@ -341,10 +275,7 @@ mod tests {
         assert_eq!(c.check_expr(ok), Vec::<String>::new());
 
         let p = c.check_expr(r#"http_server_request_duration_seconds{service="order"}"#);
-        assert!(
-            p[0].contains("`http_server_request_duration_seconds` is not in"),
-            "{p:?}"
-        );
+        assert!(p[0].contains("`http_server_request_duration_seconds` is not in"), "{p:?}");
         let p = c.check_expr(r#"orders_total{state="created"}"#);
         assert!(p[0].contains("has no label `state`"), "{p:?}");
         let p = c.check_expr(r#"orders_total{status=~"confirmed|canceled"}"#);
@@ -357,16 +288,9 @@ mod tests {
     #[test]
     fn a_proposal_already_in_the_contract_is_an_error() {
         let mut c = Contract::from_metrics_md(MD).unwrap();
-        let err = c
-            .add_proposed("| `orders_total` | counter | `status` | dup |")
-            .unwrap_err()
-            .to_string();
+        let err = c.add_proposed("| `orders_total` | counter | `status` | dup |").unwrap_err().to_string();
         assert!(err.contains("delete its row"), "{err}");
-        c.add_proposed("| `order_completion_seconds` | histogram | `status` | new |")
-            .unwrap();
-        assert_eq!(
-            c.get("order_completion_seconds_bucket").unwrap().source,
-            Source::Proposed
-        );
+        c.add_proposed("| `order_completion_seconds` | histogram | `status` | new |").unwrap();
+        assert_eq!(c.get("order_completion_seconds_bucket").unwrap().source, Source::Proposed);
     }
 }

@@ -44,9 +44,7 @@ impl PromDuration {
             if digits == 0 {
                 bail!("invalid duration '{original}': expected a number at '{rest}'");
             }
-            let n: u64 = rest[..digits]
-                .parse()
-                .with_context(|| format!("invalid duration '{original}': number too large"))?;
+            let n: u64 = rest[..digits].parse().with_context(|| format!("invalid duration '{original}': number too large"))?;
             rest = &rest[digits..];
             let unit_len = rest.chars().take_while(char::is_ascii_alphabetic).count();
             let unit = &rest[..unit_len];
@@ -54,11 +52,7 @@ impl PromDuration {
                 .iter()
                 .find(|(u, _)| *u == unit)
                 .map(|(_, f)| *f)
-                .with_context(|| {
-                    format!(
-                        "invalid duration '{original}': unknown unit '{unit}' (use y w d h m s ms)"
-                    )
-                })?;
+                .with_context(|| format!("invalid duration '{original}': unknown unit '{unit}' (use y w d h m s ms)"))?;
             total = n
                 .checked_mul(factor)
                 .and_then(|v| total.checked_add(v))
@@ -78,9 +72,7 @@ impl PromDuration {
         if factor == 0 {
             bail!("time scale must be at least 1, got 0");
         }
-        let scaled = Self {
-            millis: self.millis / u64::from(factor),
-        };
+        let scaled = Self { millis: self.millis / u64::from(factor) };
         if scaled < min {
             bail!("{self} divided by {factor} is {scaled}, shorter than the minimum {min}");
         }
@@ -113,14 +105,9 @@ mod tests {
 
     #[test]
     fn parses_and_prints_round_trip() {
-        for (text, millis) in [
-            ("5m", 300_000),
-            ("1h30m", 5_400_000),
-            ("250ms", 250),
-            ("3d", 259_200_000),
-            ("30d", 2_592_000_000),
-            ("1m30s", 90_000),
-        ] {
+        for (text, millis) in
+            [("5m", 300_000), ("1h30m", 5_400_000), ("250ms", 250), ("3d", 259_200_000), ("30d", 2_592_000_000), ("1m30s", 90_000)]
+        {
             let d = PromDuration::parse(text).unwrap();
             assert_eq!(d.as_millis(), millis, "{text}");
             assert_eq!(d.to_string(), text);
@@ -132,16 +119,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_text_naming_it() {
-        for bad in [
-            "",
-            "5",
-            "m",
-            "5x",
-            "-5m",
-            "0s",
-            "5m3",
-            "99999999999999999999s",
-        ] {
+        for bad in ["", "5", "m", "5x", "-5m", "0s", "5m3", "99999999999999999999s"] {
             let err = PromDuration::parse(bad).unwrap_err().to_string();
             assert!(err.contains("duration"), "{bad}: {err}");
         }
@@ -152,19 +130,8 @@ mod tests {
         let one_second = PromDuration::from_millis(1_000);
         let h = PromDuration::parse("1h").unwrap();
         assert_eq!(h.scaled_down(60, one_second).unwrap().to_string(), "1m");
-        assert_eq!(
-            PromDuration::parse("5m")
-                .unwrap()
-                .scaled_down(7, one_second)
-                .unwrap()
-                .to_string(),
-            "42s857ms"
-        );
-        let err = PromDuration::parse("5m")
-            .unwrap()
-            .scaled_down(600, one_second)
-            .unwrap_err()
-            .to_string();
+        assert_eq!(PromDuration::parse("5m").unwrap().scaled_down(7, one_second).unwrap().to_string(), "42s857ms");
+        let err = PromDuration::parse("5m").unwrap().scaled_down(600, one_second).unwrap_err().to_string();
         assert!(err.contains("500ms") && err.contains("minimum 1s"), "{err}");
         assert!(h.scaled_down(0, one_second).is_err());
     }

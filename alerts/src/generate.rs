@@ -28,32 +28,12 @@ pub struct BurnWindow {
 }
 
 /// Page: 2% of a 30-day budget in 1 h, or 5% in 6 h.
-pub const PAGE: [BurnWindow; 2] = [
-    BurnWindow {
-        long: "1h",
-        short: "5m",
-        factor: 14.4,
-    },
-    BurnWindow {
-        long: "6h",
-        short: "30m",
-        factor: 6.0,
-    },
-];
+pub const PAGE: [BurnWindow; 2] =
+    [BurnWindow { long: "1h", short: "5m", factor: 14.4 }, BurnWindow { long: "6h", short: "30m", factor: 6.0 }];
 
 /// Ticket: 10% of the budget in 1 d, or 10% in 3 d.
-pub const TICKET: [BurnWindow; 2] = [
-    BurnWindow {
-        long: "1d",
-        short: "2h",
-        factor: 3.0,
-    },
-    BurnWindow {
-        long: "3d",
-        short: "6h",
-        factor: 1.0,
-    },
-];
+pub const TICKET: [BurnWindow; 2] =
+    [BurnWindow { long: "1d", short: "2h", factor: 3.0 }, BurnWindow { long: "3d", short: "6h", factor: 1.0 }];
 
 /// Where runbooks live, relative to the repository root; `runbook_url` is this
 /// plus `<AlertName>.md` (a test checks every one exists).
@@ -94,13 +74,9 @@ pub fn generate(specs: &[LoadedSpec], opts: Options) -> anyhow::Result<Vec<Gener
     specs
         .iter()
         .map(|s| {
-            let file = rule_file(s, opts)
-                .with_context(|| format!("generate rules for {}", s.path.display()))?;
+            let file = rule_file(s, opts).with_context(|| format!("generate rules for {}", s.path.display()))?;
             let body = serde_yaml::to_string(&file).context("serialise rule file")?;
-            Ok(GeneratedFile {
-                file_name: format!("slo-{}.yaml", s.stem),
-                contents: format!("{}{body}", header(s, opts)),
-            })
+            Ok(GeneratedFile { file_name: format!("slo-{}.yaml", s.stem), contents: format!("{}{body}", header(s, opts)) })
         })
         .collect()
 }
@@ -141,10 +117,7 @@ fn rule_file(s: &LoadedSpec, opts: Options) -> anyhow::Result<RuleFile> {
 }
 
 fn slo_labels(service: &str, slo: &Slo) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("service".to_owned(), service.to_owned()),
-        ("slo".to_owned(), slo.name.clone()),
-    ])
+    BTreeMap::from([("service".to_owned(), service.to_owned()), ("slo".to_owned(), slo.name.clone())])
 }
 
 fn selector(service: &str, slo: &Slo) -> String {
@@ -154,11 +127,7 @@ fn selector(service: &str, slo: &Slo) -> String {
 /// Indents every line of `text` by `n` spaces, for readable nested expressions.
 fn indent(text: &str, n: usize) -> String {
     let pad = " ".repeat(n);
-    text.trim()
-        .lines()
-        .map(|l| format!("{pad}{l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.trim().lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n")
 }
 
 /// Prints a float the way a person writes it: `6`, `14.4`, `0.001`.
@@ -167,14 +136,7 @@ fn num(x: f64) -> String {
 }
 
 fn record(name: &str, expr: String, labels: &BTreeMap<String, String>) -> Rule {
-    Rule {
-        record: Some(name.to_owned()),
-        alert: None,
-        expr,
-        for_: None,
-        labels: labels.clone(),
-        annotations: BTreeMap::new(),
-    }
+    Rule { record: Some(name.to_owned()), alert: None, expr, for_: None, labels: labels.clone(), annotations: BTreeMap::new() }
 }
 
 fn slo_groups(service: &str, slo: &Slo, opts: Options) -> anyhow::Result<Vec<Group>> {
@@ -186,58 +148,24 @@ fn slo_groups(service: &str, slo: &Slo, opts: Options) -> anyhow::Result<Vec<Gro
     let mut sli = Vec::new();
     for w in SLI_WINDOWS {
         let range = window(w, opts)?;
-        let error = slo
-            .sli
-            .events
-            .error_query
-            .replace(WINDOW_PLACEHOLDER, &range);
-        let total = slo
-            .sli
-            .events
-            .total_query
-            .replace(WINDOW_PLACEHOLDER, &range);
-        let expr = format!(
-            "(\n{}\n)\n/\n(\n{}\n)\n",
-            indent(&error, 2),
-            indent(&total, 2)
-        );
-        sli.push(record(
-            &format!("slo:sli_error:ratio_rate{w}"),
-            expr,
-            &labels,
-        ));
+        let error = slo.sli.events.error_query.replace(WINDOW_PLACEHOLDER, &range);
+        let total = slo.sli.events.total_query.replace(WINDOW_PLACEHOLDER, &range);
+        let expr = format!("(\n{}\n)\n/\n(\n{}\n)\n", indent(&error, 2), indent(&total, 2));
+        sli.push(record(&format!("slo:sli_error:ratio_rate{w}"), expr, &labels));
     }
 
     // Budget bookkeeping for dashboards: objective, budget, and how much of it is left.
     let period = window(PERIOD, opts)?;
     let meta = vec![
-        record(
-            "slo:objective:ratio",
-            format!("vector({})", num(slo.objective_ratio())),
-            &labels,
-        ),
-        record(
-            "slo:error_budget:ratio",
-            format!("vector({})", num(budget)),
-            &labels,
-        ),
-        record(
-            &format!("slo:sli_error:ratio_rate{PERIOD}"),
-            format!("avg_over_time(slo:sli_error:ratio_rate5m{sel}[{period}])"),
-            &labels,
-        ),
+        record("slo:objective:ratio", format!("vector({})", num(slo.objective_ratio())), &labels),
+        record("slo:error_budget:ratio", format!("vector({})", num(budget)), &labels),
+        record(&format!("slo:sli_error:ratio_rate{PERIOD}"), format!("avg_over_time(slo:sli_error:ratio_rate5m{sel}[{period}])"), &labels),
         record(
             "slo:period_burn_rate:ratio",
-            format!(
-                "slo:sli_error:ratio_rate{PERIOD}{sel}\n/ on (service, slo)\nslo:error_budget:ratio{sel}\n"
-            ),
+            format!("slo:sli_error:ratio_rate{PERIOD}{sel}\n/ on (service, slo)\nslo:error_budget:ratio{sel}\n"),
             &labels,
         ),
-        record(
-            "slo:period_error_budget_remaining:ratio",
-            format!("1 - slo:period_burn_rate:ratio{sel}"),
-            &labels,
-        ),
+        record("slo:period_error_budget_remaining:ratio", format!("1 - slo:period_burn_rate:ratio{sel}"), &labels),
     ];
 
     let alerts = vec![
@@ -250,28 +178,13 @@ fn slo_groups(service: &str, slo: &Slo, opts: Options) -> anyhow::Result<Vec<Gro
     let mut sli_and_alerts = sli;
     sli_and_alerts.extend(alerts);
     Ok(vec![
-        Group {
-            name: format!("slo-{}", slo.name),
-            interval: None,
-            rules: sli_and_alerts,
-        },
+        Group { name: format!("slo-{}", slo.name), interval: None, rules: sli_and_alerts },
         // A 30-day average is costly and moves slowly: once a minute is plenty.
-        Group {
-            name: format!("slo-{}-budget", slo.name),
-            interval: Some("1m".to_owned()),
-            rules: meta,
-        },
+        Group { name: format!("slo-{}-budget", slo.name), interval: Some("1m".to_owned()), rules: meta },
     ])
 }
 
-fn burn_alert(
-    service: &str,
-    slo: &Slo,
-    name: &str,
-    severity: &str,
-    windows: &[BurnWindow; 2],
-    opts: Options,
-) -> anyhow::Result<Rule> {
+fn burn_alert(service: &str, slo: &Slo, name: &str, severity: &str, windows: &[BurnWindow; 2], opts: Options) -> anyhow::Result<Rule> {
     let sel = selector(service, slo);
     let budget = num(slo.error_budget());
     let conditions: Vec<String> = windows
@@ -289,24 +202,12 @@ fn burn_alert(
 
     // Words for humans use the windows actually evaluated (scaled in test renders).
     let [a, b] = windows;
-    let (a_long, a_short, b_long, b_short) = (
-        window(a.long, opts)?,
-        window(a.short, opts)?,
-        window(b.long, opts)?,
-        window(b.short, opts)?,
-    );
-    let speed = if severity == "page" {
-        "fast"
-    } else {
-        "steadily"
-    };
+    let (a_long, a_short, b_long, b_short) = (window(a.long, opts)?, window(a.short, opts)?, window(b.long, opts)?, window(b.short, opts)?);
+    let speed = if severity == "page" { "fast" } else { "steadily" };
     let mut labels = slo_labels(service, slo);
     labels.insert("severity".to_owned(), severity.to_owned());
     let annotations = BTreeMap::from([
-        (
-            "summary".to_owned(),
-            format!("{}: error budget burning {speed}", slo.title),
-        ),
+        ("summary".to_owned(), format!("{}: error budget burning {speed}", slo.title)),
         (
             "description".to_owned(),
             format!(
@@ -320,14 +221,7 @@ fn burn_alert(
         ),
         ("runbook_url".to_owned(), format!("{RUNBOOK_DIR}/{name}.md")),
     ]);
-    Ok(Rule {
-        record: None,
-        alert: Some(name.to_owned()),
-        expr,
-        for_: None,
-        labels,
-        annotations,
-    })
+    Ok(Rule { record: None, alert: Some(name.to_owned()), expr, for_: None, labels, annotations })
 }
 
 #[cfg(test)]
@@ -354,11 +248,7 @@ slos:
 "#,
         )
         .unwrap();
-        vec![LoadedSpec {
-            path: "alerts/slos/order.yaml".into(),
-            stem: "order".into(),
-            spec,
-        }]
+        vec![LoadedSpec { path: "alerts/slos/order.yaml".into(), stem: "order".into(), spec }]
     }
 
     fn rules_of(opts: Options) -> RuleFile {
@@ -373,96 +263,40 @@ slos:
         let f = rules_of(Options::default());
         let records: Vec<_> = f.rules().filter_map(|r| r.record.clone()).collect();
         for w in SLI_WINDOWS {
-            assert!(
-                records.contains(&format!("slo:sli_error:ratio_rate{w}")),
-                "{w} missing in {records:?}"
-            );
+            assert!(records.contains(&format!("slo:sli_error:ratio_rate{w}")), "{w} missing in {records:?}");
         }
-        let r3d = f
-            .rules()
-            .find(|r| r.record.as_deref() == Some("slo:sli_error:ratio_rate3d"))
-            .unwrap();
-        assert!(
-            r3d.expr.contains("e_total[3d]") && r3d.expr.contains("t_total[3d]"),
-            "{}",
-            r3d.expr
-        );
+        let r3d = f.rules().find(|r| r.record.as_deref() == Some("slo:sli_error:ratio_rate3d")).unwrap();
+        assert!(r3d.expr.contains("e_total[3d]") && r3d.expr.contains("t_total[3d]"), "{}", r3d.expr);
         assert_eq!(r3d.labels["slo"], "api-availability");
 
-        let page = f
-            .rules()
-            .find(|r| r.alert.as_deref() == Some("OrderApiAvailabilityFastBurn"))
-            .unwrap();
+        let page = f.rules().find(|r| r.alert.as_deref() == Some("OrderApiAvailabilityFastBurn")).unwrap();
         assert_eq!(page.labels["severity"], "page");
-        assert!(
-            page.expr.contains(
-                "ratio_rate1h{service=\"order\",slo=\"api-availability\"} > (14.4 * 0.001)"
-            ),
-            "{}",
-            page.expr
-        );
-        assert!(
-            page.expr.contains(
-                "ratio_rate30m{service=\"order\",slo=\"api-availability\"} > (6 * 0.001)"
-            ),
-            "{}",
-            page.expr
-        );
-        let ticket = f
-            .rules()
-            .find(|r| r.alert.as_deref() == Some("OrderApiAvailabilitySlowBurn"))
-            .unwrap();
+        assert!(page.expr.contains("ratio_rate1h{service=\"order\",slo=\"api-availability\"} > (14.4 * 0.001)"), "{}", page.expr);
+        assert!(page.expr.contains("ratio_rate30m{service=\"order\",slo=\"api-availability\"} > (6 * 0.001)"), "{}", page.expr);
+        let ticket = f.rules().find(|r| r.alert.as_deref() == Some("OrderApiAvailabilitySlowBurn")).unwrap();
         assert_eq!(ticket.labels["severity"], "ticket");
-        assert!(
-            ticket
-                .expr
-                .contains("ratio_rate3d{service=\"order\",slo=\"api-availability\"} > (1 * 0.001)"),
-            "{}",
-            ticket.expr
-        );
-        assert_eq!(
-            ticket.annotations["runbook_url"],
-            "alerts/runbooks/OrderApiAvailabilitySlowBurn.md"
-        );
+        assert!(ticket.expr.contains("ratio_rate3d{service=\"order\",slo=\"api-availability\"} > (1 * 0.001)"), "{}", ticket.expr);
+        assert_eq!(ticket.annotations["runbook_url"], "alerts/runbooks/OrderApiAvailabilitySlowBurn.md");
     }
 
     #[test]
     fn time_scale_shrinks_ranges_but_keeps_names_and_marks_the_file() {
         let files = generate(&sample(), Options { time_scale: 60 }).unwrap();
-        assert!(
-            files[0].contents.contains("TEST OVERRIDE"),
-            "{}",
-            files[0].contents
-        );
+        assert!(files[0].contents.contains("TEST OVERRIDE"), "{}", files[0].contents);
         let f = crate::rules::parse(&files[0].contents).unwrap();
-        let r1h = f
-            .rules()
-            .find(|r| r.record.as_deref() == Some("slo:sli_error:ratio_rate1h"))
-            .unwrap();
+        let r1h = f.rules().find(|r| r.record.as_deref() == Some("slo:sli_error:ratio_rate1h")).unwrap();
         assert!(r1h.expr.contains("e_total[1m]"), "{}", r1h.expr);
-        let r5m = f
-            .rules()
-            .find(|r| r.record.as_deref() == Some("slo:sli_error:ratio_rate5m"))
-            .unwrap();
+        let r5m = f.rules().find(|r| r.record.as_deref() == Some("slo:sli_error:ratio_rate5m")).unwrap();
         assert!(r5m.expr.contains("e_total[5s]"), "{}", r5m.expr);
-        let period = f
-            .rules()
-            .find(|r| r.record.as_deref() == Some("slo:sli_error:ratio_rate30d"))
-            .unwrap();
+        let period = f.rules().find(|r| r.record.as_deref() == Some("slo:sli_error:ratio_rate30d")).unwrap();
         assert!(period.expr.contains("[12h]"), "{}", period.expr);
 
-        let err = format!(
-            "{:#}",
-            generate(&sample(), Options { time_scale: 301 }).unwrap_err()
-        );
+        let err = format!("{:#}", generate(&sample(), Options { time_scale: 301 }).unwrap_err());
         assert!(err.contains("--time-scale 301 is too large"), "{err}");
     }
 
     #[test]
     fn output_is_deterministic() {
-        assert_eq!(
-            generate(&sample(), Options::default()).unwrap(),
-            generate(&sample(), Options::default()).unwrap()
-        );
+        assert_eq!(generate(&sample(), Options::default()).unwrap(), generate(&sample(), Options::default()).unwrap());
     }
 }

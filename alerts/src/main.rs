@@ -14,10 +14,7 @@ use glasshouse_alerts::repo::Repo;
 use glasshouse_alerts::{checks, promtool, rules, spec};
 
 #[derive(Parser)]
-#[command(
-    name = "glasshouse-alerts",
-    about = "SLO rule generator and checks for alerts/"
-)]
+#[command(name = "glasshouse-alerts", about = "SLO rule generator and checks for alerts/")]
 struct Cli {
     /// Repository root (default: the workspace this binary was built from).
     #[arg(long, global = true)]
@@ -71,18 +68,12 @@ fn generate_cmd(repo: &Repo, time_scale: u32, out: Option<PathBuf>) -> anyhow::R
     let out_dir = out.clone().unwrap_or_else(|| rules_dir.clone());
     if time_scale != 1 {
         if out.is_none() {
-            bail!(
-                "--time-scale {time_scale} needs --out DIR: shortened windows never go to alerts/rules/"
-            );
+            bail!("--time-scale {time_scale} needs --out DIR: shortened windows never go to alerts/rules/");
         }
         // A directory that does not exist yet cannot be alerts/rules/, which does.
-        let same = std::fs::canonicalize(&out_dir)
-            .is_ok_and(|o| std::fs::canonicalize(&rules_dir).is_ok_and(|r| o == r));
+        let same = std::fs::canonicalize(&out_dir).is_ok_and(|o| std::fs::canonicalize(&rules_dir).is_ok_and(|r| o == r));
         if same {
-            bail!(
-                "--out {} is alerts/rules/: shortened windows never go there",
-                out_dir.display()
-            );
+            bail!("--out {} is alerts/rules/: shortened windows never go there", out_dir.display());
         }
     }
     let specs = spec::load_dir(&repo.slos_dir())?;
@@ -105,10 +96,7 @@ fn generate_cmd(repo: &Repo, time_scale: u32, out: Option<PathBuf>) -> anyhow::R
 
 fn check_cmd(repo: &Repo) -> anyhow::Result<ExitCode> {
     let mut problems = checks::all_static(repo)?;
-    let rule_files: Vec<PathBuf> = rules::load_dir(&repo.rules_dir())?
-        .into_iter()
-        .map(|f| f.path)
-        .collect();
+    let rule_files: Vec<PathBuf> = rules::load_dir(&repo.rules_dir())?.into_iter().map(|f| f.path).collect();
     let rule_refs: Vec<&std::path::Path> = rule_files.iter().map(PathBuf::as_path).collect();
     if let Err(e) = promtool::check_rules(&rule_refs) {
         problems.push(format!("{e:#}"));
@@ -122,11 +110,7 @@ fn check_cmd(repo: &Repo) -> anyhow::Result<ExitCode> {
         problems.push(format!("{e:#}"));
     }
     if problems.is_empty() {
-        println!(
-            "ok: {} rule files, {} promtool test files, Alertmanager config",
-            rule_files.len(),
-            tests.len()
-        );
+        println!("ok: {} rule files, {} promtool test files, Alertmanager config", rule_files.len(), tests.len());
         Ok(ExitCode::SUCCESS)
     } else {
         for p in &problems {

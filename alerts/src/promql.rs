@@ -39,41 +39,17 @@ enum Token {
 }
 
 /// Keywords that may stand where a metric name could, and are not one.
-const KEYWORDS: [&str; 8] = [
-    "and", "or", "unless", "bool", "offset", "inf", "nan", "atan2",
-];
+const KEYWORDS: [&str; 8] = ["and", "or", "unless", "bool", "offset", "inf", "nan", "atan2"];
 
 /// Keywords followed by a parenthesised label list (not a sub-expression).
-const LABEL_LIST_KEYWORDS: [&str; 6] = [
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
+const LABEL_LIST_KEYWORDS: [&str; 6] = ["by", "without", "on", "ignoring", "group_left", "group_right"];
 
 /// Aggregation operators, which may be followed by `by`/`without` before their parentheses.
-const AGGREGATORS: [&str; 13] = [
-    "sum",
-    "avg",
-    "count",
-    "min",
-    "max",
-    "stddev",
-    "stdvar",
-    "topk",
-    "bottomk",
-    "quantile",
-    "count_values",
-    "group",
-    "limitk",
-];
+const AGGREGATORS: [&str; 13] =
+    ["sum", "avg", "count", "min", "max", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values", "group", "limitk"];
 
-const PUNCT: [&str; 24] = [
-    "==", "!=", "=~", "!~", ">=", "<=", "(", ")", "{", "}", "[", "]", ",", "=", "+", "-", "*", "/",
-    "%", "^", ">", "<", "@", ":",
-];
+const PUNCT: [&str; 24] =
+    ["==", "!=", "=~", "!~", ">=", "<=", "(", ")", "{", "}", "[", "]", ",", "=", "+", "-", "*", "/", "%", "^", ">", "<", "@", ":"];
 
 fn lex(expr: &str) -> anyhow::Result<Vec<Token>> {
     let chars: Vec<char> = expr.chars().collect();
@@ -88,24 +64,17 @@ fn lex(expr: &str) -> anyhow::Result<Vec<Token>> {
                 i += 1;
             }
         } else if c == '"' || c == '\'' || c == '`' {
-            let (s, next) =
-                lex_string(&chars, i).with_context(|| format!("in expression: {expr}"))?;
+            let (s, next) = lex_string(&chars, i).with_context(|| format!("in expression: {expr}"))?;
             out.push(Token::Str(s));
             i = next;
         } else if c.is_ascii_alphabetic() || c == '_' {
             let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
-            {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
                 i += 1;
             }
             out.push(Token::Ident(chars[start..i].iter().collect()));
-        } else if c.is_ascii_digit()
-            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
-        {
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_')
-            {
+        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_') {
                 i += 1;
             }
             out.push(Token::Number);
@@ -160,9 +129,7 @@ pub fn selectors(expr: &str) -> anyhow::Result<Vec<Selector>> {
                 if LABEL_LIST_KEYWORDS.contains(&name.as_str()) {
                     i += 1;
                     if next == Some(&Token::Punct("(")) {
-                        i = skip_past(&toks, i, "(", ")").with_context(|| {
-                            format!("unclosed label list after `{name}` in: {expr}")
-                        })?;
+                        i = skip_past(&toks, i, "(", ")").with_context(|| format!("unclosed label list after `{name}` in: {expr}"))?;
                     }
                     continue;
                 }
@@ -170,40 +137,25 @@ pub fn selectors(expr: &str) -> anyhow::Result<Vec<Selector>> {
                     i += 1; // a function or aggregation call, or an operator keyword
                     continue;
                 }
-                if AGGREGATORS.contains(&name.as_str())
-                    && matches!(next, Some(Token::Ident(k)) if k == "by" || k == "without")
-                {
+                if AGGREGATORS.contains(&name.as_str()) && matches!(next, Some(Token::Ident(k)) if k == "by" || k == "without") {
                     i += 1;
                     continue;
                 }
-                let mut sel = Selector {
-                    metric: Some(name.clone()),
-                    matchers: Vec::new(),
-                };
+                let mut sel = Selector { metric: Some(name.clone()), matchers: Vec::new() };
                 i += 1;
                 if next == Some(&Token::Punct("{")) {
-                    i = matchers(&toks, i, &mut sel.matchers)
-                        .with_context(|| format!("in selector of `{name}` in: {expr}"))?;
+                    i = matchers(&toks, i, &mut sel.matchers).with_context(|| format!("in selector of `{name}` in: {expr}"))?;
                 }
                 out.push(sel);
             }
             Token::Punct("{") => {
-                let mut sel = Selector {
-                    metric: None,
-                    matchers: Vec::new(),
-                };
-                i = matchers(&toks, i, &mut sel.matchers)
-                    .with_context(|| format!("in expression: {expr}"))?;
-                sel.metric = sel
-                    .matchers
-                    .iter()
-                    .find(|m| m.label == "__name__" && m.op == MatchOp::Equal)
-                    .map(|m| m.value.clone());
+                let mut sel = Selector { metric: None, matchers: Vec::new() };
+                i = matchers(&toks, i, &mut sel.matchers).with_context(|| format!("in expression: {expr}"))?;
+                sel.metric = sel.matchers.iter().find(|m| m.label == "__name__" && m.op == MatchOp::Equal).map(|m| m.value.clone());
                 out.push(sel);
             }
             Token::Punct("[") => {
-                i = skip_past(&toks, i, "[", "]")
-                    .with_context(|| format!("unclosed `[` in: {expr}"))?;
+                i = skip_past(&toks, i, "[", "]").with_context(|| format!("unclosed `[` in: {expr}"))?;
             }
             _ => i += 1,
         }
@@ -212,12 +164,7 @@ pub fn selectors(expr: &str) -> anyhow::Result<Vec<Selector>> {
 }
 
 /// From an opening `open` at `i`, the index after its matching `close`.
-fn skip_past(
-    toks: &[Token],
-    i: usize,
-    open: &'static str,
-    close: &'static str,
-) -> anyhow::Result<usize> {
+fn skip_past(toks: &[Token], i: usize, open: &'static str, close: &'static str) -> anyhow::Result<usize> {
     let mut depth = 0usize;
     for (j, t) in toks.iter().enumerate().skip(i) {
         if *t == Token::Punct(open) {
@@ -251,11 +198,7 @@ fn matchers(toks: &[Token], mut i: usize, out: &mut Vec<Matcher>) -> anyhow::Res
                 let Some(Token::Str(value)) = toks.get(i + 2) else {
                     bail!("expected a quoted value for label `{label}`");
                 };
-                out.push(Matcher {
-                    label: label.clone(),
-                    op,
-                    value: value.clone(),
-                });
+                out.push(Matcher { label: label.clone(), op, value: value.clone() });
                 i += 3;
                 match toks.get(i) {
                     Some(Token::Punct(",")) => i += 1,
@@ -275,11 +218,7 @@ mod tests {
     use super::*;
 
     fn names(expr: &str) -> Vec<String> {
-        selectors(expr)
-            .unwrap()
-            .into_iter()
-            .map(|s| s.metric.unwrap_or_else(|| "<none>".into()))
-            .collect()
+        selectors(expr).unwrap().into_iter().map(|s| s.metric.unwrap_or_else(|| "<none>".into())).collect()
     }
 
     #[test]
@@ -291,78 +230,36 @@ mod tests {
             ["http_server_request_duration_seconds_bucket"]
         );
         assert_eq!(
-            names(
-                "sum(rate(a_total[5m])) by (service) / ignoring (status) group_left (x) sum without (instance) (b_total) > bool 0"
-            ),
+            names("sum(rate(a_total[5m])) by (service) / ignoring (status) group_left (x) sum without (instance) (b_total) > bool 0"),
             ["a_total", "b_total"]
         );
         assert_eq!(
-            names(
-                "slo:sli_error:ratio_rate5m{slo=\"x\"} > (14.4 * 0.001) and on (slo) up offset 5m"
-            ),
+            names("slo:sli_error:ratio_rate5m{slo=\"x\"} > (14.4 * 0.001) and on (slo) up offset 5m"),
             ["slo:sli_error:ratio_rate5m", "up"]
         );
-        assert_eq!(
-            names(
-                r#"label_replace(up, "by", "$1", "job", "(sum)") or vector(0) unless max_over_time(x[1h:5m])"#
-            ),
-            ["up", "x"]
-        );
-        assert_eq!(
-            names(
-                r#"{__name__="orders_total", status="created"} # trailing comment with name_in_it"#
-            ),
-            ["orders_total"]
-        );
-        assert_eq!(
-            names("count by (topic) (deriv(messaging_consumer_lag[10m]) > 0) * -1e-3"),
-            ["messaging_consumer_lag"]
-        );
+        assert_eq!(names(r#"label_replace(up, "by", "$1", "job", "(sum)") or vector(0) unless max_over_time(x[1h:5m])"#), ["up", "x"]);
+        assert_eq!(names(r#"{__name__="orders_total", status="created"} # trailing comment with name_in_it"#), ["orders_total"]);
+        assert_eq!(names("count by (topic) (deriv(messaging_consumer_lag[10m]) > 0) * -1e-3"), ["messaging_consumer_lag"]);
     }
 
     #[test]
     fn reads_matchers_with_ops_and_escapes() {
-        let s =
-            selectors(r#"x_bucket{le=~"0\\.30*", status!="4xx", a!~'b', c="q\"uote"}"#).unwrap();
+        let s = selectors(r#"x_bucket{le=~"0\\.30*", status!="4xx", a!~'b', c="q\"uote"}"#).unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(
             s[0].matchers,
             vec![
-                Matcher {
-                    label: "le".into(),
-                    op: MatchOp::Regex,
-                    value: "0\\.30*".into()
-                },
-                Matcher {
-                    label: "status".into(),
-                    op: MatchOp::NotEqual,
-                    value: "4xx".into()
-                },
-                Matcher {
-                    label: "a".into(),
-                    op: MatchOp::NotRegex,
-                    value: "b".into()
-                },
-                Matcher {
-                    label: "c".into(),
-                    op: MatchOp::Equal,
-                    value: "q\"uote".into()
-                },
+                Matcher { label: "le".into(), op: MatchOp::Regex, value: "0\\.30*".into() },
+                Matcher { label: "status".into(), op: MatchOp::NotEqual, value: "4xx".into() },
+                Matcher { label: "a".into(), op: MatchOp::NotRegex, value: "b".into() },
+                Matcher { label: "c".into(), op: MatchOp::Equal, value: "q\"uote".into() },
             ]
         );
     }
 
     #[test]
     fn malformed_selectors_are_errors_not_panics() {
-        for bad in [
-            r#"x{a="b""#,
-            r#"x{a b}"#,
-            r#"x{a="unterminated}"#,
-            "x[5m",
-            "sum by (le",
-            "x{a=1}",
-            "x ? y",
-        ] {
+        for bad in [r#"x{a="b""#, r#"x{a b}"#, r#"x{a="unterminated}"#, "x[5m", "sum by (le", "x{a=1}", "x ? y"] {
             assert!(selectors(bad).is_err(), "{bad} should fail");
         }
     }

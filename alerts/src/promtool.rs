@@ -21,27 +21,17 @@ fn amtool() -> String {
 /// Runs `program args...`; Ok(stdout) on exit 0 (stderr holds only warnings
 /// then), else an error carrying both streams.
 fn run(program: &str, args: &[OsString], install_hint: &str) -> anyhow::Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run `{program}` ({install_hint})"))?;
+    let out = Command::new(program).args(args).output().with_context(|| format!("cannot run `{program}` ({install_hint})"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
-        bail!(
-            "`{program} {}` failed ({}):\n{stdout}{stderr}",
-            display_args(args),
-            out.status
-        );
+        bail!("`{program} {}` failed ({}):\n{stdout}{stderr}", display_args(args), out.status);
     }
     Ok(stdout)
 }
 
 fn display_args(args: &[OsString]) -> String {
-    args.iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
+    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
 }
 
 const PROMTOOL_HINT: &str = "it comes with Prometheus: `deploy/local/stack install prometheus`";
@@ -64,11 +54,7 @@ pub fn test_rules(files: &[&Path]) -> anyhow::Result<String> {
 
 /// `amtool check-config FILE`.
 pub fn amtool_check_config(file: &Path) -> anyhow::Result<String> {
-    run(
-        &amtool(),
-        &["check-config".into(), file.as_os_str().to_owned()],
-        AMTOOL_HINT,
-    )
+    run(&amtool(), &["check-config".into(), file.as_os_str().to_owned()], AMTOOL_HINT)
 }
 
 /// `amtool config routes test --config.file=FILE label=value...`: the receiver
@@ -77,16 +63,7 @@ pub fn amtool_route(file: &Path, labels: &[(&str, &str)]) -> anyhow::Result<Vec<
     let mut config = OsString::from("--config.file=");
     config.push(file.as_os_str());
     let mut args: Vec<OsString> = vec!["config".into(), "routes".into(), "test".into(), config];
-    args.extend(
-        labels
-            .iter()
-            .map(|(k, v)| OsString::from(format!("{k}={v}"))),
-    );
+    args.extend(labels.iter().map(|(k, v)| OsString::from(format!("{k}={v}"))));
     let out = run(&amtool(), &args, AMTOOL_HINT)?;
-    Ok(out
-        .split([',', '\n'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect())
+    Ok(out.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
 }

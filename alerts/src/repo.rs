@@ -20,19 +20,12 @@ impl Repo {
     pub fn locate(explicit: Option<PathBuf>) -> anyhow::Result<Self> {
         let root = match explicit {
             Some(p) => p,
-            None => Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .context("crate has no parent directory")?
-                .to_path_buf(),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("crate has no parent directory")?.to_path_buf(),
         };
         let repo = Self { root };
         for needed in [repo.slos_dir(), repo.metrics_md()] {
             if !needed.exists() {
-                bail!(
-                    "{} does not look like the Glasshouse repository: {} is missing",
-                    repo.root.display(),
-                    needed.display()
-                );
+                bail!("{} does not look like the Glasshouse repository: {} is missing", repo.root.display(), needed.display());
             }
         }
         Ok(repo)
@@ -75,13 +68,11 @@ impl Repo {
     /// The naming contract: METRICS.md, the proposals, and every name recorded
     /// by a rule in `alerts/rules/`.
     pub fn contract(&self) -> anyhow::Result<Contract> {
-        let md = std::fs::read_to_string(self.metrics_md())
-            .with_context(|| format!("read {}", self.metrics_md().display()))?;
+        let md = std::fs::read_to_string(self.metrics_md()).with_context(|| format!("read {}", self.metrics_md().display()))?;
         let mut c = Contract::from_metrics_md(&md)?;
         let proposed = self.proposed_metrics_md();
         if proposed.exists() {
-            let text = std::fs::read_to_string(&proposed)
-                .with_context(|| format!("read {}", proposed.display()))?;
+            let text = std::fs::read_to_string(&proposed).with_context(|| format!("read {}", proposed.display()))?;
             c.add_proposed(&text)?;
         }
         let files = rules::load_dir(&self.rules_dir())?;
@@ -91,9 +82,6 @@ impl Repo {
 
     /// `path` relative to the root, for messages.
     pub fn display(&self, path: &Path) -> String {
-        path.strip_prefix(&self.root)
-            .unwrap_or(path)
-            .display()
-            .to_string()
+        path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
     }
 }

@@ -62,8 +62,7 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<LoadedRules>> {
     paths
         .into_iter()
         .map(|path| {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("read {}", path.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
             let file = parse(&text).with_context(|| format!("rule file {}", path.display()))?;
             Ok(LoadedRules { path, file })
         })
@@ -76,11 +75,7 @@ pub fn parse(text: &str) -> anyhow::Result<RuleFile> {
     for g in &file.groups {
         for r in &g.rules {
             if r.record.is_some() == r.alert.is_some() {
-                bail!(
-                    "group '{}': a rule must have exactly one of `record` and `alert` (expr: {})",
-                    g.name,
-                    r.expr
-                );
+                bail!("group '{}': a rule must have exactly one of `record` and `alert` (expr: {})", g.name, r.expr);
             }
         }
     }
@@ -95,23 +90,12 @@ impl RuleFile {
 
 /// Every alerting rule across `files`, with the file it is in.
 pub fn alerts(files: &[LoadedRules]) -> Vec<(&Path, &Rule)> {
-    files
-        .iter()
-        .flat_map(|f| {
-            f.file
-                .rules()
-                .filter(|r| r.alert.is_some())
-                .map(move |r| (f.path.as_path(), r))
-        })
-        .collect()
+    files.iter().flat_map(|f| f.file.rules().filter(|r| r.alert.is_some()).map(move |r| (f.path.as_path(), r))).collect()
 }
 
 /// Names of every recorded series across `files`.
 pub fn recorded_names(files: &[LoadedRules]) -> std::collections::BTreeSet<String> {
-    files
-        .iter()
-        .flat_map(|f| f.file.rules().filter_map(|r| r.record.clone()))
-        .collect()
+    files.iter().flat_map(|f| f.file.rules().filter_map(|r| r.record.clone())).collect()
 }
 
 #[cfg(test)]
@@ -129,15 +113,9 @@ mod tests {
         assert_eq!(rules[1].for_.as_deref(), Some("1m"));
         assert_eq!(rules[1].labels["severity"], "page");
 
-        let err = parse("groups:\n- name: g\n  rules:\n  - expr: up\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("groups:\n- name: g\n  rules:\n  - expr: up\n").unwrap_err().to_string();
         assert!(err.contains("exactly one of"), "{err}");
-        let err = format!(
-            "{:#}",
-            parse("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: up\n    severity: page\n")
-                .unwrap_err()
-        );
+        let err = format!("{:#}", parse("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: up\n    severity: page\n").unwrap_err());
         assert!(err.contains("unknown field `severity`"), "{err}");
     }
 }

@@ -113,23 +113,14 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<LoadedSpec>> {
     let mut slo_names = std::collections::BTreeSet::new();
     let mut alert_names = std::collections::BTreeSet::new();
     for path in paths {
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         let spec = parse(&text).with_context(|| format!("SLO spec {}", path.display()))?;
         for slo in &spec.slos {
             if !slo_names.insert(slo.name.clone()) {
-                bail!(
-                    "SLO name '{}' appears twice (second time in {})",
-                    slo.name,
-                    path.display()
-                );
+                bail!("SLO name '{}' appears twice (second time in {})", slo.name, path.display());
             }
             if !alert_names.insert(slo.alerting.name.clone()) {
-                bail!(
-                    "alerting name '{}' appears twice (second time in {})",
-                    slo.alerting.name,
-                    path.display()
-                );
+                bail!("alerting name '{}' appears twice (second time in {})", slo.alerting.name, path.display());
             }
         }
         let stem = path
@@ -151,16 +142,10 @@ pub fn parse(text: &str) -> anyhow::Result<SpecFile> {
 
 fn validate(spec: &SpecFile) -> anyhow::Result<()> {
     if spec.version != SPEC_VERSION {
-        bail!(
-            "unsupported version '{}' (this generator reads '{SPEC_VERSION}')",
-            spec.version
-        );
+        bail!("unsupported version '{}' (this generator reads '{SPEC_VERSION}')", spec.version);
     }
     if !is_label_value_id(&spec.service) {
-        bail!(
-            "service '{}' must be lowercase letters, digits, '-' or '_'",
-            spec.service
-        );
+        bail!("service '{}' must be lowercase letters, digits, '-' or '_'", spec.service);
     }
     if spec.slos.is_empty() {
         bail!("service '{}' lists no SLOs", spec.service);
@@ -171,26 +156,16 @@ fn validate(spec: &SpecFile) -> anyhow::Result<()> {
             bail!("SLO name '{name}' must be lowercase letters, digits, '-' or '_'");
         }
         if !(slo.objective > 0.0 && slo.objective < 100.0) {
-            bail!(
-                "SLO '{name}': objective {} must be a percentage strictly between 0 and 100",
-                slo.objective
-            );
+            bail!("SLO '{name}': objective {} must be a percentage strictly between 0 and 100", slo.objective);
         }
         let a = &slo.alerting.name;
         let mut chars = a.chars();
-        if !(chars.next().is_some_and(|c| c.is_ascii_uppercase())
-            && chars.all(|c| c.is_ascii_alphanumeric()))
-        {
+        if !(chars.next().is_some_and(|c| c.is_ascii_uppercase()) && chars.all(|c| c.is_ascii_alphanumeric())) {
             bail!("SLO '{name}': alerting name '{a}' must be UpperCamelCase letters and digits");
         }
-        for (which, q) in [
-            ("error_query", &slo.sli.events.error_query),
-            ("total_query", &slo.sli.events.total_query),
-        ] {
+        for (which, q) in [("error_query", &slo.sli.events.error_query), ("total_query", &slo.sli.events.total_query)] {
             if !q.contains(WINDOW_PLACEHOLDER) {
-                bail!(
-                    "SLO '{name}': {which} has no {WINDOW_PLACEHOLDER} placeholder for the window"
-                );
+                bail!("SLO '{name}': {which} has no {WINDOW_PLACEHOLDER} placeholder for the window");
             }
         }
         if slo.title.trim().is_empty() || slo.description.trim().is_empty() {
@@ -201,9 +176,7 @@ fn validate(spec: &SpecFile) -> anyhow::Result<()> {
 }
 
 fn is_label_value_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -241,27 +214,12 @@ slos:
         let cases = [
             (GOOD.replace("99.9", "100"), "objective 100"),
             (GOOD.replace("99.9", "0"), "objective 0"),
-            (
-                GOOD.replace("[{{.window}}]))\n        total", "[5m]))\n        total"),
-                "error_query has no",
-            ),
-            (
-                GOOD.replace("OrderApiAvailability", "order_api"),
-                "alerting name 'order_api'",
-            ),
-            (
-                GOOD.replace("api-availability", "Api Availability"),
-                "SLO name 'Api Availability'",
-            ),
-            (
-                GOOD.replace("glasshouse.slo/v1", "v0"),
-                "unsupported version 'v0'",
-            ),
+            (GOOD.replace("[{{.window}}]))\n        total", "[5m]))\n        total"), "error_query has no"),
+            (GOOD.replace("OrderApiAvailability", "order_api"), "alerting name 'order_api'"),
+            (GOOD.replace("api-availability", "Api Availability"), "SLO name 'Api Availability'"),
+            (GOOD.replace("glasshouse.slo/v1", "v0"), "unsupported version 'v0'"),
             (GOOD.replace("title:", "titel:"), "unknown field `titel`"),
-            (
-                GOOD.replace("service: order", "service: Order!"),
-                "service 'Order!'",
-            ),
+            (GOOD.replace("service: order", "service: Order!"), "service 'Order!'"),
         ];
         for (text, expected) in cases {
             let err = format!("{:#}", parse(&text).unwrap_err());

@@ -16,28 +16,16 @@ use tokio::net::TcpListener;
 
 #[test]
 fn amtool_accepts_the_config() {
-    let out = promtool::amtool_check_config(&repo().alertmanager_config())
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(
-        out.contains("SUCCESS") && out.contains("1 inhibit rules"),
-        "{out}"
-    );
+    let out = promtool::amtool_check_config(&repo().alertmanager_config()).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(out.contains("SUCCESS") && out.contains("1 inhibit rules"), "{out}");
 }
 
 #[test]
 fn severity_picks_the_receiver() {
     let cfg = repo().alertmanager_config();
-    let route = |labels: &[(&str, &str)]| {
-        promtool::amtool_route(&cfg, labels).unwrap_or_else(|e| panic!("{e:#}"))
-    };
-    assert_eq!(
-        route(&[("severity", "page"), ("service", "order")]),
-        ["page"]
-    );
-    assert_eq!(
-        route(&[("severity", "ticket"), ("service", "order")]),
-        ["ticket"]
-    );
+    let route = |labels: &[(&str, &str)]| promtool::amtool_route(&cfg, labels).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(route(&[("severity", "page"), ("service", "order")]), ["page"]);
+    assert_eq!(route(&[("severity", "ticket"), ("service", "order")]), ["ticket"]);
     // Something unlabelled still reaches a human, as a ticket.
     assert_eq!(route(&[("alertname", "Unlabelled")]), ["ticket"]);
 }
@@ -69,26 +57,15 @@ async fn webhook(listener: TcpListener, received: Received) {
                 let head = String::from_utf8_lossy(&buf[..end]).to_string();
                 let len: usize = head
                     .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap_or(0))
-                    })
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
                     .unwrap_or(0);
                 if buf.len() < end + 4 + len {
                     continue;
                 }
-                let path = head
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_owned();
-                let body: Value =
-                    serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap_or(Value::Null);
+                let path = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                let body: Value = serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap_or(Value::Null);
                 received.lock().unwrap().push((path, body));
-                let _ = sock
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
+                let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
                 return;
             }
         });
@@ -106,11 +83,7 @@ impl Drop for Child {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `probe` every 200 ms until it yields a value or `timeout` passes.
@@ -120,10 +93,7 @@ async fn until<T>(what: &str, timeout: Duration, mut probe: impl AsyncFnMut() ->
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -148,28 +118,15 @@ async fn pages_and_tickets_reach_their_webhooks_and_a_page_inhibits_its_tickets(
     tokio::spawn(webhook(listener, received.clone()));
     let dir = TempDir::new("glasshouse-alertmanager");
     let shipped = std::fs::read_to_string(repo().alertmanager_config()).unwrap();
-    assert!(
-        shipped.contains("http://127.0.0.1:19095/"),
-        "webhook address changed; update this test"
-    );
+    assert!(shipped.contains("http://127.0.0.1:19095/"), "webhook address changed; update this test");
     let config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        shipped.replace(
-            "http://127.0.0.1:19095/",
-            &format!("http://127.0.0.1:{hook_port}/"),
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, shipped.replace("http://127.0.0.1:19095/", &format!("http://127.0.0.1:{hook_port}/"))).unwrap();
 
     let port = free_port();
     let _am = Child(
         std::process::Command::new("prometheus-alertmanager")
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--cluster.listen-address=")
             .arg("--log.level=warn")
@@ -180,17 +137,9 @@ async fn pages_and_tickets_reach_their_webhooks_and_a_page_inhibits_its_tickets(
     );
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    until(
-        "the private Alertmanager to be ready",
-        Duration::from_secs(30),
-        async || {
-            http.get(format!("{base}/-/ready"))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        },
-    )
+    until("the private Alertmanager to be ready", Duration::from_secs(30), async || {
+        http.get(format!("{base}/-/ready")).send().await.ok().filter(|r| r.status().is_success())
+    })
     .await;
 
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -206,59 +155,26 @@ async fn pages_and_tickets_reach_their_webhooks_and_a_page_inhibits_its_tickets(
         alert("ProbeSlowBurn", "ticket", "probe-slo"),
         alert("ProbeOtherSlowBurn", "ticket", "other-slo"),
     ]);
-    let r = http
-        .post(format!("{base}/api/v2/alerts"))
-        .json(&alerts)
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(format!("{base}/api/v2/alerts")).json(&alerts).send().await.unwrap();
     assert!(r.status().is_success(), "{}", r.status());
 
     // The page goes to the page webhook; the unrelated ticket to the ticket webhook.
-    until(
-        "the page at /alerts/page",
-        Duration::from_secs(30),
-        async || {
-            alertnames(&received, "/alerts/page")
-                .contains(&"ProbeFastBurn".to_owned())
-                .then_some(())
-        },
-    )
+    until("the page at /alerts/page", Duration::from_secs(30), async || {
+        alertnames(&received, "/alerts/page").contains(&"ProbeFastBurn".to_owned()).then_some(())
+    })
     .await;
-    until(
-        "the other SLO's ticket at /alerts/ticket",
-        Duration::from_secs(30),
-        async || {
-            alertnames(&received, "/alerts/ticket")
-                .contains(&"ProbeOtherSlowBurn".to_owned())
-                .then_some(())
-        },
-    )
+    until("the other SLO's ticket at /alerts/ticket", Duration::from_secs(30), async || {
+        alertnames(&received, "/alerts/ticket").contains(&"ProbeOtherSlowBurn".to_owned()).then_some(())
+    })
     .await;
 
     // The ticket of the paging SLO is suppressed by the page, and was never sent:
     // the ticket route flushed its other group already, this one had the same wait.
-    let inhibited: Value = http
-        .get(format!(
-            "{base}/api/v2/alerts?filter=alertname=\"ProbeSlowBurn\""
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inhibited: Value =
+        http.get(format!("{base}/api/v2/alerts?filter=alertname=\"ProbeSlowBurn\"")).send().await.unwrap().json().await.unwrap();
     let status = &inhibited[0]["status"];
     assert_eq!(status["state"], "suppressed", "{inhibited}");
-    assert_eq!(
-        status["inhibitedBy"].as_array().map(Vec::len),
-        Some(1),
-        "{inhibited}"
-    );
+    assert_eq!(status["inhibitedBy"].as_array().map(Vec::len), Some(1), "{inhibited}");
     assert!(!alertnames(&received, "/alerts/ticket").contains(&"ProbeSlowBurn".to_owned()));
-    assert!(
-        !alertnames(&received, "/alerts/page")
-            .iter()
-            .any(|n| n != "ProbeFastBurn")
-    );
+    assert!(!alertnames(&received, "/alerts/page").iter().any(|n| n != "ProbeFastBurn"));
 }

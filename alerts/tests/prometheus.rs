@@ -18,61 +18,34 @@ fn prometheus_url() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_prometheus_loads_and_evaluates_every_rule() {
     let base = prometheus_url();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     // Pick up the current files (the stack runs Prometheus with --web.enable-lifecycle).
-    let reload = http.post(format!("{base}/-/reload")).send().await.unwrap_or_else(|e| {
-        panic!("Prometheus is not reachable at {base} ({e}); start it with `deploy/local/stack up prometheus`")
-    });
-    assert!(
-        reload.status().is_success(),
-        "reload failed: {}",
-        reload.text().await.unwrap_or_default()
-    );
+    let reload = http
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("Prometheus is not reachable at {base} ({e}); start it with `deploy/local/stack up prometheus`"));
+    assert!(reload.status().is_success(), "reload failed: {}", reload.text().await.unwrap_or_default());
 
     let repo = repo();
     let files = rules::load_dir(&repo.rules_dir()).unwrap();
     let expected: BTreeSet<(String, String)> = files
         .iter()
         .flat_map(|f| {
-            f.file.groups.iter().flat_map(|g| {
-                g.rules.iter().map(move |r| {
-                    (
-                        g.name.clone(),
-                        r.record.clone().or(r.alert.clone()).unwrap(),
-                    )
-                })
-            })
+            f.file.groups.iter().flat_map(|g| g.rules.iter().map(move |r| (g.name.clone(), r.record.clone().or(r.alert.clone()).unwrap())))
         })
         .collect();
 
     // Poll until every rule is loaded and evaluated once (the budget groups run every minute).
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let body: Value = http
-            .get(format!("{base}/api/v1/rules"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = http.get(format!("{base}/api/v1/rules")).send().await.unwrap().json().await.unwrap();
         let mut loaded = BTreeSet::new();
         let mut unevaluated = Vec::new();
         let mut errors = Vec::new();
-        for g in body["data"]["groups"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
+        for g in body["data"]["groups"].as_array().cloned().unwrap_or_default() {
             let group = g["name"].as_str().unwrap_or_default().to_owned();
-            if !g["file"]
-                .as_str()
-                .unwrap_or_default()
-                .starts_with(repo.rules_dir().to_str().unwrap())
-            {
+            if !g["file"].as_str().unwrap_or_default().starts_with(repo.rules_dir().to_str().unwrap()) {
                 continue;
             }
             for r in g["rules"].as_array().cloned().unwrap_or_default() {
@@ -85,10 +58,7 @@ async fn the_local_prometheus_loads_and_evaluates_every_rule() {
                 loaded.insert((group.clone(), name));
             }
         }
-        assert!(
-            errors.is_empty(),
-            "rules failing in Prometheus: {errors:#?}"
-        );
+        assert!(errors.is_empty(), "rules failing in Prometheus: {errors:#?}");
         let missing: Vec<_> = expected.difference(&loaded).collect();
         if missing.is_empty() && unevaluated.is_empty() {
             break;

@@ -10,21 +10,14 @@ use common::{TempDir, edit, repo, scratch_repo};
 use glasshouse_alerts::{checks, promtool, rules};
 
 fn rule_files(repo: &glasshouse_alerts::repo::Repo) -> Vec<PathBuf> {
-    rules::load_dir(&repo.rules_dir())
-        .unwrap()
-        .into_iter()
-        .map(|f| f.path)
-        .collect()
+    rules::load_dir(&repo.rules_dir()).unwrap().into_iter().map(|f| f.path).collect()
 }
 
 #[test]
 fn promtool_check_rules_accepts_every_rule_file() {
     let repo = repo();
     let files = rule_files(&repo);
-    assert!(
-        files.len() >= 2,
-        "expected the generated and the symptom rule files, found {files:?}"
-    );
+    assert!(files.len() >= 2, "expected the generated and the symptom rule files, found {files:?}");
     for f in &files {
         let out = promtool::check_rules(&[f.as_path()]).unwrap_or_else(|e| panic!("{e:#}"));
         assert!(out.contains("SUCCESS"), "{out}");
@@ -35,11 +28,7 @@ fn promtool_check_rules_accepts_every_rule_file() {
 fn promtool_check_rules_rejects_a_broken_rule() {
     let (_tmp, repo) = scratch_repo();
     let f = repo.rules_dir().join("symptoms.yaml");
-    edit(
-        &f,
-        "expr: up{job=\"glasshouse\"} == 0",
-        "expr: up{job=\"glasshouse\" == 0",
-    );
+    edit(&f, "expr: up{job=\"glasshouse\"} == 0", "expr: up{job=\"glasshouse\" == 0");
     let err = promtool::check_rules(&[f.as_path()]).unwrap_err();
     assert!(format!("{err:#}").contains("symptoms.yaml"), "{err:#}");
 }
@@ -63,10 +52,7 @@ fn promtool_unit_tests_compare_annotations_exactly() {
     edit(&f, "is 5m 0s old", "is 5m 1s old");
     let err = promtool::test_rules(&[f.as_path()]).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(
-        msg.contains("OutboxBacklogOld") && msg.contains("5m 0s old"),
-        "{msg}"
-    );
+    assert!(msg.contains("OutboxBacklogOld") && msg.contains("5m 0s old"), "{msg}");
 }
 
 #[test]
@@ -74,11 +60,7 @@ fn every_alert_has_severity_annotations_and_a_runbook_with_all_sections() {
     let repo = repo();
     let files = rules::load_dir(&repo.rules_dir()).unwrap();
     let alerts = rules::alerts(&files);
-    assert!(
-        alerts.len() >= 12,
-        "expected 6 SLO and 6 symptom alerts, found {}",
-        alerts.len()
-    );
+    assert!(alerts.len() >= 12, "expected 6 SLO and 6 symptom alerts, found {}", alerts.len());
     let problems = checks::alert_problems(&repo, &files).unwrap();
     assert!(problems.is_empty(), "{problems:#?}");
 }
@@ -87,16 +69,8 @@ fn every_alert_has_severity_annotations_and_a_runbook_with_all_sections() {
 fn a_missing_runbook_or_annotation_is_reported() {
     let (_tmp, repo) = scratch_repo();
     std::fs::remove_file(repo.runbooks_dir().join("CircuitBreakerOpen.md")).unwrap();
-    edit(
-        &repo.rules_dir().join("symptoms.yaml"),
-        "severity: page",
-        "severity: critical",
-    );
-    edit(
-        &repo.runbooks_dir().join("TelemetryDropping.md"),
-        "## Mitigation",
-        "## What to do",
-    );
+    edit(&repo.rules_dir().join("symptoms.yaml"), "severity: page", "severity: critical");
+    edit(&repo.runbooks_dir().join("TelemetryDropping.md"), "## Mitigation", "## What to do");
     std::fs::write(repo.runbooks_dir().join("NoSuchAlert.md"), "# orphan\n").unwrap();
     let files = rules::load_dir(&repo.rules_dir()).unwrap();
     let problems = checks::alert_problems(&repo, &files).unwrap().join("\n");
@@ -106,10 +80,7 @@ fn a_missing_runbook_or_annotation_is_reported() {
         "alerts/runbooks/TelemetryDropping.md: section `## Mitigation` is missing",
         "alerts/runbooks/NoSuchAlert.md: runbook of an alert that no rule defines",
     ] {
-        assert!(
-            problems.contains(expected),
-            "expected {expected:?} in:\n{problems}"
-        );
+        assert!(problems.contains(expected), "expected {expected:?} in:\n{problems}");
     }
 }
 
@@ -132,10 +103,7 @@ fn an_alert_without_a_silent_case_is_reported() {
     );
     let files = rules::load_dir(&repo.rules_dir()).unwrap();
     let problems = checks::unit_test_problems(&repo, &files).unwrap();
-    assert_eq!(
-        problems,
-        ["CircuitBreakerOpen: no promtool case expects it to stay silent"]
-    );
+    assert_eq!(problems, ["CircuitBreakerOpen: no promtool case expects it to stay silent"]);
 }
 
 /// The naming contract: every series a rule reads is in telemetry/METRICS.md,
@@ -153,27 +121,12 @@ fn every_rule_queries_only_names_of_the_contract() {
 fn a_rule_reading_an_unknown_metric_or_label_breaks_the_contract() {
     let (_tmp, repo) = scratch_repo();
     let f = repo.rules_dir().join("symptoms.yaml");
-    edit(
-        &f,
-        "max by (service) (outbox_oldest_age_seconds)",
-        "max by (service) (outbox_age_seconds)",
-    );
-    edit(
-        &f,
-        "max by (service, peer) (circuit_breaker_state)",
-        "max by (service, peer) (circuit_breaker_state{target=\"x\"})",
-    );
+    edit(&f, "max by (service) (outbox_oldest_age_seconds)", "max by (service) (outbox_age_seconds)");
+    edit(&f, "max by (service, peer) (circuit_breaker_state)", "max by (service, peer) (circuit_breaker_state{target=\"x\"})");
     let files = rules::load_dir(&repo.rules_dir()).unwrap();
     let problems = checks::contract_problems(&repo, &files).unwrap().join("\n");
-    assert!(
-        problems
-            .contains("rule OutboxBacklogOld: `outbox_age_seconds` is not in telemetry/METRICS.md"),
-        "{problems}"
-    );
-    assert!(
-        problems.contains("rule CircuitBreakerOpen: `circuit_breaker_state` has no label `target`"),
-        "{problems}"
-    );
+    assert!(problems.contains("rule OutboxBacklogOld: `outbox_age_seconds` is not in telemetry/METRICS.md"), "{problems}");
+    assert!(problems.contains("rule CircuitBreakerOpen: `circuit_breaker_state` has no label `target`"), "{problems}");
 }
 
 #[test]
@@ -186,22 +139,14 @@ fn a_proposal_adopted_by_metrics_md_must_leave_the_proposal_list() {
     )
     .unwrap();
     let err = format!("{:#}", repo.contract().unwrap_err());
-    assert!(
-        err.contains("`order_completion_seconds` is proposed") && err.contains("delete its row"),
-        "{err}"
-    );
+    assert!(err.contains("`order_completion_seconds` is proposed") && err.contains("delete its row"), "{err}");
 }
 
 #[test]
 fn a_scratch_directory_is_not_taken_for_the_repository() {
     let tmp = TempDir::new("glasshouse-alerts-empty");
-    let err = glasshouse_alerts::repo::Repo::locate(Some(tmp.path().to_path_buf()))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("does not look like the Glasshouse repository"),
-        "{err}"
-    );
+    let err = glasshouse_alerts::repo::Repo::locate(Some(tmp.path().to_path_buf())).unwrap_err().to_string();
+    assert!(err.contains("does not look like the Glasshouse repository"), "{err}");
 }
 
 #[test]
@@ -217,8 +162,5 @@ fn runbook_queries_keep_the_naming_contract() {
     );
     let problems = checks::runbook_query_problems(&repo).unwrap();
     assert_eq!(problems.len(), 1, "{problems:#?}");
-    assert!(
-        problems[0].contains("ServiceDown.md: query `up_total{job=\"glasshouse\"}`"),
-        "{problems:#?}"
-    );
+    assert!(problems[0].contains("ServiceDown.md: query `up_total{job=\"glasshouse\"}`"), "{problems:#?}");
 }

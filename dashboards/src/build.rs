@@ -51,30 +51,17 @@ pub struct Target {
 
 /// A PromQL range query.
 pub fn prom(expr: &str, legend: &str) -> Target {
-    Target {
-        datasource: prometheus_ds(),
-        expr: expr.to_owned(),
-        legend: legend.to_owned(),
-        instant: false,
-        exemplar: false,
-        table: false,
-    }
+    Target { datasource: prometheus_ds(), expr: expr.to_owned(), legend: legend.to_owned(), instant: false, exemplar: false, table: false }
 }
 
 /// A PromQL instant query (current value).
 pub fn prom_instant(expr: &str, legend: &str) -> Target {
-    Target {
-        instant: true,
-        ..prom(expr, legend)
-    }
+    Target { instant: true, ..prom(expr, legend) }
 }
 
 /// A PromQL range query whose series carry trace-id exemplars (latency histograms).
 pub fn prom_exemplar(expr: &str, legend: &str) -> Target {
-    Target {
-        exemplar: true,
-        ..prom(expr, legend)
-    }
+    Target { exemplar: true, ..prom(expr, legend) }
 }
 
 /// A LogQL query against the Loki datasource variable `${logs}`.
@@ -301,10 +288,7 @@ impl Panel {
     pub fn value_mappings(mut self, pairs: &[(&str, &str, &str)]) -> Self {
         let mut options = serde_json::Map::new();
         for (i, (value, text, color)) in pairs.iter().enumerate() {
-            options.insert(
-                (*value).to_owned(),
-                json!({ "text": text, "color": color, "index": i }),
-            );
+            options.insert((*value).to_owned(), json!({ "text": text, "color": color, "index": i }));
         }
         self.mappings = json!([{ "type": "value", "options": options }]);
         self
@@ -312,10 +296,7 @@ impl Panel {
 
     /// Threshold steps, lowest first: `(None, "red")` is the base colour.
     pub fn thresholds(mut self, steps: &[(Option<f64>, &str)]) -> Self {
-        let steps: Vec<Value> = steps
-            .iter()
-            .map(|(v, c)| json!({ "value": v, "color": c }))
-            .collect();
+        let steps: Vec<Value> = steps.iter().map(|(v, c)| json!({ "value": v, "color": c })).collect();
         self.thresholds = Some(json!({ "mode": "absolute", "steps": steps }));
         self
     }
@@ -328,12 +309,7 @@ impl Panel {
 
     fn to_json(&self, id: u64, x: u64, y: u64) -> Value {
         let ref_ids = ["A", "B", "C", "D", "E", "F", "G", "H"];
-        let targets: Vec<Value> = self
-            .targets
-            .iter()
-            .zip(ref_ids)
-            .map(|(t, r)| t.to_json(r))
-            .collect();
+        let targets: Vec<Value> = self.targets.iter().zip(ref_ids).map(|(t, r)| t.to_json(r)).collect();
         let mut p = json!({
             "id": id,
             "type": self.kind,
@@ -377,51 +353,24 @@ impl Panel {
 /// A template variable.
 pub enum Variable {
     /// Picks a datasource of `plugin` type; `default_uid` is the provisioned one.
-    Datasource {
-        name: &'static str,
-        label: &'static str,
-        plugin: &'static str,
-        default_uid: &'static str,
-    },
+    Datasource { name: &'static str, label: &'static str, plugin: &'static str, default_uid: &'static str },
     /// Values of `label` on the series of `metric_selector`, with an "All" (`.*`) choice.
-    LabelValues {
-        name: &'static str,
-        label: &'static str,
-        metric_selector: String,
-        values_of: &'static str,
-    },
+    LabelValues { name: &'static str, label: &'static str, metric_selector: String, values_of: &'static str },
     /// Fixed choices with an "All" choice that matches any non-empty value.
-    Custom {
-        name: &'static str,
-        label: &'static str,
-        values: Vec<&'static str>,
-    },
+    Custom { name: &'static str, label: &'static str, values: Vec<&'static str> },
     /// Free text; empty by default (an empty regex or substring matches everything).
-    Textbox {
-        name: &'static str,
-        label: &'static str,
-    },
+    Textbox { name: &'static str, label: &'static str },
 }
 
 impl Variable {
     fn to_json(&self) -> Value {
         match self {
-            Variable::Datasource {
-                name,
-                label,
-                plugin,
-                default_uid,
-            } => json!({
+            Variable::Datasource { name, label, plugin, default_uid } => json!({
                 "name": name, "label": label, "type": "datasource", "query": plugin,
                 "current": { "selected": false, "text": default_uid, "value": default_uid },
                 "hide": 0, "includeAll": false, "multi": false, "options": [], "refresh": 1, "regex": "", "skipUrlSync": false,
             }),
-            Variable::LabelValues {
-                name,
-                label,
-                metric_selector,
-                values_of,
-            } => {
+            Variable::LabelValues { name, label, metric_selector, values_of } => {
                 let q = format!("label_values({metric_selector}, {values_of})");
                 json!({
                     "name": name, "label": label, "type": "query",
@@ -432,15 +381,8 @@ impl Variable {
                     "hide": 0, "options": [], "refresh": 2, "regex": "", "sort": 1, "skipUrlSync": false,
                 })
             }
-            Variable::Custom {
-                name,
-                label,
-                values,
-            } => {
-                let options: Vec<Value> = values
-                    .iter()
-                    .map(|v| json!({ "selected": false, "text": v, "value": v }))
-                    .collect();
+            Variable::Custom { name, label, values } => {
+                let options: Vec<Value> = values.iter().map(|v| json!({ "selected": false, "text": v, "value": v })).collect();
                 json!({
                     "name": name, "label": label, "type": "custom", "query": values.join(","),
                     "current": { "selected": true, "text": ["All"], "value": ["$__all"] },
@@ -475,9 +417,7 @@ impl Dashboard {
         Self {
             uid,
             title: title.to_owned(),
-            description: format!(
-                "{GENERATED_MARKER} (`cargo run -p glasshouse-dashboards -- generate`); do not edit. {description}"
-            ),
+            description: format!("{GENERATED_MARKER} (`cargo run -p glasshouse-dashboards -- generate`); do not edit. {description}"),
             variables: Vec::new(),
             panels: Vec::new(),
             next_id: 1,

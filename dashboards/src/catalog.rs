@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 use crate::build::{
-    Dashboard, ELASTICSEARCH_UID, LOKI_UID, PROMETHEUS_UID, Variable, bar_gauge, elasticsearch,
-    logs, loki, prom, prom_exemplar, prom_instant, stat, state_timeline, table, text, timeseries,
+    Dashboard, ELASTICSEARCH_UID, LOKI_UID, PROMETHEUS_UID, Variable, bar_gauge, elasticsearch, logs, loki, prom, prom_exemplar,
+    prom_instant, stat, state_timeline, table, text, timeseries,
 };
 
 /// Every dashboard, as `(file stem, JSON)`; files are `dashboards/grafana/<stem>.json`.
@@ -25,21 +25,11 @@ pub fn all() -> Vec<(&'static str, Value)> {
 const RATE: &str = "$__rate_interval";
 
 fn prometheus_var() -> Variable {
-    Variable::Datasource {
-        name: "datasource",
-        label: "Prometheus",
-        plugin: "prometheus",
-        default_uid: PROMETHEUS_UID,
-    }
+    Variable::Datasource { name: "datasource", label: "Prometheus", plugin: "prometheus", default_uid: PROMETHEUS_UID }
 }
 
 fn loki_var() -> Variable {
-    Variable::Datasource {
-        name: "logs",
-        label: "Loki",
-        plugin: "loki",
-        default_uid: LOKI_UID,
-    }
+    Variable::Datasource { name: "logs", label: "Loki", plugin: "loki", default_uid: LOKI_UID }
 }
 
 fn overview() -> Value {
@@ -169,24 +159,9 @@ struct Service {
     has_outbox: bool,
 }
 
-const ORDER: Service = Service {
-    name: "order",
-    title: "Order",
-    calls_peers: true,
-    has_outbox: true,
-};
-const INVENTORY: Service = Service {
-    name: "inventory",
-    title: "Inventory",
-    calls_peers: false,
-    has_outbox: true,
-};
-const NOTIFICATION: Service = Service {
-    name: "notification",
-    title: "Notification",
-    calls_peers: false,
-    has_outbox: false,
-};
+const ORDER: Service = Service { name: "order", title: "Order", calls_peers: true, has_outbox: true };
+const INVENTORY: Service = Service { name: "inventory", title: "Inventory", calls_peers: false, has_outbox: true };
+const NOTIFICATION: Service = Service { name: "notification", title: "Notification", calls_peers: false, has_outbox: false };
 
 fn service(s: &Service) -> Value {
     let svc = s.name;
@@ -269,16 +244,15 @@ fn service(s: &Service) -> Value {
         .desc("Exemplars (dots) carry the trace id: open the trace in Jaeger, or its logs."),
     );
 
-    let outgoing_note = if s.calls_peers {
-        None
-    } else {
-        Some("this service calls no other service over HTTP")
-    };
+    let outgoing_note = if s.calls_peers { None } else { Some("this service calls no other service over HTTP") };
     d = d.row("Outgoing calls and circuit breakers");
     let mut calls = timeseries(
         "Outgoing calls by peer and outcome",
         "reqps",
-        vec![prom(&format!("sum by (peer, outcome) (rate(http_client_request_duration_seconds_count{{{sel}}}[{RATE}]))"), "{{peer}} {{outcome}}")],
+        vec![prom(
+            &format!("sum by (peer, outcome) (rate(http_client_request_duration_seconds_count{{{sel}}}[{RATE}]))"),
+            "{{peer}} {{outcome}}",
+        )],
     )
     .w(8);
     let mut call_latency = timeseries(
@@ -290,21 +264,11 @@ fn service(s: &Service) -> Value {
         )],
     )
     .w(8);
-    let mut breaker = state_timeline(
-        "Circuit breaker state",
-        "none",
-        vec![prom(
-            &format!("max by (peer) (circuit_breaker_state{{{sel}}})"),
-            "{{peer}}",
-        )],
-    )
-    .w(8)
-    .value_mappings(&[
-        ("0", "closed", "green"),
-        ("1", "half-open", "yellow"),
-        ("2", "open", "red"),
-    ])
-    .desc("Open: calls fail fast without being tried (alert CircuitBreakerOpen).");
+    let mut breaker =
+        state_timeline("Circuit breaker state", "none", vec![prom(&format!("max by (peer) (circuit_breaker_state{{{sel}}})"), "{{peer}}")])
+            .w(8)
+            .value_mappings(&[("0", "closed", "green"), ("1", "half-open", "yellow"), ("2", "open", "red")])
+            .desc("Open: calls fail fast without being tried (alert CircuitBreakerOpen).");
     if let Some(why) = outgoing_note {
         calls = calls.empty_when_healthy(why);
         call_latency = call_latency.empty_when_healthy(why);
@@ -330,16 +294,22 @@ fn service(s: &Service) -> Value {
                 "Handler time by topic (p99)",
                 "s",
                 vec![prom_exemplar(
-                    &format!("histogram_quantile(0.99, sum by (le, topic) (rate(messaging_consume_duration_seconds_bucket{{{sel}}}[{RATE}])))"),
+                    &format!(
+                        "histogram_quantile(0.99, sum by (le, topic) (rate(messaging_consume_duration_seconds_bucket{{{sel}}}[{RATE}])))"
+                    ),
                     "{{topic}}",
                 )],
             )
             .w(12),
         )
         .panel(
-            timeseries("Consumer lag by topic", "short", vec![prom(&format!("sum by (topic) (messaging_consumer_lag{{{sel}}})"), "{{topic}}")])
-                .w(12)
-                .desc("High watermark minus committed offset, summed over partitions (alert ConsumerLagGrowing)."),
+            timeseries(
+                "Consumer lag by topic",
+                "short",
+                vec![prom(&format!("sum by (topic) (messaging_consumer_lag{{{sel}}})"), "{{topic}}")],
+            )
+            .w(12)
+            .desc("High watermark minus committed offset, summed over partitions (alert ConsumerLagGrowing)."),
         )
         .panel(
             timeseries(
@@ -352,35 +322,16 @@ fn service(s: &Service) -> Value {
             .desc("Messages sent to <topic>.dlq (alert DeadLetterQueueReceiving)."),
         );
 
-    let outbox_note = if s.has_outbox {
-        None
-    } else {
-        Some("this service publishes no events")
-    };
+    let outbox_note = if s.has_outbox { None } else { Some("this service publishes no events") };
     d = d.row("Outbox");
-    let mut pending = timeseries(
-        "Outbox rows pending",
-        "short",
-        vec![prom(&format!("max(outbox_pending{{{sel}}})"), "pending")],
-    )
-    .w(8);
-    let mut age = timeseries(
-        "Oldest unpublished row age",
-        "s",
-        vec![prom(
-            &format!("max(outbox_oldest_age_seconds{{{sel}}})"),
-            "age",
-        )],
-    )
-    .w(8)
-    .desc("0 when nothing waits; over 1 minute for 2 minutes raises OutboxBacklogOld.");
+    let mut pending = timeseries("Outbox rows pending", "short", vec![prom(&format!("max(outbox_pending{{{sel}}})"), "pending")]).w(8);
+    let mut age = timeseries("Oldest unpublished row age", "s", vec![prom(&format!("max(outbox_oldest_age_seconds{{{sel}}})"), "age")])
+        .w(8)
+        .desc("0 when nothing waits; over 1 minute for 2 minutes raises OutboxBacklogOld.");
     let mut published = timeseries(
         "Published by topic",
         "ops",
-        vec![prom(
-            &format!("sum by (topic) (rate(outbox_published_total{{{sel}}}[{RATE}]))"),
-            "{{topic}}",
-        )],
+        vec![prom(&format!("sum by (topic) (rate(outbox_published_total{{{sel}}}[{RATE}]))"), "{{topic}}")],
     )
     .w(8);
     if let Some(why) = outbox_note {
@@ -392,16 +343,18 @@ fn service(s: &Service) -> Value {
 
     d = d
         .row("Database pool and telemetry")
-        .panel(
-            {
-                let pool = timeseries("DB pool connections", "short", vec![prom(&format!("sum by (state) (db_pool_connections{{{sel}}})"), "{{state}}")])
-                    .w(12)
-                    .stacked()
-                    .desc("in_use at the pool size means requests queue for a connection.");
-                // The MongoDB driver does not expose its pool: Notification never reports it.
-                if svc == "notification" { pool.empty_when_healthy("the MongoDB driver exposes no pool gauge") } else { pool }
-            },
-        )
+        .panel({
+            let pool = timeseries(
+                "DB pool connections",
+                "short",
+                vec![prom(&format!("sum by (state) (db_pool_connections{{{sel}}})"), "{{state}}")],
+            )
+            .w(12)
+            .stacked()
+            .desc("in_use at the pool size means requests queue for a connection.");
+            // The MongoDB driver does not expose its pool: Notification never reports it.
+            if svc == "notification" { pool.empty_when_healthy("the MongoDB driver exposes no pool gauge") } else { pool }
+        })
         .panel(
             timeseries(
                 "Telemetry dropped",
@@ -419,7 +372,14 @@ fn service(s: &Service) -> Value {
     d = d.row("Business");
     d = match svc {
         "order" => d
-            .panel(timeseries("Orders by status", "ops", vec![prom(&format!("sum by (status) (rate(orders_total{{{biz}}}[{RATE}]))"), "{{status}}")]).w(8))
+            .panel(
+                timeseries(
+                    "Orders by status",
+                    "ops",
+                    vec![prom(&format!("sum by (status) (rate(orders_total{{{biz}}}[{RATE}]))"), "{{status}}")],
+                )
+                .w(8),
+            )
             .panel(
                 timeseries(
                     "Order value (median) by currency",
@@ -436,7 +396,10 @@ fn service(s: &Service) -> Value {
                 timeseries(
                     "Illegal state transitions",
                     "ops",
-                    vec![prom(&format!("sum by (from, event) (rate(order_illegal_transitions_total{{{biz}}}[{RATE}]))"), "{{from}} + {{event}}")],
+                    vec![prom(
+                        &format!("sum by (from, event) (rate(order_illegal_transitions_total{{{biz}}}[{RATE}]))"),
+                        "{{from}} + {{event}}",
+                    )],
                 )
                 .w(8)
                 .empty_when_healthy("the state machine sees no illegal transition in a healthy run")
@@ -460,15 +423,21 @@ fn service(s: &Service) -> Value {
             ),
         _ => d
             .panel(
-                timeseries("Notifications by type", "ops", vec![prom(&format!("sum by (type) (rate(notifications_total{{{biz}}}[{RATE}]))"), "{{type}}")])
-                    .w(12),
+                timeseries(
+                    "Notifications by type",
+                    "ops",
+                    vec![prom(&format!("sum by (type) (rate(notifications_total{{{biz}}}[{RATE}]))"), "{{type}}")],
+                )
+                .w(12),
             )
             .panel(
                 timeseries(
                     "Order event -> notification stored (p99)",
                     "s",
                     vec![prom_exemplar(
-                        &format!("histogram_quantile(0.99, sum by (le, type) (rate(order_to_notification_seconds_bucket{{{biz}}}[{RATE}])))"),
+                        &format!(
+                            "histogram_quantile(0.99, sum by (le, type) (rate(order_to_notification_seconds_bucket{{{biz}}}[{RATE}])))"
+                        ),
                         "{{type}}",
                     )],
                 )

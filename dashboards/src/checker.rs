@@ -51,12 +51,7 @@ impl Report {
     pub fn summary(&self) -> String {
         format!(
             "{} structure problem(s); panels: {} OK, {} EMPTY, {} EMPTY (allowed), {} ERROR, {} SKIPPED",
-            self.structure_problems,
-            self.ok,
-            self.empty,
-            self.empty_allowed,
-            self.error,
-            self.skipped
+            self.structure_problems, self.ok, self.empty, self.empty_allowed, self.error, self.skipped
         )
     }
 
@@ -85,30 +80,20 @@ pub async fn run(opts: &Options, contract: &Contract) -> anyhow::Result<Report> 
     let mut uids: BTreeMap<String, PathBuf> = BTreeMap::new();
     let files = model::read_dir(&opts.dashboards_dir)?;
     if files.is_empty() {
-        report.structure(
-            "dashboards",
-            &format!("no *.json in {}", opts.dashboards_dir.display()),
-        );
+        report.structure("dashboards", &format!("no *.json in {}", opts.dashboards_dir.display()));
     }
     for f in files {
         match f {
             Err((path, e)) => report.structure(&path.display().to_string(), &e),
             Ok(d) => {
-                let what = format!(
-                    "{} ({})",
-                    d.title(),
-                    d.path.file_name().unwrap_or_default().to_string_lossy()
-                );
+                let what = format!("{} ({})", d.title(), d.path.file_name().unwrap_or_default().to_string_lossy());
                 for p in structure::check(&d, &provisioned, contract) {
                     report.structure(&what, &p);
                 }
                 if let Some(uid) = d.json["uid"].as_str()
                     && let Some(other) = uids.insert(uid.to_owned(), d.path.clone())
                 {
-                    report.structure(
-                        &what,
-                        &format!("uid {uid} is also the uid of {}", other.display()),
-                    );
+                    report.structure(&what, &format!("uid {uid} is also the uid of {}", other.display()));
                 }
                 dashboards.push(d);
             }
@@ -134,23 +119,12 @@ async fn run_dashboard(d: &DashboardFile, prom: &Prometheus, opts: &Options, rep
             continue;
         }
         let name = v["name"].as_str().unwrap_or_default();
-        let q = v["query"]
-            .as_str()
-            .or_else(|| v["query"]["query"].as_str())
-            .unwrap_or_default();
+        let q = v["query"].as_str().or_else(|| v["query"]["query"].as_str()).unwrap_or_default();
         let verdict = match label_values_parts(q) {
             Some((selector, label)) => prom.label_values(&selector, &label).await,
-            None => Verdict::Error(format!(
-                "variable query '{q}' is not label_values(selector, label)"
-            )),
+            None => Verdict::Error(format!("variable query '{q}' is not label_values(selector, label)")),
         };
-        record(
-            report,
-            &format!("{title} / ${name}"),
-            &[("var".to_owned(), verdict)],
-            None,
-            opts.require_data,
-        );
+        record(report, &format!("{title} / ${name}"), &[("var".to_owned(), verdict)], None, opts.require_data);
     }
     for panel in d.panels() {
         if model::is_layout_only(panel) {
@@ -172,10 +146,7 @@ async fn run_dashboard(d: &DashboardFile, prom: &Prometheus, opts: &Options, rep
         }
         if verdicts.is_empty() {
             report.skipped += 1;
-            report.lines.push(format!(
-                "{what} -> SKIPPED ({} query: structure checked only)",
-                skipped_kinds.join(", ")
-            ));
+            report.lines.push(format!("{what} -> SKIPPED ({} query: structure checked only)", skipped_kinds.join(", ")));
             continue;
         }
         let allowed = panel[EMPTY_WHEN_HEALTHY_KEY].as_str();
@@ -185,13 +156,7 @@ async fn run_dashboard(d: &DashboardFile, prom: &Prometheus, opts: &Options, rep
 
 /// One output line for a panel (or variable) from its queries' verdicts:
 /// ERROR if any query errs, OK if any has series, EMPTY otherwise.
-fn record(
-    report: &mut Report,
-    what: &str,
-    verdicts: &[(String, Verdict)],
-    allowed_empty: Option<&str>,
-    require_data: bool,
-) {
+fn record(report: &mut Report, what: &str, verdicts: &[(String, Verdict)], allowed_empty: Option<&str>, require_data: bool) {
     let errors: Vec<String> = verdicts
         .iter()
         .filter_map(|(r, v)| match v {
@@ -199,45 +164,28 @@ fn record(
             _ => None,
         })
         .collect();
-    let with_data = verdicts
-        .iter()
-        .filter(|(_, v)| matches!(v, Verdict::Ok(_)))
-        .count();
+    let with_data = verdicts.iter().filter(|(_, v)| matches!(v, Verdict::Ok(_))).count();
     if !errors.is_empty() {
         report.error += 1;
-        report
-            .lines
-            .push(format!("{what} -> ERROR ({})", errors.join("; ")));
+        report.lines.push(format!("{what} -> ERROR ({})", errors.join("; ")));
     } else if with_data > 0 {
         report.ok += 1;
-        let partial = if with_data < verdicts.len() {
-            format!(" ({with_data}/{} queries with data)", verdicts.len())
-        } else {
-            String::new()
-        };
+        let partial =
+            if with_data < verdicts.len() { format!(" ({with_data}/{} queries with data)", verdicts.len()) } else { String::new() };
         report.lines.push(format!("{what} -> OK{partial}"));
     } else if let Some(why) = allowed_empty {
         report.empty_allowed += 1;
-        report
-            .lines
-            .push(format!("{what} -> EMPTY (allowed: {why})"));
+        report.lines.push(format!("{what} -> EMPTY (allowed: {why})"));
     } else {
         report.empty += 1;
-        let fatal = if require_data {
-            " [fatal with --require-data]"
-        } else {
-            ""
-        };
+        let fatal = if require_data { " [fatal with --require-data]" } else { "" };
         report.lines.push(format!("{what} -> EMPTY{fatal}"));
     }
 }
 
 /// `label_values(selector, label)` -> (selector, label); `label_values(label)` -> ("", label).
 fn label_values_parts(query: &str) -> Option<(String, String)> {
-    let inner = query
-        .trim()
-        .strip_prefix("label_values(")?
-        .strip_suffix(')')?;
+    let inner = query.trim().strip_prefix("label_values(")?.strip_suffix(')')?;
     match inner.rsplit_once(',') {
         Some((sel, label)) => Some((sel.trim().to_owned(), label.trim().to_owned())),
         None => Some((String::new(), inner.trim().to_owned())),
@@ -254,19 +202,7 @@ mod tests {
         let ok = || ("A".to_owned(), Verdict::Ok(2));
         let empty = || ("B".to_owned(), Verdict::Empty);
         record(&mut r, "d / ok", &[ok(), empty()], None, true);
-        record(
-            &mut r,
-            "d / err",
-            &[
-                ok(),
-                (
-                    "C".to_owned(),
-                    Verdict::Error("bad_data: parse error".into()),
-                ),
-            ],
-            None,
-            true,
-        );
+        record(&mut r, "d / err", &[ok(), ("C".to_owned(), Verdict::Error("bad_data: parse error".into()))], None, true);
         record(&mut r, "d / empty", &[empty()], None, true);
         record(&mut r, "d / allowed", &[empty()], Some("healthy"), true);
         assert_eq!(
@@ -285,14 +221,8 @@ mod tests {
 
     #[test]
     fn label_values_queries_split() {
-        assert_eq!(
-            label_values_parts(r#"label_values(up{job="a,b"}, instance)"#),
-            Some((r#"up{job="a,b"}"#.into(), "instance".into()))
-        );
-        assert_eq!(
-            label_values_parts("label_values(job)"),
-            Some((String::new(), "job".into()))
-        );
+        assert_eq!(label_values_parts(r#"label_values(up{job="a,b"}, instance)"#), Some((r#"up{job="a,b"}"#.into(), "instance".into())));
+        assert_eq!(label_values_parts("label_values(job)"), Some((String::new(), "job".into())));
         assert_eq!(label_values_parts("query_result(up)"), None);
     }
 }

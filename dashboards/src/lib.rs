@@ -44,10 +44,7 @@ pub fn render() -> anyhow::Result<Vec<Rendered>> {
         .map(|(stem, json)| {
             let mut contents = serde_json::to_string_pretty(&sorted_keys(json))?;
             contents.push('\n');
-            Ok(Rendered {
-                file_name: format!("{stem}.json"),
-                contents,
-            })
+            Ok(Rendered { file_name: format!("{stem}.json"), contents })
         })
         .collect()
 }
@@ -87,15 +84,15 @@ pub fn drift(dir: &Path) -> anyhow::Result<Vec<String>> {
         let path = dir.join(&r.file_name);
         match std::fs::read_to_string(&path) {
             Ok(text) if text == r.contents => {}
-            Ok(_) => problems.push(format!("{} differs from what the catalog generates; run `cargo run -p glasshouse-dashboards -- generate`", path.display())),
+            Ok(_) => problems.push(format!(
+                "{} differs from what the catalog generates; run `cargo run -p glasshouse-dashboards -- generate`",
+                path.display()
+            )),
             Err(_) => problems.push(format!("{} is missing; run `cargo run -p glasshouse-dashboards -- generate`", path.display())),
         }
     }
     for path in stale(dir, &fresh)? {
-        problems.push(format!(
-            "{} is generated but no dashboard produces it any more",
-            path.display()
-        ));
+        problems.push(format!("{} is generated but no dashboard produces it any more", path.display()));
     }
     Ok(problems)
 }
@@ -106,21 +103,13 @@ pub fn stale(dir: &Path, fresh: &[Rendered]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         if !name.ends_with(".json") || fresh.iter().any(|r| r.file_name == name) {
             continue;
         }
         let generated = model::DashboardFile::read(&path)
             .ok()
-            .and_then(|d| {
-                d.json["description"]
-                    .as_str()
-                    .map(|s| s.starts_with(build::GENERATED_MARKER))
-            })
+            .and_then(|d| d.json["description"].as_str().map(|s| s.starts_with(build::GENERATED_MARKER)))
             .unwrap_or(false);
         if generated {
             out.push(path);

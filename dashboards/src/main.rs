@@ -16,10 +16,7 @@ use glasshouse_alerts::repo::Repo;
 use glasshouse_dashboards::checker::{self, Options};
 
 #[derive(Parser)]
-#[command(
-    name = "glasshouse-dashboards",
-    about = "Grafana dashboards of Glasshouse: generate and check"
-)]
+#[command(name = "glasshouse-dashboards", about = "Grafana dashboards of Glasshouse: generate and check")]
 struct Cli {
     /// Repository root (default: the workspace this binary was built from).
     #[arg(long, global = true)]
@@ -58,10 +55,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -86,32 +80,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let fresh = glasshouse_dashboards::render()?;
             for r in &fresh {
                 let path = dir.join(&r.file_name);
-                std::fs::write(&path, &r.contents)
-                    .with_context(|| format!("write {}", path.display()))?;
+                std::fs::write(&path, &r.contents).with_context(|| format!("write {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
             for path in glasshouse_dashboards::stale(&dir, &fresh)? {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("delete {}", path.display()))?;
+                std::fs::remove_file(&path).with_context(|| format!("delete {}", path.display()))?;
                 println!("deleted stale {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check {
-            prometheus,
-            offline,
-            require_data,
-            lookback,
-            dir,
-            provisioning,
-        } => {
-            let lookback = PromDuration::parse(&lookback)
-                .with_context(|| format!("invalid --lookback '{lookback}'"))?;
+        Command::Check { prometheus, offline, require_data, lookback, dir, provisioning } => {
+            let lookback = PromDuration::parse(&lookback).with_context(|| format!("invalid --lookback '{lookback}'"))?;
             let opts = Options {
-                dashboards_dir: dir
-                    .unwrap_or_else(|| glasshouse_dashboards::dashboards_dir(repo.root())),
-                provisioning_dir: provisioning
-                    .unwrap_or_else(|| glasshouse_dashboards::provisioning_dir(repo.root())),
+                dashboards_dir: dir.unwrap_or_else(|| glasshouse_dashboards::dashboards_dir(repo.root())),
+                provisioning_dir: provisioning.unwrap_or_else(|| glasshouse_dashboards::provisioning_dir(repo.root())),
                 prometheus: (!offline).then_some(prometheus),
                 require_data,
                 lookback: Duration::from_millis(lookback.as_millis()),
@@ -122,11 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{line}");
             }
             println!("{}", report.summary());
-            Ok(if report.failed(require_data) {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(if report.failed(require_data) { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
     }
 }

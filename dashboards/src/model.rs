@@ -16,22 +16,14 @@ pub struct DashboardFile {
 
 impl DashboardFile {
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let json: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let json: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
         anyhow::ensure!(json.is_object(), "{} is not a JSON object", path.display());
-        Ok(Self {
-            path: path.to_path_buf(),
-            json,
-        })
+        Ok(Self { path: path.to_path_buf(), json })
     }
 
     pub fn title(&self) -> String {
-        self.json["title"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| self.path.display().to_string())
+        self.json["title"].as_str().map(str::to_owned).unwrap_or_else(|| self.path.display().to_string())
     }
 
     /// Every panel, rows' nested panels included, in document order.
@@ -48,10 +40,7 @@ impl DashboardFile {
 
     /// The template variables (`templating.list`).
     pub fn variables(&self) -> Vec<&Value> {
-        self.json["templating"]["list"]
-            .as_array()
-            .map(|l| l.iter().collect())
-            .unwrap_or_default()
+        self.json["templating"]["list"].as_array().map(|l| l.iter().collect()).unwrap_or_default()
     }
 }
 
@@ -64,18 +53,12 @@ pub fn read_dir(dir: &Path) -> anyhow::Result<Vec<Result<DashboardFile, (PathBuf
         .with_context(|| format!("list {}", dir.display()))?;
     paths.retain(|p| p.extension().is_some_and(|e| e == "json"));
     paths.sort();
-    Ok(paths
-        .into_iter()
-        .map(|p| DashboardFile::read(&p).map_err(|e| (p, format!("{e:#}"))))
-        .collect())
+    Ok(paths.into_iter().map(|p| DashboardFile::read(&p).map_err(|e| (p, format!("{e:#}")))).collect())
 }
 
 /// Panel types that hold no queries.
 pub fn is_layout_only(panel: &Value) -> bool {
-    matches!(
-        panel["type"].as_str(),
-        Some("row" | "text" | "news" | "dashlist")
-    )
+    matches!(panel["type"].as_str(), Some("row" | "text" | "news" | "dashlist"))
 }
 
 /// One query of a panel, with the datasource it resolves to.
@@ -106,22 +89,13 @@ pub fn queries(panel: &Value) -> Vec<Query<'_>> {
         .map(|t| Query {
             ref_id: t["refId"].as_str().unwrap_or_default().to_owned(),
             datasource: t.get("datasource").filter(|d| !d.is_null()).or(panel_ds),
-            text: t["expr"]
-                .as_str()
-                .or_else(|| t["query"].as_str())
-                .unwrap_or_default()
-                .to_owned(),
-            instant: t["instant"].as_bool().unwrap_or(false)
-                && !t["range"].as_bool().unwrap_or(false),
+            text: t["expr"].as_str().or_else(|| t["query"].as_str()).unwrap_or_default().to_owned(),
+            instant: t["instant"].as_bool().unwrap_or(false) && !t["range"].as_bool().unwrap_or(false),
             exemplar: t["exemplar"].as_bool().unwrap_or(false),
         })
         .collect()
 }
 
 pub fn panel_title(panel: &Value) -> String {
-    panel["title"]
-        .as_str()
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("panel id {}", panel["id"]))
+    panel["title"].as_str().filter(|t| !t.is_empty()).map(str::to_owned).unwrap_or_else(|| format!("panel id {}", panel["id"]))
 }

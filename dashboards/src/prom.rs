@@ -26,15 +26,8 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn new(base: &str, lookback: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("build HTTP client")?;
-        Ok(Self {
-            base: base.trim_end_matches('/').to_owned(),
-            http,
-            lookback,
-        })
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().context("build HTTP client")?;
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), http, lookback })
     }
 
     pub fn base(&self) -> &str {
@@ -44,65 +37,44 @@ impl Prometheus {
     /// Fails, naming the URL, unless Prometheus answers its build-info endpoint.
     pub async fn require_reachable(&self) -> anyhow::Result<()> {
         let url = format!("{}/api/v1/status/buildinfo", self.base);
-        let r = self.http.get(&url).send().await.with_context(|| {
-            format!(
-                "cannot reach Prometheus at {} (local stack: `deploy/local/stack up prometheus`)",
-                self.base
-            )
-        })?;
-        anyhow::ensure!(
-            r.status().is_success(),
-            "Prometheus at {} answered {} to {url}",
-            self.base,
-            r.status()
-        );
+        let r = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach Prometheus at {} (local stack: `deploy/local/stack up prometheus`)", self.base))?;
+        anyhow::ensure!(r.status().is_success(), "Prometheus at {} answered {} to {url}", self.base, r.status());
         Ok(())
     }
 
     /// Runs `expr` as a range query over the look-back window, or as an instant query.
     pub async fn query(&self, expr: &str, instant: bool) -> Verdict {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
         let start = now - self.lookback.as_secs_f64();
         // About 120 points over the window, never below Prometheus' 11k-point limit.
         let step = (self.lookback.as_secs() / 120).max(1);
         let request = if instant {
-            self.http
-                .post(format!("{}/api/v1/query", self.base))
-                .form(&[("query", expr.to_owned()), ("time", format!("{now:.3}"))])
+            self.http.post(format!("{}/api/v1/query", self.base)).form(&[("query", expr.to_owned()), ("time", format!("{now:.3}"))])
         } else {
-            self.http
-                .post(format!("{}/api/v1/query_range", self.base))
-                .form(&[
-                    ("query", expr.to_owned()),
-                    ("start", format!("{start:.3}")),
-                    ("end", format!("{now:.3}")),
-                    ("step", format!("{step}s")),
-                ])
+            self.http.post(format!("{}/api/v1/query_range", self.base)).form(&[
+                ("query", expr.to_owned()),
+                ("start", format!("{start:.3}")),
+                ("end", format!("{now:.3}")),
+                ("step", format!("{step}s")),
+            ])
         };
         self.verdict(request).await
     }
 
     /// Values of `label` on the series matching `selector` (a `label_values` variable).
     pub async fn label_values(&self, selector: &str, label: &str) -> Verdict {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
         let start = now - self.lookback.as_secs_f64();
-        let mut params = vec![
-            ("start", format!("{start:.3}")),
-            ("end", format!("{now:.3}")),
-        ];
+        let mut params = vec![("start", format!("{start:.3}")), ("end", format!("{now:.3}"))];
         if !selector.is_empty() {
             params.push(("match[]", selector.to_owned()));
         }
-        let request = self
-            .http
-            .get(format!("{}/api/v1/label/{label}/values", self.base))
-            .query(&params);
+        let request = self.http.get(format!("{}/api/v1/label/{label}/values", self.base)).query(&params);
         self.verdict(request).await
     }
 

@@ -41,42 +41,24 @@ struct DashboardsFile {
 pub fn datasources(dir: &Path) -> anyhow::Result<BTreeMap<String, Datasource>> {
     let mut out = BTreeMap::new();
     for path in yaml_files(&dir.join("datasources"))? {
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-        let file: DatasourcesFile = serde_yaml::from_str(&text).with_context(|| {
-            format!("{} is not Grafana datasource provisioning", path.display())
-        })?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let file: DatasourcesFile =
+            serde_yaml::from_str(&text).with_context(|| format!("{} is not Grafana datasource provisioning", path.display()))?;
         if file.api_version != 1 {
-            bail!(
-                "{}: apiVersion {} (Grafana reads 1)",
-                path.display(),
-                file.api_version
-            );
+            bail!("{}: apiVersion {} (Grafana reads 1)", path.display(), file.api_version);
         }
         for ds in file.datasources {
             if !ds.url.starts_with('$') {
-                bail!(
-                    "{}: datasource {} has url '{}': take it from the environment (${{GH_..._URL}})",
-                    path.display(),
-                    ds.uid,
-                    ds.url
-                );
+                bail!("{}: datasource {} has url '{}': take it from the environment (${{GH_..._URL}})", path.display(), ds.uid, ds.url);
             }
             if out.contains_key(&ds.uid) {
-                bail!(
-                    "{}: datasource uid {} provisioned twice",
-                    path.display(),
-                    ds.uid
-                );
+                bail!("{}: datasource uid {} provisioned twice", path.display(), ds.uid);
             }
             out.insert(ds.uid.clone(), ds);
         }
     }
     if out.is_empty() {
-        bail!(
-            "no datasources provisioned under {}",
-            dir.join("datasources").display()
-        );
+        bail!("no datasources provisioned under {}", dir.join("datasources").display());
     }
     Ok(out)
 }
@@ -85,23 +67,15 @@ pub fn datasources(dir: &Path) -> anyhow::Result<BTreeMap<String, Datasource>> {
 pub fn dashboard_providers(dir: &Path) -> anyhow::Result<usize> {
     let mut n = 0;
     for path in yaml_files(&dir.join("dashboards"))? {
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-        let file: DashboardsFile = serde_yaml::from_str(&text)
-            .with_context(|| format!("{} is not Grafana dashboard provisioning", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let file: DashboardsFile =
+            serde_yaml::from_str(&text).with_context(|| format!("{} is not Grafana dashboard provisioning", path.display()))?;
         if file.api_version != 1 {
-            bail!(
-                "{}: apiVersion {} (Grafana reads 1)",
-                path.display(),
-                file.api_version
-            );
+            bail!("{}: apiVersion {} (Grafana reads 1)", path.display(), file.api_version);
         }
         for p in &file.providers {
             if p["type"].as_str() != Some("file") || p["options"]["path"].as_str().is_none() {
-                bail!(
-                    "{}: every provider needs type: file and options.path",
-                    path.display()
-                );
+                bail!("{}: every provider needs type: file and options.path", path.display());
             }
         }
         n += file.providers.len();

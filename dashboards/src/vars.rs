@@ -51,11 +51,7 @@ impl Vars {
                 String::new()
             }
         });
-        if unknown.is_empty() {
-            Ok(out)
-        } else {
-            Err(unknown)
-        }
+        if unknown.is_empty() { Ok(out) } else { Err(unknown) }
     }
 }
 
@@ -67,21 +63,13 @@ fn value_of(v: &Value) -> String {
         _ => false,
     };
     if all_selected || (current.is_null() && v["includeAll"].as_bool() == Some(true)) {
-        return v["allValue"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .unwrap_or(".*")
-            .to_owned();
+        return v["allValue"].as_str().filter(|s| !s.is_empty()).unwrap_or(".*").to_owned();
     }
     match current {
         Value::String(s) => s.clone(),
         Value::Array(a) => {
             let parts: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
-            if parts.len() == 1 {
-                parts[0].to_owned()
-            } else {
-                format!("({})", parts.join("|"))
-            }
+            if parts.len() == 1 { parts[0].to_owned() } else { format!("({})", parts.join("|")) }
         }
         _ => v["query"].as_str().unwrap_or_default().to_owned(),
     }
@@ -122,11 +110,7 @@ fn replace_refs(text: &str, mut f: impl FnMut(&str) -> String) -> String {
                     continue;
                 }
             }
-        } else if c == '$'
-            && chars
-                .get(i + 1)
-                .is_some_and(|c| c.is_ascii_alphabetic() || *c == '_')
-        {
+        } else if c == '$' && chars.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == '_') {
             let len = chars[i + 1..].iter().take_while(|c| is_name(**c)).count();
             let name: String = chars[i + 1..i + 1 + len].iter().collect();
             out.push_str(&f(&name));
@@ -156,10 +140,7 @@ mod tests {
     use serde_json::json;
 
     fn dash(vars: Value) -> DashboardFile {
-        DashboardFile {
-            path: "x.json".into(),
-            json: json!({ "templating": { "list": vars } }),
-        }
+        DashboardFile { path: "x.json".into(), json: json!({ "templating": { "list": vars } }) }
     }
 
     #[test]
@@ -172,26 +153,14 @@ mod tests {
         ]));
         let v = Vars::for_dashboard(&d, 1800);
         assert_eq!(
-            v.substitute(r#"rate(x{instance=~"$instance",s=~"${svc}",o="[[one]]"}[$__rate_interval]) |~ "${trace_id:regex}" $__range"#).unwrap(),
+            v.substitute(r#"rate(x{instance=~"$instance",s=~"${svc}",o="[[one]]"}[$__rate_interval]) |~ "${trace_id:regex}" $__range"#)
+                .unwrap(),
             r#"rate(x{instance=~".*",s=~"(order|inventory)",o="order"}[1m]) |~ "" 1800s"#
         );
         // `$1` in label_replace is not a variable; unknown variables are reported.
-        assert_eq!(
-            v.substitute(r#"label_replace(up, "a", "$1", "b", "(.*)")"#)
-                .unwrap(),
-            r#"label_replace(up, "a", "$1", "b", "(.*)")"#
-        );
-        assert_eq!(
-            v.substitute("x{a=\"$nope\"} ${alsonope}").unwrap_err(),
-            ["nope", "alsonope"]
-        );
-        assert_eq!(
-            references("$a ${b:csv} [[c]] $1 $__range"),
-            ["a", "b", "c", "__range"]
-        );
-        assert_eq!(
-            blank_out("x{a=~\"${a:regex}\"}[$__rate_interval]", "1m"),
-            "x{a=~\"1m\"}[1m]"
-        );
+        assert_eq!(v.substitute(r#"label_replace(up, "a", "$1", "b", "(.*)")"#).unwrap(), r#"label_replace(up, "a", "$1", "b", "(.*)")"#);
+        assert_eq!(v.substitute("x{a=\"$nope\"} ${alsonope}").unwrap_err(), ["nope", "alsonope"]);
+        assert_eq!(references("$a ${b:csv} [[c]] $1 $__range"), ["a", "b", "c", "__range"]);
+        assert_eq!(blank_out("x{a=~\"${a:regex}\"}[$__rate_interval]", "1m"), "x{a=~\"1m\"}[1m]");
     }
 }

@@ -28,11 +28,7 @@ pub const EXIT_CONFIG: i32 = 2;
 pub const EXIT_OUTPUT: i32 = 3;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "glasshouse-loadtest",
-    version,
-    about = "Open-model load runner for the Glasshouse order flow"
-)]
+#[command(name = "glasshouse-loadtest", version, about = "Open-model load runner for the Glasshouse order flow")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -94,9 +90,7 @@ fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn parse_target_arg(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not NAME=URL"))?;
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=URL"))?;
     Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
@@ -174,11 +168,7 @@ fn run_command(args: RunArgs) -> i32 {
         }
     };
     let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("target/loadtest").join(format!(
-            "{}-{}",
-            cfg.scenario,
-            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-        ))
+        PathBuf::from("target/loadtest").join(format!("{}-{}", cfg.scenario, chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
     });
     let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
     let progress = !args.quiet && !ci && std::io::stderr().is_terminal();
@@ -194,10 +184,7 @@ fn run_command(args: RunArgs) -> i32 {
     match outcome {
         Ok(o) => {
             if let Some(p) = &o.registered {
-                eprintln!(
-                    "was registered with Prometheus via {} (removed)",
-                    p.display()
-                );
+                eprintln!("was registered with Prometheus via {} (removed)", p.display());
             }
             print!("{}", text_summary(&o.summary));
             println!("report:  {}", o.html_path.display());
@@ -219,73 +206,30 @@ fn run_command(args: RunArgs) -> i32 {
 pub fn describe(cfg: &Config) -> String {
     use crate::config::Load;
     let load = match &cfg.load {
-        Load::ConstantRate {
-            rate,
-            duration,
-            max_in_flight,
-            ..
-        } => {
-            format!(
-                "constant rate {rate}/s for {}, max {max_in_flight} in flight",
-                config::format_duration(*duration)
-            )
+        Load::ConstantRate { rate, duration, max_in_flight, .. } => {
+            format!("constant rate {rate}/s for {}, max {max_in_flight} in flight", config::format_duration(*duration))
         }
-        Load::RampingRate {
-            start_rate,
-            stages,
-            max_in_flight,
-            ..
-        } => format!(
+        Load::RampingRate { start_rate, stages, max_in_flight, .. } => format!(
             "ramping from {start_rate}/s through {} ({}), max {max_in_flight} in flight",
-            stages
-                .iter()
-                .map(|s| format!(
-                    "{}/s over {}",
-                    s.target,
-                    config::format_duration(s.duration)
-                ))
-                .collect::<Vec<_>>()
-                .join(", "),
+            stages.iter().map(|s| format!("{}/s over {}", s.target, config::format_duration(s.duration))).collect::<Vec<_>>().join(", "),
             config::format_duration(cfg.load.duration())
         ),
-        Load::Closed { vus, duration, .. } => format!(
-            "closed model, {vus} VUs for {}",
-            config::format_duration(*duration)
-        ),
+        Load::Closed { vus, duration, .. } => format!("closed model, {vus} VUs for {}", config::format_duration(*duration)),
     };
     let flows = cfg
         .flows
         .iter()
-        .map(|f| {
-            format!(
-                "{} (weight {}): {}",
-                f.name,
-                f.weight,
-                f.steps
-                    .iter()
-                    .filter_map(|s| s.name())
-                    .collect::<Vec<_>>()
-                    .join(" -> ")
-            )
-        })
+        .map(|f| format!("{} (weight {}): {}", f.name, f.weight, f.steps.iter().filter_map(|s| s.name()).collect::<Vec<_>>().join(" -> ")))
         .collect::<Vec<_>>()
         .join("; ");
     format!(
         "scenario {}: {load}\n  flows: {flows}\n  targets: {}\n  thresholds: {}",
         cfg.scenario,
-        cfg.targets
-            .iter()
-            .map(|(k, t)| format!("{k}={}", t.url))
-            .collect::<Vec<_>>()
-            .join(", "),
+        cfg.targets.iter().map(|(k, t)| format!("{k}={}", t.url)).collect::<Vec<_>>().join(", "),
         if cfg.thresholds.is_empty() {
             "none".to_string()
         } else {
-            cfg.thresholds
-                .iter()
-                .map(|t| t.expression.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
+            cfg.thresholds.iter().map(|t| t.expression.clone()).collect::<Vec<_>>().join("; ")
         }
     )
 }
@@ -309,22 +253,12 @@ pub fn text_summary(s: &Summary) -> String {
         t.iterations_failed,
         t.dropped_iterations
     );
-    let _ = writeln!(
-        out,
-        "latency from the {}",
-        s.latency_origin.replace('_', " ")
-    );
-    let _ = writeln!(
-        out,
-        "{:<22} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
-        "step", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms"
-    );
+    let _ = writeln!(out, "latency from the {}", s.latency_origin.replace('_', " "));
+    let _ =
+        writeln!(out, "{:<22} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}", "step", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms");
     for st in &s.steps {
         let p = |f: fn(&crate::report::Percentiles) -> f64| {
-            st.latency_ms
-                .as_ref()
-                .map(|l| format!("{:.1}", f(l)))
-                .unwrap_or_else(|| "-".into())
+            st.latency_ms.as_ref().map(|l| format!("{:.1}", f(l))).unwrap_or_else(|| "-".into())
         };
         let _ = writeln!(
             out,
@@ -339,11 +273,7 @@ pub fn text_summary(s: &Summary) -> String {
         );
     }
     if !s.slowest.is_empty() {
-        let _ = writeln!(
-            out,
-            "slowest: {} {:.1} ms {}",
-            s.slowest[0].step, s.slowest[0].latency_ms, s.slowest[0].trace_url
-        );
+        let _ = writeln!(out, "slowest: {} {:.1} ms {}", s.slowest[0].step, s.slowest[0].latency_ms, s.slowest[0].trace_url);
     }
     for w in &s.warnings {
         let _ = writeln!(out, "warning: {w}");
@@ -351,24 +281,11 @@ pub fn text_summary(s: &Summary) -> String {
     if s.thresholds.is_empty() {
         let _ = writeln!(out, "thresholds: none configured");
     } else if s.thresholds_passed {
-        let _ = writeln!(
-            out,
-            "thresholds: PASS ({} of {})",
-            s.thresholds.len(),
-            s.thresholds.len()
-        );
+        let _ = writeln!(out, "thresholds: PASS ({} of {})", s.thresholds.len(), s.thresholds.len());
     } else {
-        let _ = writeln!(
-            out,
-            "thresholds: FAIL ({} of {} breached)",
-            s.breached().len(),
-            s.thresholds.len()
-        );
+        let _ = writeln!(out, "thresholds: FAIL ({} of {} breached)", s.breached().len(), s.thresholds.len());
         for b in s.breached() {
-            let observed = b
-                .observed
-                .map(|v| format!("{v} {}", b.unit))
-                .unwrap_or_else(|| "no data".into());
+            let observed = b.observed.map(|v| format!("{v} {}", b.unit)).unwrap_or_else(|| "no data".into());
             let _ = writeln!(out, "  breached: {}  (observed {observed})", b.expression);
         }
     }

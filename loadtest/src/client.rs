@@ -49,10 +49,7 @@ pub struct RequestError {
 
 impl RequestError {
     fn protocol(message: impl Into<String>) -> RequestError {
-        RequestError {
-            class: FailureClass::Protocol,
-            message: message.into(),
-        }
+        RequestError { class: FailureClass::Protocol, message: message.into() }
     }
 }
 
@@ -113,18 +110,10 @@ impl Client {
         for (name, t) in targets {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((t.host.as_str(), t.port))
                 .await
-                .map_err(|e| {
-                    format!(
-                        "target `{name}` ({}): cannot resolve host `{}`: {e}",
-                        t.url, t.host
-                    )
-                })?
+                .map_err(|e| format!("target `{name}` ({}): cannot resolve host `{}`: {e}", t.url, t.host))?
                 .collect();
             if addrs.is_empty() {
-                return Err(format!(
-                    "target `{name}` ({}): host `{}` has no address",
-                    t.url, t.host
-                ));
+                return Err(format!("target `{name}` ({}): host `{}` has no address", t.url, t.host));
             }
             // `localhost` is allowed because it means loopback; make sure it does.
             if !allow_hosts.iter().any(|h| h == &t.host)
@@ -146,11 +135,7 @@ impl Client {
                 idle: Mutex::new(Vec::new()),
             });
         }
-        Ok(Client {
-            origins,
-            timeout,
-            connect_timeout,
-        })
+        Ok(Client { origins, timeout, connect_timeout })
     }
 
     /// Opens (and closes) one TCP connection to every target; sends no bytes.
@@ -160,42 +145,25 @@ impl Client {
         for o in &self.origins {
             connect_any(&o.addrs, self.connect_timeout)
                 .await
-                .map_err(|e| {
-                    format!(
-                        "target `{}` ({}) is unreachable: {}",
-                        o.name, o.url, e.message
-                    )
-                })?;
+                .map_err(|e| format!("target `{}` ({}) is unreachable: {}", o.name, o.url, e.message))?;
         }
         Ok(())
     }
 
     /// Sends one request to target `origin` (its index in the order given to
     /// [`Client::resolve`]) and reads the whole response, within `http.timeout`.
-    pub async fn send(
-        &self,
-        origin: usize,
-        spec: RequestSpec<'_>,
-    ) -> Result<Response, RequestError> {
+    pub async fn send(&self, origin: usize, spec: RequestSpec<'_>) -> Result<Response, RequestError> {
         let o = &self.origins[origin];
         match tokio::time::timeout(self.timeout, self.send_inner(o, spec)).await {
             Ok(r) => r,
-            Err(_) => Err(RequestError {
-                class: FailureClass::Timeout,
-                message: format!("no complete response within {:?}", self.timeout),
-            }),
+            Err(_) => {
+                Err(RequestError { class: FailureClass::Timeout, message: format!("no complete response within {:?}", self.timeout) })
+            }
         }
     }
 
-    async fn send_inner(
-        &self,
-        o: &Origin,
-        spec: RequestSpec<'_>,
-    ) -> Result<Response, RequestError> {
-        let idempotent = matches!(
-            spec.method,
-            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-        );
+    async fn send_inner(&self, o: &Origin, spec: RequestSpec<'_>) -> Result<Response, RequestError> {
+        let idempotent = matches!(spec.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS);
         let is_head = spec.method == Method::HEAD;
         let mut attempt = 0;
         loop {
@@ -203,23 +171,13 @@ impl Client {
                 Some(c) => (c, true),
                 None => {
                     let stream = connect_any(&o.addrs, self.connect_timeout).await?;
-                    (
-                        Conn {
-                            stream,
-                            rbuf: vec![0; 8192],
-                            wbuf: Vec::with_capacity(512),
-                        },
-                        false,
-                    )
+                    (Conn { stream, rbuf: vec![0; 8192], wbuf: Vec::with_capacity(512) }, false)
                 }
             };
             encode(&mut conn.wbuf, o, &spec);
             let result = match write_all(&conn.stream, &conn.wbuf).await {
                 Ok(()) => read_response(&mut conn, is_head).await,
-                Err(e) => Err(ReadError::Io {
-                    error: e,
-                    got_bytes: false,
-                }),
+                Err(e) => Err(ReadError::Io { error: e, got_bytes: false }),
             };
             match result {
                 Ok((resp, keep_alive)) => {
@@ -269,8 +227,7 @@ fn encode(w: &mut Vec<u8>, o: &Origin, spec: &RequestSpec<'_>) {
         w.extend_from_slice(v.as_bytes());
         w.extend_from_slice(b"\r\n");
     }
-    let has_body =
-        spec.body.is_some() || matches!(spec.method, Method::POST | Method::PUT | Method::PATCH);
+    let has_body = spec.body.is_some() || matches!(spec.method, Method::POST | Method::PUT | Method::PATCH);
     if has_body {
         let len = spec.body.as_ref().map_or(0, |b| b.len());
         w.extend_from_slice(b"content-length: ");
@@ -315,12 +272,8 @@ impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReadError::Io { error, .. } => write!(f, "connection error: {error}"),
-            ReadError::Closed { got_bytes: false } => {
-                f.write_str("connection closed before a response")
-            }
-            ReadError::Closed { got_bytes: true } => {
-                f.write_str("connection closed in the middle of the response")
-            }
+            ReadError::Closed { got_bytes: false } => f.write_str("connection closed before a response"),
+            ReadError::Closed { got_bytes: true } => f.write_str("connection closed in the middle of the response"),
             ReadError::Invalid(m) => write!(f, "invalid response: {m}"),
         }
     }
@@ -330,9 +283,7 @@ impl std::fmt::Display for ReadError {
 async fn fill(conn: &mut Conn, filled: &mut usize, limit: usize) -> Result<(), ReadError> {
     if conn.rbuf.len() - *filled < 4096 {
         if conn.rbuf.len() >= limit {
-            return Err(ReadError::Invalid(format!(
-                "response larger than {limit} bytes"
-            )));
+            return Err(ReadError::Invalid(format!("response larger than {limit} bytes")));
         }
         let new_len = (conn.rbuf.len() * 2).min(limit).max(*filled + 4096);
         conn.rbuf.resize(new_len, 0);
@@ -340,25 +291,17 @@ async fn fill(conn: &mut Conn, filled: &mut usize, limit: usize) -> Result<(), R
     loop {
         match conn.stream.try_read(&mut conn.rbuf[*filled..]) {
             Ok(0) => {
-                return Err(ReadError::Closed {
-                    got_bytes: *filled > 0,
-                });
+                return Err(ReadError::Closed { got_bytes: *filled > 0 });
             }
             Ok(n) => {
                 *filled += n;
                 return Ok(());
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                conn.stream.readable().await.map_err(|e| ReadError::Io {
-                    error: e,
-                    got_bytes: *filled > 0,
-                })?;
+                conn.stream.readable().await.map_err(|e| ReadError::Io { error: e, got_bytes: *filled > 0 })?;
             }
             Err(e) => {
-                return Err(ReadError::Io {
-                    error: e,
-                    got_bytes: *filled > 0,
-                });
+                return Err(ReadError::Io { error: e, got_bytes: *filled > 0 });
             }
         }
     }
@@ -386,12 +329,10 @@ async fn read_response(conn: &mut Conn, is_head: bool) -> Result<(Response, bool
                         let code = r.code.unwrap_or(0);
                         let mut map = HeaderMap::with_capacity(r.headers.len());
                         for h in r.headers.iter() {
-                            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
-                                ReadError::Invalid(format!("bad header name {:?}", h.name))
-                            })?;
-                            let value = HeaderValue::from_bytes(h.value).map_err(|_| {
-                                ReadError::Invalid(format!("bad value of header {}", h.name))
-                            })?;
+                            let name = HeaderName::from_bytes(h.name.as_bytes())
+                                .map_err(|_| ReadError::Invalid(format!("bad header name {:?}", h.name)))?;
+                            let value = HeaderValue::from_bytes(h.value)
+                                .map_err(|_| ReadError::Invalid(format!("bad value of header {}", h.name)))?;
                             map.append(name, value);
                         }
                         break (code, r.version.unwrap_or(1), head_len, map);
@@ -403,8 +344,7 @@ async fn read_response(conn: &mut Conn, is_head: bool) -> Result<(Response, bool
             fill(conn, &mut filled, MAX_HEAD).await?;
         };
         let (code, version, head_len, headers) = parsed;
-        let status = StatusCode::from_u16(code)
-            .map_err(|_| ReadError::Invalid(format!("bad status {code}")))?;
+        let status = StatusCode::from_u16(code).map_err(|_| ReadError::Invalid(format!("bad status {code}")))?;
         if status.is_informational() {
             // 100 Continue and friends precede the real response.
             conn.rbuf.copy_within(head_len..filled, 0);
@@ -413,33 +353,24 @@ async fn read_response(conn: &mut Conn, is_head: bool) -> Result<(Response, bool
         }
 
         let has_token = |name: &HeaderName, token: &str| {
-            headers.get_all(name).iter().any(|v| {
-                v.to_str()
-                    .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            })
+            headers.get_all(name).iter().any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
         };
         let mut keep_alive = version == 1 && !has_token(&http::header::CONNECTION, "close");
-        let framing =
-            if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-                Framing::Empty
-            } else if has_token(&http::header::TRANSFER_ENCODING, "chunked") {
-                Framing::Chunked
-            } else if let Some(v) = headers.get(http::header::CONTENT_LENGTH) {
-                let n: usize = v
-                    .to_str()
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .ok_or_else(|| ReadError::Invalid("bad content-length".into()))?;
-                if n > MAX_BODY {
-                    return Err(ReadError::Invalid(format!(
-                        "body of {n} bytes is over the {MAX_BODY}-byte limit"
-                    )));
-                }
-                Framing::Length(n)
-            } else {
-                keep_alive = false;
-                Framing::UntilClose
-            };
+        let framing = if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Framing::Empty
+        } else if has_token(&http::header::TRANSFER_ENCODING, "chunked") {
+            Framing::Chunked
+        } else if let Some(v) = headers.get(http::header::CONTENT_LENGTH) {
+            let n: usize =
+                v.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| ReadError::Invalid("bad content-length".into()))?;
+            if n > MAX_BODY {
+                return Err(ReadError::Invalid(format!("body of {n} bytes is over the {MAX_BODY}-byte limit")));
+            }
+            Framing::Length(n)
+        } else {
+            keep_alive = false;
+            Framing::UntilClose
+        };
 
         // --- body ---
         let body = match framing {
@@ -471,9 +402,7 @@ async fn read_response(conn: &mut Conn, is_head: bool) -> Result<(Response, bool
                         Ok(httparse::Status::Complete((used, size))) => {
                             let size = usize::try_from(size).unwrap_or(usize::MAX);
                             if size > MAX_BODY || body.len() + size > MAX_BODY {
-                                return Err(ReadError::Invalid(
-                                    "chunked body over the size limit".into(),
-                                ));
+                                return Err(ReadError::Invalid("chunked body over the size limit".into()));
                             }
                             let data = pos + used;
                             if size == 0 {
@@ -486,9 +415,7 @@ async fn read_response(conn: &mut Conn, is_head: bool) -> Result<(Response, bool
                                         }
                                         break;
                                     }
-                                    if let Some(end) =
-                                        rest.windows(4).position(|w| w == b"\r\n\r\n")
-                                    {
+                                    if let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
                                         if filled > data + end + 4 {
                                             keep_alive = false;
                                         }
@@ -503,9 +430,7 @@ async fn read_response(conn: &mut Conn, is_head: bool) -> Result<(Response, bool
                                 fill(conn, &mut filled, data + size + 2 + 4096).await?;
                             }
                             if &conn.rbuf[data + size..data + size + 2] != b"\r\n" {
-                                return Err(ReadError::Invalid(
-                                    "chunk not followed by CRLF".into(),
-                                ));
+                                return Err(ReadError::Invalid("chunk not followed by CRLF".into()));
                             }
                             body.extend_from_slice(&conn.rbuf[data..data + size]);
                             pos = data + size + 2;
@@ -525,21 +450,11 @@ async fn read_response(conn: &mut Conn, is_head: bool) -> Result<(Response, bool
             conn.rbuf.truncate(8192);
             conn.rbuf.shrink_to(8192);
         }
-        return Ok((
-            Response {
-                status,
-                headers,
-                body,
-            },
-            keep_alive,
-        ));
+        return Ok((Response { status, headers, body }, keep_alive));
     }
 }
 
-async fn connect_any(
-    addrs: &[SocketAddr],
-    connect_timeout: Duration,
-) -> Result<TcpStream, RequestError> {
+async fn connect_any(addrs: &[SocketAddr], connect_timeout: Duration) -> Result<TcpStream, RequestError> {
     let mut last = String::from("no address");
     for addr in addrs {
         match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
@@ -551,10 +466,7 @@ async fn connect_any(
             Err(_) => last = format!("connect {addr}: no answer within {connect_timeout:?}"),
         }
     }
-    Err(RequestError {
-        class: FailureClass::Connect,
-        message: last,
-    })
+    Err(RequestError { class: FailureClass::Connect, message: last })
 }
 
 #[cfg(test)]
@@ -617,27 +529,11 @@ mod tests {
             authority: addr.to_string(),
             base_path: String::new(),
         };
-        Client::resolve(
-            &[("t".into(), t)],
-            &[],
-            Duration::from_secs(5),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap()
+        Client::resolve(&[("t".into(), t)], &[], Duration::from_secs(5), Duration::from_secs(1)).await.unwrap()
     }
 
     async fn get(c: &Client, path: &str) -> Result<Response, RequestError> {
-        c.send(
-            0,
-            RequestSpec {
-                method: Method::GET,
-                path,
-                headers: vec![],
-                body: None,
-            },
-        )
-        .await
+        c.send(0, RequestSpec { method: Method::GET, path, headers: vec![], body: None }).await
     }
 
     #[tokio::test]
@@ -645,10 +541,7 @@ mod tests {
         let (addr, conns) = responder();
         let c = client(addr).await;
         let r = get(&c, "/chunked").await.unwrap();
-        assert_eq!(
-            (r.status.as_u16(), &r.body[..]),
-            (200, &b"hello, world"[..])
-        );
+        assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"hello, world"[..]));
         let r = get(&c, "/continue").await.unwrap();
         assert_eq!((r.status.as_u16(), &r.body[..]), (201, &b"ok"[..]));
         assert_eq!(r.headers.get("location").unwrap(), "/x");
@@ -656,21 +549,13 @@ mod tests {
         assert_eq!((r.status.as_u16(), r.body.len()), (204, 0));
         let r = get(&c, "/plain").await.unwrap();
         assert_eq!(&r.body[..], b"ok");
-        assert_eq!(
-            conns.load(Ordering::Relaxed),
-            1,
-            "keep-alive: one connection for four requests"
-        );
+        assert_eq!(conns.load(Ordering::Relaxed), 1, "keep-alive: one connection for four requests");
 
         let r = get(&c, "/until-close").await.unwrap();
         assert_eq!(&r.body[..], b"all of it");
         let r = get(&c, "/plain").await.unwrap();
         assert_eq!(&r.body[..], b"ok");
-        assert_eq!(
-            conns.load(Ordering::Relaxed),
-            2,
-            "a body read to EOF retires the connection"
-        );
+        assert_eq!(conns.load(Ordering::Relaxed), 2, "a body read to EOF retires the connection");
     }
 
     #[tokio::test]
@@ -702,14 +587,7 @@ mod tests {
             authority: "x".into(),
             base_path: String::new(),
         };
-        let c = Client::resolve(
-            &[("s".into(), t)],
-            &[],
-            Duration::from_millis(200),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap();
+        let c = Client::resolve(&[("s".into(), t)], &[], Duration::from_millis(200), Duration::from_secs(1)).await.unwrap();
         let e = get(&c, "/").await.unwrap_err();
         assert_eq!(e.class, FailureClass::Timeout, "{e:?}");
         drop(silent);
@@ -729,10 +607,7 @@ mod tests {
         let spec = RequestSpec {
             method: Method::POST,
             path: "/orders",
-            headers: vec![(
-                HeaderName::from_static("idempotency-key"),
-                HeaderValue::from_static("k1"),
-            )],
+            headers: vec![(HeaderName::from_static("idempotency-key"), HeaderValue::from_static("k1"))],
             body: Some(Bytes::from_static(b"{}")),
         };
         encode(&mut w, &o, &spec);

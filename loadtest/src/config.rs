@@ -42,21 +42,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h)"))?;
+        let num_len =
+            rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h)"))?;
         if num_len == 0 {
-            return Err(format!(
-                "`{text}` is not a duration (expected e.g. 500ms, 5s, 2m)"
-            ));
+            return Err(format!("`{text}` is not a duration (expected e.g. 500ms, 5s, 2m)"));
         }
-        let value: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("`{text}` has a bad number"))?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| format!("`{text}` has a bad number"))?;
         rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let secs = match unit {
@@ -66,9 +59,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => value * 60.0,
             "h" => value * 3600.0,
             _ => {
-                return Err(format!(
-                    "`{text}` has unknown unit `{unit}` (use us, ms, s, m or h)"
-                ));
+                return Err(format!("`{text}` has unknown unit `{unit}` (use us, ms, s, m or h)"));
             }
         };
         total += secs;
@@ -98,9 +89,7 @@ struct DurText(String);
 
 /// Parses an optional duration, naming `key` in the error.
 fn dur(v: &Option<DurText>, key: &str) -> Result<Option<Duration>, ConfigError> {
-    v.as_ref()
-        .map(|d| parse_duration(&d.0).map_err(|m| ConfigError::at(key, m)))
-        .transpose()
+    v.as_ref().map(|d| parse_duration(&d.0).map_err(|m| ConfigError::at(key, m))).transpose()
 }
 
 // ---------------------------------------------------------------------------
@@ -264,11 +253,7 @@ struct RawReport {
 
 impl Default for RawReport {
     fn default() -> Self {
-        RawReport {
-            jaeger_url: default_jaeger(),
-            slowest: default_slowest(),
-            interval: None,
-        }
+        RawReport { jaeger_url: default_jaeger(), slowest: default_slowest(), interval: None }
     }
 }
 
@@ -294,12 +279,7 @@ struct RawMetrics {
 
 impl Default for RawMetrics {
     fn default() -> Self {
-        RawMetrics {
-            enabled: true,
-            listen: default_metrics_listen(),
-            prometheus_targets_dir: default_sd(),
-            linger: None,
-        }
+        RawMetrics { enabled: true, listen: default_metrics_listen(), prometheus_targets_dir: default_sd(), linger: None }
     }
 }
 
@@ -365,25 +345,11 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Load {
     /// Open model, fixed arrival rate (iterations per second) for `duration`.
-    ConstantRate {
-        rate: f64,
-        duration: Duration,
-        max_in_flight: u32,
-        graceful_stop: Duration,
-    },
+    ConstantRate { rate: f64, duration: Duration, max_in_flight: u32, graceful_stop: Duration },
     /// Open model, arrival rate ramped linearly through stages.
-    RampingRate {
-        start_rate: f64,
-        stages: Vec<Stage>,
-        max_in_flight: u32,
-        graceful_stop: Duration,
-    },
+    RampingRate { start_rate: f64, stages: Vec<Stage>, max_in_flight: u32, graceful_stop: Duration },
     /// Closed model: `vus` loops, each starting its next iteration when the last ends.
-    Closed {
-        vus: u32,
-        duration: Duration,
-        graceful_stop: Duration,
-    },
+    Closed { vus: u32, duration: Duration, graceful_stop: Duration },
 }
 
 /// A ramp: reach `target` iterations per second linearly over `duration`.
@@ -405,9 +371,9 @@ impl Load {
     /// How long in-flight iterations may finish after the schedule ends.
     pub fn graceful_stop(&self) -> Duration {
         match self {
-            Load::ConstantRate { graceful_stop, .. }
-            | Load::RampingRate { graceful_stop, .. }
-            | Load::Closed { graceful_stop, .. } => *graceful_stop,
+            Load::ConstantRate { graceful_stop, .. } | Load::RampingRate { graceful_stop, .. } | Load::Closed { graceful_stop, .. } => {
+                *graceful_stop
+            }
         }
     }
 
@@ -500,36 +466,15 @@ pub struct Range {
 #[derive(Debug, Clone)]
 pub enum Step {
     /// `GET /items?limit=N` on the inventory; remembers the SKUs for later steps.
-    ListCatalog {
-        name: String,
-        target: String,
-        limit: u32,
-    },
+    ListCatalog { name: String, target: String, limit: u32 },
     /// `POST /orders` with a bearer token and a fresh `Idempotency-Key`; expects 202.
-    PlaceOrder {
-        name: String,
-        target: String,
-        lines: Range,
-        quantity: Range,
-    },
+    PlaceOrder { name: String, target: String, lines: Range, quantity: Range },
     /// `GET /orders/{id}` every `interval` until a final state, at most `timeout`.
-    PollOrder {
-        name: String,
-        target: String,
-        interval: Duration,
-        timeout: Duration,
-    },
+    PollOrder { name: String, target: String, interval: Duration, timeout: Duration },
     /// `GET /notifications?order_id=<id>` with the bearer token.
-    ReadNotifications {
-        name: String,
-        target: String,
-        min_items: u32,
-    },
+    ReadNotifications { name: String, target: String, min_items: u32 },
     /// Pause (think time): not a request, part of the iteration duration.
-    Think {
-        duration: Duration,
-        jitter: Duration,
-    },
+    Think { duration: Duration, jitter: Duration },
     /// Any request; for simple scenarios and benchmarks.
     Http {
         name: String,
@@ -569,9 +514,7 @@ impl Step {
 
     fn needs_auth(&self) -> bool {
         match self {
-            Step::PlaceOrder { .. } | Step::PollOrder { .. } | Step::ReadNotifications { .. } => {
-                true
-            }
+            Step::PlaceOrder { .. } | Step::PollOrder { .. } | Step::ReadNotifications { .. } => true,
             Step::Http { auth, .. } => *auth,
             _ => false,
         }
@@ -600,40 +543,22 @@ pub struct Overrides {
 impl Config {
     /// Reads and validates a scenario file.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, base, overrides)
-            .map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
+        Config::parse(&text, base, overrides).map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
     }
 
     /// Parses YAML text; relative paths (token files) resolve against `base_dir`.
-    pub fn parse(
-        text: &str,
-        base_dir: &Path,
-        overrides: &Overrides,
-    ) -> Result<Config, ConfigError> {
+    pub fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
         Config::from_raw(raw, base_dir, overrides)
     }
 
-    fn from_raw(
-        mut raw: RawConfig,
-        base_dir: &Path,
-        ov: &Overrides,
-    ) -> Result<Config, ConfigError> {
-        if raw.scenario.trim().is_empty()
-            || !raw
-                .scenario
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+    fn from_raw(mut raw: RawConfig, base_dir: &Path, ov: &Overrides) -> Result<Config, ConfigError> {
+        if raw.scenario.trim().is_empty() || !raw.scenario.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(ConfigError::at(
                 "scenario",
-                format!(
-                    "`{}` must be non-empty and use only letters, digits, `-`, `_`",
-                    raw.scenario
-                ),
+                format!("`{}` must be non-empty and use only letters, digits, `-`, `_`", raw.scenario),
             ));
         }
 
@@ -641,29 +566,18 @@ impl Config {
             if !raw.targets.contains_key(name) {
                 return Err(ConfigError::at(
                     "--target",
-                    format!(
-                        "no target named `{name}` in the config (known: {})",
-                        join_keys(&raw.targets)
-                    ),
+                    format!("no target named `{name}` in the config (known: {})", join_keys(&raw.targets)),
                 ));
             }
             raw.targets.insert(name.clone(), url.clone());
         }
-        let allow_hosts: Vec<String> = raw
-            .allow_hosts
-            .iter()
-            .map(|h| h.trim().to_ascii_lowercase())
-            .collect();
+        let allow_hosts: Vec<String> = raw.allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
         if raw.targets.is_empty() {
-            return Err(ConfigError::at(
-                "targets",
-                "at least one target is required",
-            ));
+            return Err(ConfigError::at("targets", "at least one target is required"));
         }
         let mut targets = BTreeMap::new();
         for (name, url) in &raw.targets {
-            let t =
-                parse_target(url).map_err(|m| ConfigError::at(&format!("targets.{name}"), m))?;
+            let t = parse_target(url).map_err(|m| ConfigError::at(&format!("targets.{name}"), m))?;
             if !host_allowed(&t.host, &allow_hosts) {
                 return Err(ConfigError::at(
                     &format!("targets.{name}"),
@@ -679,21 +593,14 @@ impl Config {
         let load = build_load(&raw.load, ov)?;
 
         let timeout = dur(&raw.http.timeout, "http.timeout")?.unwrap_or(Duration::from_secs(5));
-        let connect_timeout = dur(&raw.http.connect_timeout, "http.connect_timeout")?
-            .unwrap_or(Duration::from_secs(2));
+        let connect_timeout = dur(&raw.http.connect_timeout, "http.connect_timeout")?.unwrap_or(Duration::from_secs(2));
         if timeout.is_zero() {
             return Err(ConfigError::at("http.timeout", "must be greater than 0"));
         }
         if connect_timeout.is_zero() {
-            return Err(ConfigError::at(
-                "http.connect_timeout",
-                "must be greater than 0",
-            ));
+            return Err(ConfigError::at("http.connect_timeout", "must be greater than 0"));
         }
-        let http = HttpSettings {
-            timeout,
-            connect_timeout,
-        };
+        let http = HttpSettings { timeout, connect_timeout };
 
         if raw.flows.is_empty() {
             return Err(ConfigError::at("flows", "at least one flow is required"));
@@ -706,16 +613,10 @@ impl Config {
                 return Err(ConfigError::at(&format!("{key}.name"), "must not be empty"));
             }
             if flows.iter().any(|x: &Flow| x.name == f.name) {
-                return Err(ConfigError::at(
-                    &format!("{key}.name"),
-                    format!("duplicate flow `{}`", f.name),
-                ));
+                return Err(ConfigError::at(&format!("{key}.name"), format!("duplicate flow `{}`", f.name)));
             }
             if f.steps.is_empty() {
-                return Err(ConfigError::at(
-                    &format!("{key}.steps"),
-                    "a flow needs at least one step",
-                ));
+                return Err(ConfigError::at(&format!("{key}.steps"), "a flow needs at least one step"));
             }
             let mut steps = Vec::new();
             for (si, s) in f.steps.iter().enumerate() {
@@ -738,45 +639,26 @@ impl Config {
             }
             check_flow_order(&steps, &key, !raw.data.skus.is_empty())?;
             if !steps.iter().any(|s| s.name().is_some()) {
-                return Err(ConfigError::at(
-                    &format!("{key}.steps"),
-                    "a flow needs at least one request step",
-                ));
+                return Err(ConfigError::at(&format!("{key}.steps"), "a flow needs at least one request step"));
             }
-            flows.push(Flow {
-                name: f.name.clone(),
-                weight: f.weight,
-                steps,
-            });
+            flows.push(Flow { name: f.name.clone(), weight: f.weight, steps });
         }
         if flows.iter().all(|f| f.weight == 0) {
-            return Err(ConfigError::at(
-                "flows",
-                "at least one flow needs a weight above 0",
-            ));
+            return Err(ConfigError::at("flows", "at least one flow needs a weight above 0"));
         }
 
         let needs_auth = flows.iter().flat_map(|f| &f.steps).any(|s| s.needs_auth());
         let auth = match &raw.auth {
             None => None,
             Some(a) => {
-                let n = a.token.is_some() as u8
-                    + a.token_file.is_some() as u8
-                    + a.token_env.is_some() as u8;
+                let n = a.token.is_some() as u8 + a.token_file.is_some() as u8 + a.token_env.is_some() as u8;
                 if n != 1 {
-                    return Err(ConfigError::at(
-                        "auth",
-                        "set exactly one of token, token_file, token_env",
-                    ));
+                    return Err(ConfigError::at("auth", "set exactly one of token, token_file, token_env"));
                 }
                 Some(if let Some(t) = &a.token {
                     AuthSource::Literal(Secret(t.clone()))
                 } else if let Some(p) = &a.token_file {
-                    AuthSource::File(if p.is_absolute() {
-                        p.clone()
-                    } else {
-                        base_dir.join(p)
-                    })
+                    AuthSource::File(if p.is_absolute() { p.clone() } else { base_dir.join(p) })
                 } else {
                     AuthSource::Env(a.token_env.clone().unwrap_or_default())
                 })
@@ -794,17 +676,13 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let th = Threshold::parse(t)
-                    .map_err(|m| ConfigError::at(&format!("thresholds[{i}]"), m))?;
+                let th = Threshold::parse(t).map_err(|m| ConfigError::at(&format!("thresholds[{i}]"), m))?;
                 if let Some(step) = &th.step
                     && !step_names.iter().any(|n| n == step)
                 {
                     return Err(ConfigError::at(
                         &format!("thresholds[{i}]"),
-                        format!(
-                            "`{t}` names step `{step}`, which no flow has (steps: {})",
-                            step_names.join(", ")
-                        ),
+                        format!("`{t}` names step `{step}`, which no flow has (steps: {})", step_names.join(", ")),
                     ));
                 }
                 Ok(th)
@@ -813,10 +691,7 @@ impl Config {
 
         let jaeger_url = raw.report.jaeger_url.trim_end_matches('/').to_string();
         if !(jaeger_url.starts_with("http://") || jaeger_url.starts_with("https://")) {
-            return Err(ConfigError::at(
-                "report.jaeger_url",
-                format!("`{jaeger_url}` is not an http(s) URL"),
-            ));
+            return Err(ConfigError::at("report.jaeger_url", format!("`{jaeger_url}` is not an http(s) URL")));
         }
         if raw.report.slowest > 1000 {
             return Err(ConfigError::at("report.slowest", "at most 1000"));
@@ -831,32 +706,22 @@ impl Config {
             if buckets > 3600.0 {
                 return Err(ConfigError::at(
                     "report.interval",
-                    format!(
-                        "{} makes {buckets:.0} buckets for this run; at most 3600",
-                        format_duration(i)
-                    ),
+                    format!("{} makes {buckets:.0} buckets for this run; at most 3600", format_duration(i)),
                 ));
             }
         }
 
-        let mut listen: SocketAddr = raw.metrics.listen.parse().map_err(|_| {
-            ConfigError::at(
-                "metrics.listen",
-                format!(
-                    "`{}` is not an address like 127.0.0.1:9464",
-                    raw.metrics.listen
-                ),
-            )
-        })?;
+        let mut listen: SocketAddr =
+            raw.metrics.listen.parse().map_err(|_| {
+                ConfigError::at("metrics.listen", format!("`{}` is not an address like 127.0.0.1:9464", raw.metrics.listen))
+            })?;
         if let Some(p) = ov.metrics_port {
             listen.set_port(p);
         }
         if !listen.ip().is_loopback() {
             return Err(ConfigError::at(
                 "metrics.listen",
-                format!(
-                    "`{listen}` is not a loopback address; the runner's /metrics stays on loopback"
-                ),
+                format!("`{listen}` is not a loopback address; the runner's /metrics stays on loopback"),
             ));
         }
         let targets_dir = match raw.metrics.prometheus_targets_dir.as_str() {
@@ -882,11 +747,7 @@ impl Config {
             skus: raw.data.skus,
             flows,
             thresholds,
-            report: ReportSettings {
-                jaeger_url,
-                slowest: raw.report.slowest,
-                interval: report_interval,
-            },
+            report: ReportSettings { jaeger_url, slowest: raw.report.slowest, interval: report_interval },
             metrics,
         })
     }
@@ -913,17 +774,9 @@ pub fn load_tokens(source: &AuthSource) -> Result<Vec<String>, ConfigError> {
     let tokens: Vec<String> = match source {
         AuthSource::Literal(secret) => vec![secret.0.clone()],
         AuthSource::File(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| {
-                ConfigError::at(
-                    "auth.token_file",
-                    format!("cannot read {}: {e}", p.display()),
-                )
-            })?;
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(String::from)
-                .collect()
+            let text =
+                std::fs::read_to_string(p).map_err(|e| ConfigError::at("auth.token_file", format!("cannot read {}: {e}", p.display())))?;
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
         }
         AuthSource::Env(name) => match std::env::var(name) {
             Ok(v) => v.split_whitespace().map(String::from).collect(),
@@ -937,25 +790,12 @@ pub fn load_tokens(source: &AuthSource) -> Result<Vec<String>, ConfigError> {
             }
         },
     };
-    let tokens: Vec<String> = tokens
-        .into_iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let tokens: Vec<String> = tokens.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
     if tokens.is_empty() {
         return Err(ConfigError::at("auth", "the token source yielded no token"));
     }
-    if let Some(bad) = tokens
-        .iter()
-        .position(|t| http::HeaderValue::from_str(&format!("Bearer {t}")).is_err())
-    {
-        return Err(ConfigError::at(
-            "auth",
-            format!(
-                "token #{} contains characters not allowed in a header",
-                bad + 1
-            ),
-        ));
+    if let Some(bad) = tokens.iter().position(|t| http::HeaderValue::from_str(&format!("Bearer {t}")).is_err()) {
+        return Err(ConfigError::at("auth", format!("token #{} contains characters not allowed in a header", bad + 1)));
     }
     Ok(tokens)
 }
@@ -965,32 +805,22 @@ fn join_keys<V>(m: &BTreeMap<String, V>) -> String {
 }
 
 fn parse_target(url: &str) -> Result<Target, String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
-            return Err(format!(
-                "`{url}`: https is not supported yet (the runner speaks plain HTTP/1.1)"
-            ));
+            return Err(format!("`{url}`: https is not supported yet (the runner speaks plain HTTP/1.1)"));
         }
         _ => return Err(format!("`{url}` must start with http://")),
     }
-    let auth = uri
-        .authority()
-        .ok_or_else(|| format!("`{url}` has no host"))?;
+    let auth = uri.authority().ok_or_else(|| format!("`{url}` has no host"))?;
     if auth.as_str().contains('@') {
         return Err(format!("`{url}`: credentials in URLs are not supported"));
     }
     if uri.query().is_some() {
         return Err(format!("`{url}`: a base URL cannot have a query"));
     }
-    let host = auth
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
+    let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
     if host.is_empty() {
         return Err(format!("`{url}` has no host"));
     }
@@ -1021,10 +851,7 @@ pub fn host_allowed(host: &str, allow: &[String]) -> bool {
 fn build_load(raw: &RawLoad, ov: &Overrides) -> Result<Load, ConfigError> {
     let mut model = raw.model.as_str();
     if ov.rate.is_some() && ov.vus.is_some() {
-        return Err(ConfigError::at(
-            "--rate/--vus",
-            "give one of them, not both",
-        ));
+        return Err(ConfigError::at("--rate/--vus", "give one of them, not both"));
     }
     if ov.rate.is_some() {
         model = "constant_rate";
@@ -1036,13 +863,10 @@ fn build_load(raw: &RawLoad, ov: &Overrides) -> Result<Load, ConfigError> {
     if max_in_flight == 0 {
         return Err(ConfigError::at("load.max_in_flight", "must be at least 1"));
     }
-    let graceful_stop =
-        dur(&raw.graceful_stop, "load.graceful_stop")?.unwrap_or(Duration::from_secs(30));
+    let graceful_stop = dur(&raw.graceful_stop, "load.graceful_stop")?.unwrap_or(Duration::from_secs(30));
     let raw_duration = dur(&raw.duration, "load.duration")?;
     let duration = |what: &str| -> Result<Duration, ConfigError> {
-        let d = ov.duration.or(raw_duration).ok_or_else(|| {
-            ConfigError::at("load.duration", format!("required for model {what}"))
-        })?;
+        let d = ov.duration.or(raw_duration).ok_or_else(|| ConfigError::at("load.duration", format!("required for model {what}")))?;
         if d.is_zero() {
             return Err(ConfigError::at("load.duration", "must be greater than 0"));
         }
@@ -1050,125 +874,61 @@ fn build_load(raw: &RawLoad, ov: &Overrides) -> Result<Load, ConfigError> {
     };
     let check_rate = |key: &str, r: f64| -> Result<f64, ConfigError> {
         if !r.is_finite() || r <= 0.0 || r > 1_000_000.0 {
-            return Err(ConfigError::at(
-                key,
-                format!("{r} is not a rate in (0, 1000000] per second"),
-            ));
+            return Err(ConfigError::at(key, format!("{r} is not a rate in (0, 1000000] per second")));
         }
         Ok(r)
     };
     match model {
         "constant_rate" => {
-            let rate = ov
-                .rate
-                .or(raw.rate)
-                .ok_or_else(|| ConfigError::at("load.rate", "required for model constant_rate"))?;
-            let key = if ov.rate.is_some() {
-                "--rate"
-            } else {
-                "load.rate"
-            };
-            Ok(Load::ConstantRate {
-                rate: check_rate(key, rate)?,
-                duration: duration("constant_rate")?,
-                max_in_flight,
-                graceful_stop,
-            })
+            let rate = ov.rate.or(raw.rate).ok_or_else(|| ConfigError::at("load.rate", "required for model constant_rate"))?;
+            let key = if ov.rate.is_some() { "--rate" } else { "load.rate" };
+            Ok(Load::ConstantRate { rate: check_rate(key, rate)?, duration: duration("constant_rate")?, max_in_flight, graceful_stop })
         }
         "ramping_rate" => {
             if ov.duration.is_some() {
-                return Err(ConfigError::at(
-                    "--duration",
-                    "does not apply to ramping_rate (edit the stages)",
-                ));
+                return Err(ConfigError::at("--duration", "does not apply to ramping_rate (edit the stages)"));
             }
             let stages = raw
                 .stages
                 .as_ref()
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    ConfigError::at("load.stages", "required (non-empty) for model ramping_rate")
-                })?;
+                .ok_or_else(|| ConfigError::at("load.stages", "required (non-empty) for model ramping_rate"))?;
             let start_rate = raw.start_rate.unwrap_or(0.0);
             if !start_rate.is_finite() || !(0.0..=1_000_000.0).contains(&start_rate) {
-                return Err(ConfigError::at(
-                    "load.start_rate",
-                    format!("{start_rate} is out of range"),
-                ));
+                return Err(ConfigError::at("load.start_rate", format!("{start_rate} is out of range")));
             }
             let mut out = Vec::new();
             for (i, s) in stages.iter().enumerate() {
-                let d = dur(
-                    &Some(s.duration.clone()),
-                    &format!("load.stages[{i}].duration"),
-                )?
-                .unwrap_or_default();
+                let d = dur(&Some(s.duration.clone()), &format!("load.stages[{i}].duration"))?.unwrap_or_default();
                 if d.is_zero() {
-                    return Err(ConfigError::at(
-                        &format!("load.stages[{i}].duration"),
-                        "must be greater than 0",
-                    ));
+                    return Err(ConfigError::at(&format!("load.stages[{i}].duration"), "must be greater than 0"));
                 }
                 if !s.target.is_finite() || !(0.0..=1_000_000.0).contains(&s.target) {
-                    return Err(ConfigError::at(
-                        &format!("load.stages[{i}].target"),
-                        format!("{} is out of range", s.target),
-                    ));
+                    return Err(ConfigError::at(&format!("load.stages[{i}].target"), format!("{} is out of range", s.target)));
                 }
-                out.push(Stage {
-                    duration: d,
-                    target: s.target,
-                });
+                out.push(Stage { duration: d, target: s.target });
             }
             if start_rate == 0.0 && out.iter().all(|s| s.target == 0.0) {
-                return Err(ConfigError::at(
-                    "load.stages",
-                    "every rate is 0: nothing would run",
-                ));
+                return Err(ConfigError::at("load.stages", "every rate is 0: nothing would run"));
             }
-            Ok(Load::RampingRate {
-                start_rate,
-                stages: out,
-                max_in_flight,
-                graceful_stop,
-            })
+            Ok(Load::RampingRate { start_rate, stages: out, max_in_flight, graceful_stop })
         }
         "closed" => {
-            let vus = ov
-                .vus
-                .or(raw.vus)
-                .ok_or_else(|| ConfigError::at("load.vus", "required for model closed"))?;
+            let vus = ov.vus.or(raw.vus).ok_or_else(|| ConfigError::at("load.vus", "required for model closed"))?;
             if vus == 0 || vus > 100_000 {
-                return Err(ConfigError::at(
-                    "load.vus",
-                    format!("{vus} is not in 1..=100000"),
-                ));
+                return Err(ConfigError::at("load.vus", format!("{vus} is not in 1..=100000")));
             }
-            Ok(Load::Closed {
-                vus,
-                duration: duration("closed")?,
-                graceful_stop,
-            })
+            Ok(Load::Closed { vus, duration: duration("closed")?, graceful_stop })
         }
-        other => Err(ConfigError::at(
-            "load.model",
-            format!("unknown model `{other}` (use constant_rate, ramping_rate or closed)"),
-        )),
+        other => Err(ConfigError::at("load.model", format!("unknown model `{other}` (use constant_rate, ramping_rate or closed)"))),
     }
 }
 
 fn build_step(s: &RawStep, key: &str) -> Result<Step, ConfigError> {
     let name = |default: &str| -> Result<String, ConfigError> {
         let n = s.name.clone().unwrap_or_else(|| default.to_string());
-        if n.is_empty()
-            || !n
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(ConfigError::at(
-                &format!("{key}.name"),
-                format!("`{n}` must use only letters, digits, `_`, `-`"),
-            ));
+        if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(ConfigError::at(&format!("{key}.name"), format!("`{n}` must use only letters, digits, `_`, `-`")));
         }
         Ok(n)
     };
@@ -1180,22 +940,11 @@ fn build_step(s: &RawStep, key: &str) -> Result<Step, ConfigError> {
         "poll_order" => &["name", "target", "interval", "timeout"],
         "read_notifications" => &["name", "target", "min_items"],
         "think" => &["duration", "jitter"],
-        "http" => &[
-            "name",
-            "target",
-            "method",
-            "path",
-            "headers",
-            "json",
-            "expect_status",
-            "auth",
-        ],
+        "http" => &["name", "target", "method", "path", "headers", "json", "expect_status", "auth"],
         other => {
             return Err(ConfigError::at(
                 &format!("{key}.step"),
-                format!(
-                    "unknown step `{other}` (use list_catalog, place_order, poll_order, read_notifications, think, http)"
-                ),
+                format!("unknown step `{other}` (use list_catalog, place_order, poll_order, read_notifications, think, http)"),
             ));
         }
     };
@@ -1219,10 +968,7 @@ fn build_step(s: &RawStep, key: &str) -> Result<Step, ConfigError> {
     ];
     for (field, is_set) in present {
         if is_set && !allowed.contains(&field) {
-            return Err(ConfigError::at(
-                key,
-                format!("option `{field}` does not apply to step `{}`", s.step),
-            ));
+            return Err(ConfigError::at(key, format!("option `{field}` does not apply to step `{}`", s.step)));
         }
     }
     let interval = dur(&s.interval, &format!("{key}.interval"))?;
@@ -1234,31 +980,18 @@ fn build_step(s: &RawStep, key: &str) -> Result<Step, ConfigError> {
         if r.min == 0 || r.min > r.max || r.max > 1000 {
             return Err(ConfigError::at(
                 &format!("{key}.{what}"),
-                format!(
-                    "min {} / max {} must satisfy 1 <= min <= max <= 1000",
-                    r.min, r.max
-                ),
+                format!("min {} / max {} must satisfy 1 <= min <= max <= 1000", r.min, r.max),
             ));
         }
-        Ok(Range {
-            min: r.min,
-            max: r.max,
-        })
+        Ok(Range { min: r.min, max: r.max })
     };
     Ok(match s.step.as_str() {
         "list_catalog" => {
             let limit = s.limit.unwrap_or(20);
             if limit == 0 || limit > 1000 {
-                return Err(ConfigError::at(
-                    &format!("{key}.limit"),
-                    format!("{limit} is not in 1..=1000"),
-                ));
+                return Err(ConfigError::at(&format!("{key}.limit"), format!("{limit} is not in 1..=1000")));
             }
-            Step::ListCatalog {
-                name: name("list_catalog")?,
-                target: target("inventory"),
-                limit,
-            }
+            Step::ListCatalog { name: name("list_catalog")?, target: target("inventory"), limit }
         }
         "place_order" => Step::PlaceOrder {
             name: name("place_order")?,
@@ -1270,17 +1003,9 @@ fn build_step(s: &RawStep, key: &str) -> Result<Step, ConfigError> {
             let interval = interval.unwrap_or(Duration::from_millis(250));
             let timeout = timeout.unwrap_or(Duration::from_secs(10));
             if interval.is_zero() || timeout < interval {
-                return Err(ConfigError::at(
-                    key,
-                    "poll_order needs 0 < interval <= timeout",
-                ));
+                return Err(ConfigError::at(key, "poll_order needs 0 < interval <= timeout"));
             }
-            Step::PollOrder {
-                name: name("poll_order")?,
-                target: target("order"),
-                interval,
-                timeout,
-            }
+            Step::PollOrder { name: name("poll_order")?, target: target("order"), interval, timeout }
         }
         "read_notifications" => Step::ReadNotifications {
             name: name("read_notifications")?,
@@ -1288,64 +1013,33 @@ fn build_step(s: &RawStep, key: &str) -> Result<Step, ConfigError> {
             min_items: s.min_items.unwrap_or(0),
         },
         "think" => {
-            let duration = duration
-                .ok_or_else(|| ConfigError::at(&format!("{key}.duration"), "required for think"))?;
-            Step::Think {
-                duration,
-                jitter: jitter.unwrap_or(Duration::ZERO),
-            }
+            let duration = duration.ok_or_else(|| ConfigError::at(&format!("{key}.duration"), "required for think"))?;
+            Step::Think { duration, jitter: jitter.unwrap_or(Duration::ZERO) }
         }
         "http" => {
             if s.name.is_none() {
-                return Err(ConfigError::at(
-                    &format!("{key}.name"),
-                    "required for http steps",
-                ));
+                return Err(ConfigError::at(&format!("{key}.name"), "required for http steps"));
             }
             let n = name("")?;
-            let target = s.target.clone().ok_or_else(|| {
-                ConfigError::at(&format!("{key}.target"), "required for http steps")
-            })?;
-            let method_text = s
-                .method
-                .clone()
-                .unwrap_or_else(|| "GET".into())
-                .to_ascii_uppercase();
-            let method = http::Method::from_bytes(method_text.as_bytes()).map_err(|_| {
-                ConfigError::at(
-                    &format!("{key}.method"),
-                    format!("`{method_text}` is not an HTTP method"),
-                )
-            })?;
+            let target = s.target.clone().ok_or_else(|| ConfigError::at(&format!("{key}.target"), "required for http steps"))?;
+            let method_text = s.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+            let method = http::Method::from_bytes(method_text.as_bytes())
+                .map_err(|_| ConfigError::at(&format!("{key}.method"), format!("`{method_text}` is not an HTTP method")))?;
             let path = s.path.clone().unwrap_or_else(|| "/".into());
             if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
-                return Err(ConfigError::at(
-                    &format!("{key}.path"),
-                    format!("`{path}` must be a path starting with /"),
-                ));
+                return Err(ConfigError::at(&format!("{key}.path"), format!("`{path}` must be a path starting with /")));
             }
             let mut headers = Vec::new();
             for (k, v) in &s.headers {
-                let hn = http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
-                    ConfigError::at(
-                        &format!("{key}.headers"),
-                        format!("`{k}` is not a header name"),
-                    )
-                })?;
-                let hv = http::HeaderValue::from_str(v).map_err(|_| {
-                    ConfigError::at(
-                        &format!("{key}.headers.{k}"),
-                        "value has characters not allowed in a header",
-                    )
-                })?;
+                let hn = http::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| ConfigError::at(&format!("{key}.headers"), format!("`{k}` is not a header name")))?;
+                let hv = http::HeaderValue::from_str(v)
+                    .map_err(|_| ConfigError::at(&format!("{key}.headers.{k}"), "value has characters not allowed in a header"))?;
                 headers.push((hn, hv));
             }
             let expect_status = s.expect_status.clone().unwrap_or_else(|| vec![200]);
             if expect_status.is_empty() || expect_status.iter().any(|c| !(100..=599).contains(c)) {
-                return Err(ConfigError::at(
-                    &format!("{key}.expect_status"),
-                    format!("{expect_status:?} must be HTTP status codes"),
-                ));
+                return Err(ConfigError::at(&format!("{key}.expect_status"), format!("{expect_status:?} must be HTTP status codes")));
             }
             Step::Http {
                 name: n,
@@ -1353,10 +1047,7 @@ fn build_step(s: &RawStep, key: &str) -> Result<Step, ConfigError> {
                 method,
                 path,
                 headers,
-                json: s
-                    .json
-                    .as_ref()
-                    .map(|v| serde_json::to_vec(v).unwrap_or_default()),
+                json: s.json.as_ref().map(|v| serde_json::to_vec(v).unwrap_or_default()),
                 expect_status,
                 auth: s.auth.unwrap_or(false),
             }
@@ -1382,10 +1073,7 @@ fn check_flow_order(steps: &[Step], key: &str, have_skus: bool) -> Result<(), Co
                 order = true;
             }
             Step::PollOrder { .. } | Step::ReadNotifications { .. } if !order => {
-                return Err(ConfigError::at(
-                    &format!("{key}.steps[{i}]"),
-                    "this step needs an order: put a place_order step before it",
-                ));
+                return Err(ConfigError::at(&format!("{key}.steps[{i}]"), "this step needs an order: put a place_order step before it"));
             }
             _ => {}
         }
@@ -1417,29 +1105,16 @@ mod tests {
         assert!(host_allowed("localhost", &[]));
         assert!(!host_allowed("10.0.0.1", &[]));
         assert!(!host_allowed("example.com", &[]));
-        assert!(host_allowed(
-            "staging.example.com",
-            &["staging.example.com".into()]
-        ));
+        assert!(host_allowed("staging.example.com", &["staging.example.com".into()]));
     }
 
     #[test]
     fn targets_parse() {
         let t = parse_target("http://127.0.0.1:8080/api/").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.base_path.as_str()),
-            ("127.0.0.1", 8080, "/api")
-        );
+        assert_eq!((t.host.as_str(), t.port, t.base_path.as_str()), ("127.0.0.1", 8080, "/api"));
         let t = parse_target("http://[::1]:9000").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.authority.as_str()),
-            ("::1", "[::1]:9000")
-        );
-        assert!(
-            parse_target("https://127.0.0.1")
-                .unwrap_err()
-                .contains("https")
-        );
+        assert_eq!((t.host.as_str(), t.authority.as_str()), ("::1", "[::1]:9000"));
+        assert!(parse_target("https://127.0.0.1").unwrap_err().contains("https"));
         assert!(parse_target("ftp://x").is_err());
         assert!(parse_target("not a url").is_err());
     }

@@ -7,9 +7,7 @@ use std::fmt::Write;
 use crate::report::{Percentiles, Summary};
 
 /// Colours of chart series, in order (readable on white, distinct in greyscale order).
-const PALETTE: [&str; 8] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-];
+const PALETTE: [&str; 8] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -37,8 +35,7 @@ fn num(v: f64) -> String {
 }
 
 fn opt_ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{} ms", num(v)))
-        .unwrap_or_else(|| "–".into())
+    v.map(|v| format!("{} ms", num(v))).unwrap_or_else(|| "–".into())
 }
 
 fn pct(v: f64) -> String {
@@ -63,10 +60,7 @@ fn line_chart(id: &str, title: &str, y_unit: &str, series: &[Series<'_>]) -> Str
     const B: f64 = 40.0;
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let x_max = xs.fold(0.0f64, f64::max).max(1.0);
-    let y_max_raw = series
-        .iter()
-        .flat_map(|s| s.points.iter().filter_map(|p| p.1))
-        .fold(0.0f64, f64::max);
+    let y_max_raw = series.iter().flat_map(|s| s.points.iter().filter_map(|p| p.1)).fold(0.0f64, f64::max);
     let (y_max, y_step) = nice_axis(y_max_raw);
     let (x_top, x_step) = nice_axis(x_max);
     let px = |x: f64| L + (W - L - R) * (x / x_top);
@@ -78,11 +72,7 @@ fn line_chart(id: &str, title: &str, y_unit: &str, series: &[Series<'_>]) -> Str
         r#"<figure class="chart" id="{id}"><svg viewBox="0 0 {W} {H}" role="img" aria-label="{t}" xmlns="http://www.w3.org/2000/svg">"#,
         t = esc(title)
     );
-    let _ = write!(
-        s,
-        r#"<text x="{L}" y="20" class="ct">{}</text>"#,
-        esc(title)
-    );
+    let _ = write!(s, r#"<text x="{L}" y="20" class="ct">{}</text>"#, esc(title));
     // grid and y ticks
     let mut y = 0.0;
     while y <= y_max + 1e-9 {
@@ -126,24 +116,14 @@ fn line_chart(id: &str, title: &str, y_unit: &str, series: &[Series<'_>]) -> Str
         for (x, y) in &se.points {
             match y {
                 Some(y) => {
-                    let _ = write!(
-                        d,
-                        "{}{:.1},{:.1} ",
-                        if pen_down { "L" } else { "M" },
-                        px(*x),
-                        py(*y)
-                    );
+                    let _ = write!(d, "{}{:.1},{:.1} ", if pen_down { "L" } else { "M" }, px(*x), py(*y));
                     pen_down = true;
                 }
                 None => pen_down = false,
             }
         }
         if !d.is_empty() {
-            let dash = if se.dashed {
-                r#" stroke-dasharray="5,4""#
-            } else {
-                ""
-            };
+            let dash = if se.dashed { r#" stroke-dasharray="5,4""# } else { "" };
             let _ = write!(
                 s,
                 r#"<path d="{}" fill="none" stroke="{}" stroke-width="1.8"{dash}><title>{}</title></path>"#,
@@ -156,13 +136,7 @@ fn line_chart(id: &str, title: &str, y_unit: &str, series: &[Series<'_>]) -> Str
         if se.points.iter().filter(|p| p.1.is_some()).count() == 1
             && let Some((x, Some(y))) = se.points.iter().find(|p| p.1.is_some())
         {
-            let _ = write!(
-                s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"#,
-                px(*x),
-                py(*y),
-                se.color
-            );
+            let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"#, px(*x), py(*y), se.color);
         }
     }
     // legend, on the title's line after the title
@@ -190,20 +164,13 @@ fn nice_axis(max: f64) -> (f64, f64) {
     }
     let raw = max / 5.0;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
     ((max / step).ceil() * step, step)
 }
 
 fn percentile_cells(p: &Option<Percentiles>) -> String {
     match p {
-        Some(p) => [p.p50, p.p90, p.p95, p.p99, p.p99_9, p.max]
-            .iter()
-            .map(|v| format!("<td>{}</td>", num(*v)))
-            .collect(),
+        Some(p) => [p.p50, p.p90, p.p95, p.p99, p.p99_9, p.max].iter().map(|v| format!("<td>{}</td>", num(*v))).collect(),
         None => "<td colspan=6>no samples</td>".into(),
     }
 }
@@ -250,17 +217,8 @@ pub fn render(s: &Summary) -> String {
         dur = num(s.load.duration_s),
         ran = num(s.duration_s),
         st = esc(&s.started_at),
-        intr = if s.interrupted {
-            " — <b>interrupted</b>"
-        } else {
-            ""
-        },
-        targets = s
-            .targets
-            .iter()
-            .map(|(k, v)| format!("{} <code>{}</code>", esc(k), esc(v)))
-            .collect::<Vec<_>>()
-            .join(", ")
+        intr = if s.interrupted { " — <b>interrupted</b>" } else { "" },
+        targets = s.targets.iter().map(|(k, v)| format!("{} <code>{}</code>", esc(k), esc(v))).collect::<Vec<_>>().join(", ")
     );
 
     // Headline numbers.
@@ -377,30 +335,10 @@ pub fn render(s: &Summary) -> String {
         "Latency, all steps (per bucket)",
         "ms",
         &[
-            Series {
-                name: "p50",
-                color: PALETTE[0],
-                dashed: false,
-                points: pts.iter().map(|p| (end(p), p.p50_ms)).collect(),
-            },
-            Series {
-                name: "p90",
-                color: PALETTE[1],
-                dashed: false,
-                points: pts.iter().map(|p| (end(p), p.p90_ms)).collect(),
-            },
-            Series {
-                name: "p99",
-                color: PALETTE[3],
-                dashed: false,
-                points: pts.iter().map(|p| (end(p), p.p99_ms)).collect(),
-            },
-            Series {
-                name: "max",
-                color: "#888",
-                dashed: true,
-                points: pts.iter().map(|p| (end(p), p.max_ms)).collect(),
-            },
+            Series { name: "p50", color: PALETTE[0], dashed: false, points: pts.iter().map(|p| (end(p), p.p50_ms)).collect() },
+            Series { name: "p90", color: PALETTE[1], dashed: false, points: pts.iter().map(|p| (end(p), p.p90_ms)).collect() },
+            Series { name: "p99", color: PALETTE[3], dashed: false, points: pts.iter().map(|p| (end(p), p.p99_ms)).collect() },
+            Series { name: "max", color: "#888", dashed: true, points: pts.iter().map(|p| (end(p), p.max_ms)).collect() },
         ],
     ));
     let per_s = |v: u64| v as f64 / s.timeseries.interval_s;
@@ -409,38 +347,24 @@ pub fn render(s: &Summary) -> String {
         "Throughput and errors",
         "per second",
         &[
-            Series {
-                name: "requests/s",
-                color: PALETTE[0],
-                dashed: false,
-                points: pts.iter().map(|p| (end(p), Some(p.rps))).collect(),
-            },
+            Series { name: "requests/s", color: PALETTE[0], dashed: false, points: pts.iter().map(|p| (end(p), Some(p.rps))).collect() },
             Series {
                 name: "errors/s",
                 color: PALETTE[3],
                 dashed: false,
-                points: pts
-                    .iter()
-                    .map(|p| (end(p), Some(per_s(p.errors))))
-                    .collect(),
+                points: pts.iter().map(|p| (end(p), Some(per_s(p.errors)))).collect(),
             },
             Series {
                 name: "iterations started/s",
                 color: PALETTE[2],
                 dashed: true,
-                points: pts
-                    .iter()
-                    .map(|p| (end(p), Some(per_s(p.iterations_started))))
-                    .collect(),
+                points: pts.iter().map(|p| (end(p), Some(per_s(p.iterations_started)))).collect(),
             },
             Series {
                 name: "dropped/s",
                 color: PALETTE[4],
                 dashed: true,
-                points: pts
-                    .iter()
-                    .map(|p| (end(p), Some(per_s(p.dropped))))
-                    .collect(),
+                points: pts.iter().map(|p| (end(p), Some(per_s(p.dropped)))).collect(),
             },
         ],
     ));
@@ -452,46 +376,20 @@ pub fn render(s: &Summary) -> String {
             name: &st.name,
             color: PALETTE[i % PALETTE.len()],
             dashed: false,
-            points: pts
-                .iter()
-                .map(|p| (end(p), p.steps.get(&st.name).and_then(|sp| sp.p99_ms)))
-                .collect(),
+            points: pts.iter().map(|p| (end(p), p.steps.get(&st.name).and_then(|sp| sp.p99_ms))).collect(),
         })
         .collect();
-    h.push_str(&line_chart(
-        "chart-steps",
-        "p99 latency per step",
-        "ms",
-        &step_series,
-    ));
+    h.push_str(&line_chart("chart-steps", "p99 latency per step", "ms", &step_series));
     h.push_str("</section>");
 
     // Errors.
     h.push_str("<section><h2>Outcomes and errors</h2><table id=errors><thead><tr><th>step</th><th>outcomes</th><th>status codes</th><th>example</th></tr></thead><tbody>");
     for st in &s.steps {
-        let outcomes = st
-            .outcomes
-            .iter()
-            .map(|(k, v)| format!("{} {v}", esc(k)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let codes = st
-            .status_codes
-            .iter()
-            .map(|(k, v)| format!("{} × {v}", esc(k)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let examples = st
-            .error_examples
-            .iter()
-            .map(|(k, v)| format!("<b>{}</b>: {}", esc(k), esc(v)))
-            .collect::<Vec<_>>()
-            .join("<br>");
-        let _ = write!(
-            h,
-            "<tr><td><code>{}</code></td><td>{outcomes}</td><td>{codes}</td><td class=ex>{examples}</td></tr>",
-            esc(&st.name)
-        );
+        let outcomes = st.outcomes.iter().map(|(k, v)| format!("{} {v}", esc(k))).collect::<Vec<_>>().join(", ");
+        let codes = st.status_codes.iter().map(|(k, v)| format!("{} × {v}", esc(k))).collect::<Vec<_>>().join(", ");
+        let examples = st.error_examples.iter().map(|(k, v)| format!("<b>{}</b>: {}", esc(k), esc(v))).collect::<Vec<_>>().join("<br>");
+        let _ =
+            write!(h, "<tr><td><code>{}</code></td><td>{outcomes}</td><td>{codes}</td><td class=ex>{examples}</td></tr>", esc(&st.name));
     }
     h.push_str("</tbody></table></section>");
 
@@ -535,9 +433,7 @@ pub fn render(s: &Summary) -> String {
                 r#"<tr class="slow-row"><td><code>{}</code></td><td>{} ms</td><td>{}</td><td>{}</td><td>{}s</td><td><a href="{}"><code>{}</code></a></td></tr>"#,
                 esc(&r.step),
                 num(r.latency_ms),
-                r.status
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "–".into()),
+                r.status.map(|c| c.to_string()).unwrap_or_else(|| "–".into()),
                 esc(&r.outcome),
                 num(r.at_s),
                 esc(&r.trace_url),
@@ -579,10 +475,7 @@ mod tests {
 
     #[test]
     fn escapes_and_axes() {
-        assert_eq!(
-            esc("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
+        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
         assert_eq!(nice_axis(0.0), (1.0, 0.25));
         let (top, step) = nice_axis(73.0);
         assert!(top >= 73.0 && top / step <= 6.0, "{top} {step}");

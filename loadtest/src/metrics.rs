@@ -29,9 +29,7 @@ use crate::config::TargetsDir;
 use crate::stats::{Outcome, TraceId};
 
 /// Bucket bounds (seconds) of `loadtest_request_duration_seconds`.
-pub const BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+pub const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 type Labels = Vec<(String, String)>;
 
@@ -56,18 +54,12 @@ impl Metrics {
     pub fn new(scenario: &str, steps: &[String]) -> Metrics {
         let mut registry = Registry::default();
         let requests_f = Family::<Labels, Counter>::default();
-        let durations_f =
-            Family::<Labels, HistogramWithExemplars<TraceLabel>>::new_with_constructor(
-                (|| HistogramWithExemplars::new(BUCKETS.into_iter()))
-                    as fn() -> HistogramWithExemplars<TraceLabel>,
-            );
+        let durations_f = Family::<Labels, HistogramWithExemplars<TraceLabel>>::new_with_constructor(
+            (|| HistogramWithExemplars::new(BUCKETS.into_iter())) as fn() -> HistogramWithExemplars<TraceLabel>,
+        );
         let dropped_f = Family::<Labels, Counter>::default();
         let rate_f = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        registry.register(
-            "loadtest_requests",
-            "Requests the load runner completed, by step and outcome",
-            requests_f.clone(),
-        );
+        registry.register("loadtest_requests", "Requests the load runner completed, by step and outcome", requests_f.clone());
         registry.register(
             "loadtest_request_duration_seconds",
             "Request latency seen by the load runner (from the intended start in open models)",
@@ -83,51 +75,23 @@ impl Metrics {
             "Iterations per second the open model is asked to start now (0 for the closed model)",
             rate_f.clone(),
         );
-        let l = |pairs: &[(&str, &str)]| -> Labels {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
+        let l = |pairs: &[(&str, &str)]| -> Labels { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
         let requests = steps
             .iter()
             .map(|step| {
-                Outcome::ALL.map(|o| {
-                    requests_f.get_or_create_owned(&l(&[
-                        ("scenario", scenario),
-                        ("step", step),
-                        ("outcome", o.as_str()),
-                    ]))
-                })
+                Outcome::ALL.map(|o| requests_f.get_or_create_owned(&l(&[("scenario", scenario), ("step", step), ("outcome", o.as_str())])))
             })
             .collect();
-        let durations = steps
-            .iter()
-            .map(|step| {
-                durations_f.get_or_create_owned(&l(&[("scenario", scenario), ("step", step)]))
-            })
-            .collect();
+        let durations = steps.iter().map(|step| durations_f.get_or_create_owned(&l(&[("scenario", scenario), ("step", step)]))).collect();
         let dropped = dropped_f.get_or_create_owned(&l(&[("scenario", scenario)]));
         let target_rate = rate_f.get_or_create_owned(&l(&[("scenario", scenario)]));
-        Metrics {
-            registry,
-            requests,
-            durations,
-            dropped,
-            target_rate,
-        }
+        Metrics { registry, requests, durations, dropped, target_rate }
     }
 
     /// Counts and times one request.
     pub fn observe(&self, step: usize, outcome: Outcome, latency: Duration, trace: TraceId) {
         self.requests[step][outcome.index()].inc();
-        self.durations[step].observe(
-            latency.as_secs_f64(),
-            Some(TraceLabel {
-                trace_id: trace.to_string(),
-            }),
-            None,
-        );
+        self.durations[step].observe(latency.as_secs_f64(), Some(TraceLabel { trace_id: trace.to_string() }), None);
     }
 
     /// Counts one dropped iteration.
@@ -166,12 +130,8 @@ impl Drop for MetricsServer {
 impl MetricsServer {
     /// Binds `listen` (loopback; port 0 picks one) and serves `GET /metrics`.
     pub async fn start(listen: SocketAddr, metrics: Arc<Metrics>) -> Result<MetricsServer, String> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("metrics.listen: cannot bind {listen}: {e}"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("metrics.listen: {e}"))?;
+        let listener = TcpListener::bind(listen).await.map_err(|e| format!("metrics.listen: cannot bind {listen}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| format!("metrics.listen: {e}"))?;
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
@@ -212,18 +172,11 @@ impl MetricsServer {
 fn answer(req: &http::Request<hyper::body::Incoming>, m: &Metrics) -> Response<Full<Bytes>> {
     let mut builder = Response::builder();
     if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
-        builder = builder.status(StatusCode::OK).header(
-            http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        );
-        builder
-            .body(Full::new(Bytes::from(m.encode())))
-            .unwrap_or_default()
+        builder =
+            builder.status(StatusCode::OK).header(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+        builder.body(Full::new(Bytes::from(m.encode()))).unwrap_or_default()
     } else {
-        builder
-            .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::from_static(b"not found\n")))
-            .unwrap_or_default()
+        builder.status(StatusCode::NOT_FOUND).body(Full::new(Bytes::from_static(b"not found\n"))).unwrap_or_default()
     }
 }
 
@@ -254,9 +207,7 @@ pub fn resolve_targets_dir(setting: &TargetsDir) -> Option<PathBuf> {
     match setting {
         TargetsDir::Dir(p) => Some(p.clone()),
         TargetsDir::Auto => {
-            let home = std::env::var_os("GLASSHOUSE_HOME")
-                .map(PathBuf::from)
-                .or_else(stack_home)?;
+            let home = std::env::var_os("GLASSHOUSE_HOME").map(PathBuf::from).or_else(stack_home)?;
             let dir = home.join("etc/prometheus/targets/loadtest");
             dir.is_dir().then_some(dir)
         }
@@ -268,11 +219,7 @@ fn stack_home() -> Option<PathBuf> {
     loop {
         let script = dir.join("deploy/local/stack");
         if script.is_file() {
-            let out = std::process::Command::new("bash")
-                .arg(&script)
-                .arg("home")
-                .output()
-                .ok()?;
+            let out = std::process::Command::new("bash").arg(&script).arg("home").output().ok()?;
             let home = String::from_utf8(out.stdout).ok()?.trim().to_string();
             return (out.status.success() && !home.is_empty()).then(|| PathBuf::from(home));
         }
@@ -291,12 +238,7 @@ pub fn register(dir: &Path, addr: SocketAddr, scenario: &str) -> Result<Registra
     let tmp = dir.join(format!(".{scenario}-{}.json.tmp", std::process::id()));
     std::fs::write(&tmp, body.to_string())
         .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| {
-            format!(
-                "cannot write Prometheus target file {}: {e}",
-                path.display()
-            )
-        })?;
+        .map_err(|e| format!("cannot write Prometheus target file {}: {e}", path.display()))?;
     Ok(Registration { path })
 }
 
@@ -329,59 +271,27 @@ mod tests {
     /// every family with its type and exactly its labels.
     #[test]
     fn matches_the_naming_contract() {
-        let doc = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../telemetry/METRICS.md"
-        ))
-        .expect("telemetry/METRICS.md");
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../telemetry/METRICS.md")).expect("telemetry/METRICS.md");
         let rows: Vec<(String, String, Vec<String>)> = doc
             .lines()
             .filter(|l| l.starts_with("| `loadtest_"))
             .map(|l| {
                 let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-                let labels = cells[3]
-                    .split(',')
-                    .map(|x| x.trim().trim_matches('`').to_string())
-                    .collect();
-                (
-                    cells[1].trim_matches('`').to_string(),
-                    cells[2].to_string(),
-                    labels,
-                )
+                let labels = cells[3].split(',').map(|x| x.trim().trim_matches('`').to_string()).collect();
+                (cells[1].trim_matches('`').to_string(), cells[2].to_string(), labels)
             })
             .collect();
-        assert_eq!(
-            rows.len(),
-            4,
-            "METRICS.md lists four loadtest families: {rows:?}"
-        );
+        assert_eq!(rows.len(), 4, "METRICS.md lists four loadtest families: {rows:?}");
         let m = Metrics::new("s", &["a".into()]);
         m.observe(0, Outcome::Success, Duration::from_millis(1), TraceId(1));
         let text = m.encode();
         for (name, kind, labels) in rows {
-            let family = if kind == "counter" {
-                name.trim_end_matches("_total")
-            } else {
-                name.as_str()
-            };
-            assert!(
-                text.contains(&format!("# TYPE {family} {kind}\n")),
-                "{name}: no `# TYPE {family} {kind}` in\n{text}"
-            );
-            let series = if kind == "histogram" {
-                format!("{name}_count{{")
-            } else {
-                format!("{name}{{")
-            };
-            let line = text
-                .lines()
-                .find(|l| l.starts_with(&series))
-                .unwrap_or_else(|| panic!("no series of {name}"));
+            let family = if kind == "counter" { name.trim_end_matches("_total") } else { name.as_str() };
+            assert!(text.contains(&format!("# TYPE {family} {kind}\n")), "{name}: no `# TYPE {family} {kind}` in\n{text}");
+            let series = if kind == "histogram" { format!("{name}_count{{") } else { format!("{name}{{") };
+            let line = text.lines().find(|l| l.starts_with(&series)).unwrap_or_else(|| panic!("no series of {name}"));
             let inside = &line[series.len()..line.find('}').unwrap()];
-            let mut got: Vec<String> = inside
-                .split(',')
-                .map(|kv| kv.split('=').next().unwrap().to_string())
-                .collect();
+            let mut got: Vec<String> = inside.split(',').map(|kv| kv.split('=').next().unwrap().to_string()).collect();
             let mut want = labels.clone();
             got.sort();
             want.sort();

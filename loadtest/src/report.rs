@@ -256,8 +256,7 @@ impl Summary {
             at_s: s.at_s_millis as f64 / 1000.0,
         };
 
-        let mut all =
-            Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds");
+        let mut all = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds");
         let mut steps = Vec::new();
         let mut total_requests = 0;
         let mut total_errors = 0;
@@ -283,16 +282,8 @@ impl Summary {
                     .filter(|o| s.outcomes[o.index()] > 0)
                     .map(|o| (o.as_str().to_string(), s.outcomes[o.index()]))
                     .collect(),
-                status_codes: s
-                    .statuses
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), *v))
-                    .collect(),
-                error_examples: s
-                    .error_examples
-                    .iter()
-                    .map(|(k, v)| (k.as_str().to_string(), v.clone()))
-                    .collect(),
+                status_codes: s.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                error_examples: s.error_examples.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect(),
                 slowest: slowest.iter().map(slow).collect(),
             });
         }
@@ -363,12 +354,7 @@ impl Summary {
                     if !h.is_empty() {
                         per_step.insert(
                             r.step_names[si].clone(),
-                            StepPoint {
-                                requests: h.len(),
-                                errors: *e,
-                                p50_ms: Some(ms(h, 0.5)),
-                                p99_ms: Some(ms(h, 0.99)),
-                            },
+                            StepPoint { requests: h.len(), errors: *e, p50_ms: Some(ms(h, 0.5)), p99_ms: Some(ms(h, 0.99)) },
                         );
                     }
                 }
@@ -395,26 +381,13 @@ impl Summary {
             schema_version: SCHEMA_VERSION,
             scenario: config.scenario.clone(),
             description: config.description.clone(),
-            started_at: facts
-                .started_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            finished_at: facts
-                .finished_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            started_at: facts.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            finished_at: facts.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             duration_s: round3(elapsed),
             interrupted: facts.interrupted,
             load,
-            latency_origin: if config.load.is_open() {
-                "intended_start"
-            } else {
-                "actual_start"
-            }
-            .to_string(),
-            targets: config
-                .targets
-                .iter()
-                .map(|(k, t)| (k.clone(), t.url.clone()))
-                .collect(),
+            latency_origin: if config.load.is_open() { "intended_start" } else { "actual_start" }.to_string(),
+            targets: config.targets.iter().map(|(k, t)| (k.clone(), t.url.clone())).collect(),
             totals,
             http_req_duration_ms: percentiles(&all),
             iteration_duration_ms: percentiles(&r.iterations),
@@ -425,10 +398,7 @@ impl Summary {
             thresholds,
             thresholds_passed,
             slowest: overall_slow.iter().map(slow).collect(),
-            timeseries: TimeSeries {
-                interval_s: interval,
-                points,
-            },
+            timeseries: TimeSeries { interval_s: interval, points },
             warnings: facts.warnings,
             exit_code: if thresholds_passed { 0 } else { 1 },
         }
@@ -440,17 +410,8 @@ impl Summary {
     }
 }
 
-fn observe(
-    t: &Threshold,
-    r: &Results,
-    all: &Histogram<u64>,
-    totals: &Totals,
-    steps: &[StepSummary],
-) -> Option<f64> {
-    let step_idx = t
-        .step
-        .as_ref()
-        .and_then(|s| r.step_names.iter().position(|n| n == s));
+fn observe(t: &Threshold, r: &Results, all: &Histogram<u64>, totals: &Totals, steps: &[StepSummary]) -> Option<f64> {
+    let step_idx = t.step.as_ref().and_then(|s| r.step_names.iter().position(|n| n == s));
     if t.step.is_some() && step_idx.is_none() {
         return None;
     }
@@ -464,9 +425,7 @@ fn observe(
             Some(i) => (steps[i].requests > 0).then_some(steps[i].error_rate),
             None => (totals.requests > 0).then_some(totals.error_rate),
         },
-        Metric::CheckFailureRate => {
-            (totals.checks_passed + totals.checks_failed > 0).then_some(totals.check_failure_rate)
-        }
+        Metric::CheckFailureRate => (totals.checks_passed + totals.checks_failed > 0).then_some(totals.check_failure_rate),
         Metric::DroppedIterations => Some(totals.dropped_iterations as f64),
         Metric::HttpReqs => match step_idx {
             Some(i) => Some(steps[i].throughput_rps),
@@ -478,12 +437,7 @@ fn observe(
 fn load_summary(load: &Load) -> LoadSummary {
     let secs = |d: Duration| d.as_secs_f64();
     match load {
-        Load::ConstantRate {
-            rate,
-            duration,
-            max_in_flight,
-            graceful_stop,
-        } => LoadSummary {
+        Load::ConstantRate { rate, duration, max_in_flight, graceful_stop } => LoadSummary {
             model: load.kind().into(),
             rate: Some(*rate),
             start_rate: None,
@@ -493,32 +447,17 @@ fn load_summary(load: &Load) -> LoadSummary {
             max_in_flight: Some(*max_in_flight),
             graceful_stop_s: secs(*graceful_stop),
         },
-        Load::RampingRate {
-            start_rate,
-            stages,
-            max_in_flight,
-            graceful_stop,
-        } => LoadSummary {
+        Load::RampingRate { start_rate, stages, max_in_flight, graceful_stop } => LoadSummary {
             model: load.kind().into(),
             rate: None,
             start_rate: Some(*start_rate),
-            stages: stages
-                .iter()
-                .map(|s| StageSummary {
-                    duration_s: secs(s.duration),
-                    target: s.target,
-                })
-                .collect(),
+            stages: stages.iter().map(|s| StageSummary { duration_s: secs(s.duration), target: s.target }).collect(),
             vus: None,
             duration_s: secs(load.duration()),
             max_in_flight: Some(*max_in_flight),
             graceful_stop_s: secs(*graceful_stop),
         },
-        Load::Closed {
-            vus,
-            duration,
-            graceful_stop,
-        } => LoadSummary {
+        Load::Closed { vus, duration, graceful_stop } => LoadSummary {
             model: load.kind().into(),
             rate: None,
             start_rate: None,

@@ -44,13 +44,7 @@ pub struct RunOptions {
 impl RunOptions {
     /// Options for a quiet run writing into `out_dir`.
     pub fn new(out_dir: impl Into<PathBuf>) -> RunOptions {
-        RunOptions {
-            out_dir: out_dir.into(),
-            progress: false,
-            tokens: Vec::new(),
-            stop: None,
-            on_metrics: None,
-        }
+        RunOptions { out_dir: out_dir.into(), progress: false, tokens: Vec::new(), stop: None, on_metrics: None }
     }
 }
 
@@ -114,31 +108,15 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
         }
         v
     };
-    let origins: Vec<(String, crate::config::Target)> = used
-        .iter()
-        .map(|n| (n.clone(), config.targets[n].clone()))
-        .collect();
-    let client = Client::resolve(
-        &origins,
-        &config.allow_hosts,
-        config.http.timeout,
-        config.http.connect_timeout,
-    )
-    .await
-    .map_err(RunError::Setup)?;
+    let origins: Vec<(String, crate::config::Target)> = used.iter().map(|n| (n.clone(), config.targets[n].clone())).collect();
+    let client =
+        Client::resolve(&origins, &config.allow_hosts, config.http.timeout, config.http.connect_timeout).await.map_err(RunError::Setup)?;
     client.preflight().await.map_err(RunError::Setup)?;
 
     let step_names = config.step_names();
-    let metrics = config
-        .metrics
-        .enabled
-        .then(|| Arc::new(Metrics::new(&config.scenario, &step_names)));
+    let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new(&config.scenario, &step_names)));
     let server = match &metrics {
-        Some(m) => Some(
-            MetricsServer::start(config.metrics.listen, m.clone())
-                .await
-                .map_err(RunError::Setup)?,
-        ),
+        Some(m) => Some(MetricsServer::start(config.metrics.listen, m.clone()).await.map_err(RunError::Setup)?),
         None => None,
     };
     // Last check before load, so a failed one above leaves no directory behind.
@@ -164,31 +142,13 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
     // --- load ------------------------------------------------------------
     let schedule = Schedule::from_load(&config.load);
     let duration = config.load.duration();
-    let interval = config
-        .report
-        .interval
-        .unwrap_or_else(|| auto_interval(duration));
+    let interval = config.report.interval.unwrap_or_else(|| auto_interval(duration));
     let t0 = Instant::now();
     let started_at = chrono::Utc::now();
-    let recorder = Arc::new(Recorder::new(
-        t0,
-        interval,
-        step_names,
-        config.report.slowest,
-        metrics.clone(),
-    ));
-    let plan = Arc::new(Plan::new(
-        config,
-        &used,
-        &opts.tokens,
-        client,
-        recorder.clone(),
-    ));
+    let recorder = Arc::new(Recorder::new(t0, interval, step_names, config.report.slowest, metrics.clone()));
+    let plan = Arc::new(Plan::new(config, &used, &opts.tokens, client, recorder.clone()));
 
-    let stop = Arc::new(Stop {
-        flag: AtomicBool::new(false),
-        notify: Notify::new(),
-    });
+    let stop = Arc::new(Stop { flag: AtomicBool::new(false), notify: Notify::new() });
     if let Some(fut) = opts.stop.take() {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -199,17 +159,10 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
     let done = Arc::new(AtomicBool::new(false));
     let progress = Progress::new(opts.progress, duration);
     let ticker = {
-        let (recorder, progress, done, metrics, schedule) = (
-            recorder.clone(),
-            progress.clone(),
-            done.clone(),
-            metrics.clone(),
-            schedule.clone(),
-        );
+        let (recorder, progress, done, metrics, schedule) =
+            (recorder.clone(), progress.clone(), done.clone(), metrics.clone(), schedule.clone());
         let max_in_flight = match &config.load {
-            Load::ConstantRate { max_in_flight, .. } | Load::RampingRate { max_in_flight, .. } => {
-                *max_in_flight
-            }
+            Load::ConstantRate { max_in_flight, .. } | Load::RampingRate { max_in_flight, .. } => *max_in_flight,
             Load::Closed { .. } => 0,
         };
         tokio::spawn(async move {
@@ -239,40 +192,11 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
     };
 
     let exec = match (&config.load, &schedule) {
-        (
-            Load::ConstantRate {
-                max_in_flight,
-                graceful_stop,
-                ..
-            },
-            Some(s),
-        )
-        | (
-            Load::RampingRate {
-                max_in_flight,
-                graceful_stop,
-                ..
-            },
-            Some(s),
-        ) => {
-            run_open(
-                plan.clone(),
-                s,
-                t0,
-                *max_in_flight as u64,
-                *graceful_stop,
-                &stop,
-            )
-            .await
+        (Load::ConstantRate { max_in_flight, graceful_stop, .. }, Some(s))
+        | (Load::RampingRate { max_in_flight, graceful_stop, .. }, Some(s)) => {
+            run_open(plan.clone(), s, t0, *max_in_flight as u64, *graceful_stop, &stop).await
         }
-        (
-            Load::Closed {
-                vus,
-                duration,
-                graceful_stop,
-            },
-            _,
-        ) => run_closed(plan.clone(), t0, *vus, *duration, *graceful_stop, &stop).await,
+        (Load::Closed { vus, duration, graceful_stop }, _) => run_closed(plan.clone(), t0, *vus, *duration, *graceful_stop, &stop).await,
         _ => unreachable!("open loads always have a schedule"),
     };
     let elapsed = Instant::now().saturating_duration_since(t0);
@@ -289,17 +213,9 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
         ));
     }
     if exec.interrupted_iterations > 0 {
-        warnings.push(format!(
-            "{} iterations were still running after load.graceful_stop and were cancelled",
-            exec.interrupted_iterations
-        ));
+        warnings.push(format!("{} iterations were still running after load.graceful_stop and were cancelled", exec.interrupted_iterations));
     }
-    if let Some(lag) = results
-        .lag
-        .len()
-        .gt(&0)
-        .then(|| results.lag.value_at_quantile(0.99))
-    {
+    if let Some(lag) = results.lag.len().gt(&0).then(|| results.lag.value_at_quantile(0.99)) {
         // The runner itself is late: its latencies include its own delay (still honest, but say so).
         if lag > 50_000 {
             warnings.push(format!(
@@ -317,8 +233,7 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
         warnings,
     };
     let summary = Summary::build(config, &results, facts);
-    let (json_path, html_path) =
-        write_outputs(&opts.out_dir, &summary).map_err(RunError::Output)?;
+    let (json_path, html_path) = write_outputs(&opts.out_dir, &summary).map_err(RunError::Output)?;
 
     let metrics_addr = server.as_ref().map(MetricsServer::addr);
     if let Some(srv) = server {
@@ -332,13 +247,7 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
     }
     let registered = registration.as_ref().map(|r| r.path().to_path_buf());
     drop(registration);
-    Ok(RunOutcome {
-        summary,
-        json_path,
-        html_path,
-        metrics_addr,
-        registered,
-    })
+    Ok(RunOutcome { summary, json_path, html_path, metrics_addr, registered })
 }
 
 fn step_target(s: &crate::config::Step) -> Option<&str> {
@@ -360,11 +269,9 @@ fn auto_interval(duration: Duration) -> Duration {
 }
 
 fn prepare_out_dir(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("--out {}: cannot create the directory: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("--out {}: cannot create the directory: {e}", dir.display()))?;
     let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"")
-        .map_err(|e| format!("--out {}: not writable: {e}", dir.display()))?;
+    std::fs::write(&probe, b"").map_err(|e| format!("--out {}: not writable: {e}", dir.display()))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -374,10 +281,8 @@ fn write_outputs(dir: &Path, s: &Summary) -> anyhow::Result<(PathBuf, PathBuf)> 
     let json_path = dir.join("summary.json");
     let html_path = dir.join("report.html");
     let json = serde_json::to_string_pretty(s).context("serialize the summary")?;
-    std::fs::write(&json_path, json + "\n")
-        .with_context(|| format!("write {}", json_path.display()))?;
-    std::fs::write(&html_path, crate::html::render(s))
-        .with_context(|| format!("write {}", html_path.display()))?;
+    std::fs::write(&json_path, json + "\n").with_context(|| format!("write {}", json_path.display()))?;
+    std::fs::write(&html_path, crate::html::render(s)).with_context(|| format!("write {}", html_path.display()))?;
     Ok((json_path, html_path))
 }
 
@@ -436,24 +341,14 @@ async fn run_open(
         });
     }
     let interrupted_iterations = drain(&mut set, graceful_stop, stop).await;
-    ExecResult {
-        stopped_early,
-        interrupted_iterations,
-    }
+    ExecResult { stopped_early, interrupted_iterations }
 }
 
 /// Closed model: `vus` loops, each starting its next iteration when the last
 /// one ends. Latency is measured from the actual send, so a stalled target
 /// makes the loops wait and the stall is under-sampled (coordinated omission);
 /// the report says so.
-async fn run_closed(
-    plan: Arc<Plan>,
-    t0: Instant,
-    vus: u32,
-    duration: Duration,
-    graceful_stop: Duration,
-    stop: &Stop,
-) -> ExecResult {
+async fn run_closed(plan: Arc<Plan>, t0: Instant, vus: u32, duration: Duration, graceful_stop: Duration, stop: &Stop) -> ExecResult {
     let end = t0 + duration;
     let quit = Arc::new(AtomicBool::new(false));
     let mut set = JoinSet::new();
@@ -474,10 +369,7 @@ async fn run_closed(
     }
     quit.store(true, Ordering::Relaxed);
     let interrupted_iterations = drain(&mut set, graceful_stop, stop).await;
-    ExecResult {
-        stopped_early,
-        interrupted_iterations,
-    }
+    ExecResult { stopped_early, interrupted_iterations }
 }
 
 /// Waits up to `grace` for running iterations, then cancels the rest and
@@ -511,14 +403,9 @@ impl Progress {
         if !show {
             return Progress { bar: None };
         }
-        let bar = ProgressBar::with_draw_target(
-            Some(duration.as_millis() as u64),
-            ProgressDrawTarget::stderr_with_hz(4),
-        );
-        let style = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bar = ProgressBar::with_draw_target(Some(duration.as_millis() as u64), ProgressDrawTarget::stderr_with_hz(4));
+        let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         Progress { bar: Some(bar) }
     }

@@ -82,31 +82,14 @@ pub struct Plan {
 }
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
-const USER_AGENT: HeaderValue =
-    HeaderValue::from_static(concat!("glasshouse-loadtest/", env!("CARGO_PKG_VERSION")));
+const USER_AGENT: HeaderValue = HeaderValue::from_static(concat!("glasshouse-loadtest/", env!("CARGO_PKG_VERSION")));
 
 impl Plan {
     /// Compiles the config's flows; `origins` is the target order given to the client.
-    pub fn new(
-        config: &Config,
-        origins: &[String],
-        tokens: &[String],
-        client: Client,
-        recorder: Arc<Recorder>,
-    ) -> Plan {
+    pub fn new(config: &Config, origins: &[String], tokens: &[String], client: Client, recorder: Arc<Recorder>) -> Plan {
         let names = recorder.step_names().to_vec();
-        let step_idx = |n: &str| {
-            names
-                .iter()
-                .position(|x| x == n)
-                .expect("step names come from the same config")
-        };
-        let origin_idx = |t: &str| {
-            origins
-                .iter()
-                .position(|x| x == t)
-                .expect("targets validated against the config")
-        };
+        let step_idx = |n: &str| names.iter().position(|x| x == n).expect("step names come from the same config");
+        let origin_idx = |t: &str| origins.iter().position(|x| x == t).expect("targets validated against the config");
         let flows = config
             .flows
             .iter()
@@ -115,60 +98,22 @@ impl Plan {
                     .steps
                     .iter()
                     .map(|s| match s {
-                        Step::ListCatalog {
-                            name,
-                            target,
-                            limit,
-                        } => Compiled::ListCatalog {
+                        Step::ListCatalog { name, target, limit } => Compiled::ListCatalog {
                             step: step_idx(name),
                             origin: origin_idx(target),
                             path: format!("/items?limit={limit}"),
                         },
-                        Step::PlaceOrder {
-                            name,
-                            target,
-                            lines,
-                            quantity,
-                        } => Compiled::PlaceOrder {
-                            step: step_idx(name),
-                            origin: origin_idx(target),
-                            lines: *lines,
-                            quantity: *quantity,
-                        },
-                        Step::PollOrder {
-                            name,
-                            target,
-                            interval,
-                            timeout,
-                        } => Compiled::PollOrder {
-                            step: step_idx(name),
-                            origin: origin_idx(target),
-                            interval: *interval,
-                            timeout: *timeout,
-                        },
-                        Step::ReadNotifications {
-                            name,
-                            target,
-                            min_items,
-                        } => Compiled::ReadNotifications {
-                            step: step_idx(name),
-                            origin: origin_idx(target),
-                            min_items: *min_items,
-                        },
-                        Step::Think { duration, jitter } => Compiled::Think {
-                            duration: *duration,
-                            jitter: *jitter,
-                        },
-                        Step::Http {
-                            name,
-                            target,
-                            method,
-                            path,
-                            headers,
-                            json,
-                            expect_status,
-                            auth,
-                        } => Compiled::Http {
+                        Step::PlaceOrder { name, target, lines, quantity } => {
+                            Compiled::PlaceOrder { step: step_idx(name), origin: origin_idx(target), lines: *lines, quantity: *quantity }
+                        }
+                        Step::PollOrder { name, target, interval, timeout } => {
+                            Compiled::PollOrder { step: step_idx(name), origin: origin_idx(target), interval: *interval, timeout: *timeout }
+                        }
+                        Step::ReadNotifications { name, target, min_items } => {
+                            Compiled::ReadNotifications { step: step_idx(name), origin: origin_idx(target), min_items: *min_items }
+                        }
+                        Step::Think { duration, jitter } => Compiled::Think { duration: *duration, jitter: *jitter },
+                        Step::Http { name, target, method, path, headers, json, expect_status, auth } => Compiled::Http {
                             step: step_idx(name),
                             origin: origin_idx(target),
                             method: method.clone(),
@@ -200,14 +145,7 @@ impl Plan {
                 v
             })
             .collect();
-        Plan {
-            flows,
-            cumulative,
-            bearer,
-            skus: config.skus.clone(),
-            client,
-            recorder,
-        }
+        Plan { flows, cumulative, bearer, skus: config.skus.clone(), client, recorder }
     }
 
     /// Runs one iteration. `intended` is when it should have started; in the
@@ -215,17 +153,10 @@ impl Plan {
     pub async fn iteration(&self, intended: Instant, open: bool) {
         let mut rng = SmallRng::from_rng(&mut rand::rng());
         let total = *self.cumulative.last().unwrap_or(&0);
-        let pick = if total == 0 {
-            0
-        } else {
-            rng.random_range(0..total)
-        };
+        let pick = if total == 0 { 0 } else { rng.random_range(0..total) };
         let flow = &self.flows[self.cumulative.iter().position(|c| pick < *c).unwrap_or(0)];
         let started = Instant::now();
-        self.recorder.iteration_started(
-            intended,
-            open.then(|| started.saturating_duration_since(intended)),
-        );
+        self.recorder.iteration_started(intended, open.then(|| started.saturating_duration_since(intended)));
         let mut it = Iteration {
             plan: self,
             rng,
@@ -246,8 +177,7 @@ impl Plan {
             }
         }
         let origin = if open { intended } else { started };
-        self.recorder
-            .iteration_finished(Instant::now().saturating_duration_since(origin), it.failed);
+        self.recorder.iteration_finished(Instant::now().saturating_duration_since(origin), it.failed);
     }
 }
 
@@ -282,24 +212,16 @@ impl Iteration<'_> {
                 true
             }
             Compiled::ListCatalog { step, origin, path } => {
-                let r = self
-                    .request(*step, *origin, Method::GET, path, None, false, &[200])
-                    .await;
+                let r = self.request(*step, *origin, Method::GET, path, None, false, &[200]).await;
                 if !r.ok {
                     return false;
                 }
-                let items = r
-                    .response
-                    .as_ref()
-                    .and_then(|resp| json(&resp.body))
-                    .and_then(|v| match v.get("items") {
-                        Some(Value::Array(items)) => Some(items.clone()),
-                        _ => None,
-                    });
+                let items = r.response.as_ref().and_then(|resp| json(&resp.body)).and_then(|v| match v.get("items") {
+                    Some(Value::Array(items)) => Some(items.clone()),
+                    _ => None,
+                });
                 let valid = items.is_some();
-                self.plan
-                    .recorder
-                    .check(*step, "body has an items array", valid);
+                self.plan.recorder.check(*step, "body has an items array", valid);
                 let items = items.unwrap_or_default();
                 let in_stock: Vec<String> = items
                     .iter()
@@ -307,29 +229,15 @@ impl Iteration<'_> {
                     .filter_map(|i| i.get("sku").and_then(Value::as_str).map(String::from))
                     .collect();
                 self.skus = if in_stock.is_empty() {
-                    items
-                        .iter()
-                        .filter_map(|i| i.get("sku").and_then(Value::as_str).map(String::from))
-                        .collect()
+                    items.iter().filter_map(|i| i.get("sku").and_then(Value::as_str).map(String::from)).collect()
                 } else {
                     in_stock
                 };
-                self.plan
-                    .recorder
-                    .check(*step, "catalog has items", !self.skus.is_empty());
+                self.plan.recorder.check(*step, "catalog has items", !self.skus.is_empty());
                 valid
             }
-            Compiled::PlaceOrder {
-                step,
-                origin,
-                lines,
-                quantity,
-            } => {
-                let pool: &[String] = if self.skus.is_empty() {
-                    &self.plan.skus
-                } else {
-                    &self.skus
-                };
+            Compiled::PlaceOrder { step, origin, lines, quantity } => {
+                let pool: &[String] = if self.skus.is_empty() { &self.plan.skus } else { &self.skus };
                 if pool.is_empty() {
                     return false;
                 }
@@ -340,22 +248,10 @@ impl Iteration<'_> {
                     .iter()
                     .map(|sku| serde_json::json!({"sku": sku, "quantity": self.rng.random_range(quantity.min..=quantity.max)}))
                     .collect();
-                let body = serde_json::to_vec(&serde_json::json!({ "lines": body_lines }))
-                    .unwrap_or_default();
+                let body = serde_json::to_vec(&serde_json::json!({ "lines": body_lines })).unwrap_or_default();
                 let key = uuid::Uuid::new_v4().to_string();
                 let extra = vec![(HeaderName::from_static("idempotency-key"), header(&key))];
-                let r = self
-                    .request_with(
-                        *step,
-                        *origin,
-                        Method::POST,
-                        "/orders",
-                        Some(Bytes::from(body)),
-                        true,
-                        &[202],
-                        extra,
-                    )
-                    .await;
+                let r = self.request_with(*step, *origin, Method::POST, "/orders", Some(Bytes::from(body)), true, &[202], extra).await;
                 if !r.ok {
                     return false;
                 }
@@ -363,35 +259,21 @@ impl Iteration<'_> {
                 let id = resp
                     .and_then(|resp| json(&resp.body))
                     .and_then(|v| v.get("id").and_then(Value::as_str).map(String::from))
-                    .filter(|id| {
-                        !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                    });
-                self.plan
-                    .recorder
-                    .check(*step, "order has an id", id.is_some());
-                let located =
-                    resp.is_some_and(|resp| resp.headers.contains_key(http::header::LOCATION));
-                self.plan
-                    .recorder
-                    .check(*step, "response has a Location header", located);
+                    .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+                self.plan.recorder.check(*step, "order has an id", id.is_some());
+                let located = resp.is_some_and(|resp| resp.headers.contains_key(http::header::LOCATION));
+                self.plan.recorder.check(*step, "response has a Location header", located);
                 self.order_id = id;
                 self.order_id.is_some()
             }
-            Compiled::PollOrder {
-                step,
-                origin,
-                interval,
-                timeout,
-            } => {
+            Compiled::PollOrder { step, origin, interval, timeout } => {
                 let Some(id) = self.order_id.clone() else {
                     return false;
                 };
                 let path = format!("/orders/{id}");
                 let deadline = Instant::now() + *timeout;
                 loop {
-                    let r = self
-                        .request(*step, *origin, Method::GET, &path, None, true, &[200])
-                        .await;
+                    let r = self.request(*step, *origin, Method::GET, &path, None, true, &[200]).await;
                     let state = r
                         .response
                         .as_ref()
@@ -401,16 +283,12 @@ impl Iteration<'_> {
                     if let Some(s) = state.as_deref()
                         && FINAL_STATES.contains(&s)
                     {
-                        self.plan
-                            .recorder
-                            .check(*step, "order reached a final state", true);
+                        self.plan.recorder.check(*step, "order reached a final state", true);
                         self.plan.recorder.count(&format!("order_final_status.{s}"));
                         return true;
                     }
                     if Instant::now() + *interval > deadline {
-                        self.plan
-                            .recorder
-                            .check(*step, "order reached a final state", false);
+                        self.plan.recorder.check(*step, "order reached a final state", false);
                         self.plan.recorder.count("order_final_status.TIMED_OUT");
                         // Notifications are still worth reading; the iteration counts as failed.
                         self.failed = true;
@@ -419,18 +297,12 @@ impl Iteration<'_> {
                     tokio::time::sleep(*interval).await;
                 }
             }
-            Compiled::ReadNotifications {
-                step,
-                origin,
-                min_items,
-            } => {
+            Compiled::ReadNotifications { step, origin, min_items } => {
                 let Some(id) = self.order_id.clone() else {
                     return false;
                 };
                 let path = format!("/notifications?order_id={id}");
-                let r = self
-                    .request(*step, *origin, Method::GET, &path, None, true, &[200])
-                    .await;
+                let r = self.request(*step, *origin, Method::GET, &path, None, true, &[200]).await;
                 if !r.ok {
                     return false;
                 }
@@ -439,45 +311,18 @@ impl Iteration<'_> {
                     .as_ref()
                     .and_then(|resp| json(&resp.body))
                     .and_then(|v| v.get("items").and_then(Value::as_array).map(Vec::len));
-                self.plan
-                    .recorder
-                    .check(*step, "body has an items array", n.is_some());
+                self.plan.recorder.check(*step, "body has an items array", n.is_some());
                 if *min_items > 0 {
-                    self.plan.recorder.check(
-                        *step,
-                        "enough notifications",
-                        n.unwrap_or(0) >= *min_items as usize,
-                    );
+                    self.plan.recorder.check(*step, "enough notifications", n.unwrap_or(0) >= *min_items as usize);
                 }
                 n.is_some()
             }
-            Compiled::Http {
-                step,
-                origin,
-                method,
-                path,
-                headers,
-                body,
-                json: is_json,
-                expect,
-                auth,
-            } => {
+            Compiled::Http { step, origin, method, path, headers, body, json: is_json, expect, auth } => {
                 let mut extra = headers.clone();
                 if *is_json {
                     extra.push((http::header::CONTENT_TYPE, APPLICATION_JSON));
                 }
-                let r = self
-                    .request_with(
-                        *step,
-                        *origin,
-                        method.clone(),
-                        path,
-                        body.clone(),
-                        *auth,
-                        expect,
-                        extra,
-                    )
-                    .await;
+                let r = self.request_with(*step, *origin, method.clone(), path, body.clone(), *auth, expect, extra).await;
                 r.ok
             }
         }
@@ -498,8 +343,7 @@ impl Iteration<'_> {
         if body.is_some() {
             extra.push((http::header::CONTENT_TYPE, APPLICATION_JSON));
         }
-        self.request_with(step, origin, method, path, body, auth, expect, extra)
-            .await
+        self.request_with(step, origin, method, path, body, auth, expect, extra).await
     }
 
     /// Sends one request with a fresh traceparent and records the sample.
@@ -517,10 +361,7 @@ impl Iteration<'_> {
     ) -> Reply {
         let trace = TraceId(self.rng.random::<u128>() | 1);
         let span: u64 = self.rng.random::<u64>() | 1;
-        headers.push((
-            HeaderName::from_static("traceparent"),
-            header(&format!("00-{trace}-{span:016x}-01")),
-        ));
+        headers.push((HeaderName::from_static("traceparent"), header(&format!("00-{trace}-{span:016x}-01"))));
         headers.push((http::header::USER_AGENT, USER_AGENT));
         headers.push((http::header::ACCEPT, APPLICATION_JSON));
         if body.is_some() && !headers.iter().any(|(k, _)| k == http::header::CONTENT_TYPE) {
@@ -530,31 +371,14 @@ impl Iteration<'_> {
             headers.push((http::header::AUTHORIZATION, b.clone()));
         }
         let from = self.intended.take().unwrap_or_else(Instant::now);
-        let result = self
-            .plan
-            .client
-            .send(
-                origin,
-                RequestSpec {
-                    method,
-                    path,
-                    headers,
-                    body,
-                },
-            )
-            .await;
+        let result = self.plan.client.send(origin, RequestSpec { method, path, headers, body }).await;
         let finished = Instant::now();
         let (outcome, status, detail, response) = match result {
             Ok(resp) => {
                 let code = resp.status.as_u16();
                 let expected = expect.contains(&code);
                 let detail = (!expected).then(|| describe_failure(code, &resp.body));
-                (
-                    Outcome::from_status(code, expected),
-                    Some(code),
-                    detail,
-                    Some(resp),
-                )
+                (Outcome::from_status(code, expected), Some(code), detail, Some(resp))
             }
             Err(e) => {
                 let o = match e.class {
@@ -565,19 +389,9 @@ impl Iteration<'_> {
                 (o, None, Some(e.message), None)
             }
         };
-        let sample = Sample {
-            step,
-            latency: finished.saturating_duration_since(from),
-            finished,
-            outcome,
-            status,
-            trace_id: trace,
-        };
+        let sample = Sample { step, latency: finished.saturating_duration_since(from), finished, outcome, status, trace_id: trace };
         self.plan.recorder.record(&sample, detail.as_deref());
-        Reply {
-            ok: outcome == Outcome::Success,
-            response,
-        }
+        Reply { ok: outcome == Outcome::Success, response }
     }
 }
 
@@ -596,11 +410,7 @@ fn describe_failure(code: u16, body: &[u8]) -> String {
         let ty = v.get("type").and_then(Value::as_str);
         let title = v.get("title").and_then(Value::as_str);
         if ty.is_some() || title.is_some() {
-            return format!(
-                "HTTP {code} {}: {}",
-                ty.unwrap_or("about:blank"),
-                title.unwrap_or("")
-            );
+            return format!("HTTP {code} {}: {}", ty.unwrap_or("about:blank"), title.unwrap_or(""));
         }
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]).replace(['\n', '\r'], " ");

@@ -39,16 +39,8 @@ impl Schedule {
     /// The schedule of an open-model load; `None` for the closed model.
     pub fn from_load(load: &Load) -> Option<Schedule> {
         match load {
-            Load::ConstantRate { rate, duration, .. } => Some(Schedule::ramping(
-                *rate,
-                &[Stage {
-                    duration: *duration,
-                    target: *rate,
-                }],
-            )),
-            Load::RampingRate {
-                start_rate, stages, ..
-            } => Some(Schedule::ramping(*start_rate, stages)),
+            Load::ConstantRate { rate, duration, .. } => Some(Schedule::ramping(*rate, &[Stage { duration: *duration, target: *rate }])),
+            Load::RampingRate { start_rate, stages, .. } => Some(Schedule::ramping(*start_rate, stages)),
             Load::Closed { .. } => None,
         }
     }
@@ -60,22 +52,13 @@ impl Schedule {
         let mut count = 0.0;
         let mut r0 = start_rate;
         for s in stages {
-            let seg = Segment {
-                start: t,
-                duration: s.duration.as_secs_f64(),
-                r0,
-                r1: s.target,
-                count_before: count,
-            };
+            let seg = Segment { start: t, duration: s.duration.as_secs_f64(), r0, r1: s.target, count_before: count };
             count += seg.count();
             t += seg.duration;
             r0 = s.target;
             segments.push(seg);
         }
-        Schedule {
-            segments,
-            total: Duration::from_secs_f64(t),
-        }
+        Schedule { segments, total: Duration::from_secs_f64(t) }
     }
 
     /// Scheduled length of the run.
@@ -85,10 +68,7 @@ impl Schedule {
 
     /// Expected number of arrivals (the integral of the rate).
     pub fn expected_arrivals(&self) -> f64 {
-        self.segments
-            .last()
-            .map(|s| s.count_before + s.count())
-            .unwrap_or(0.0)
+        self.segments.last().map(|s| s.count_before + s.count()).unwrap_or(0.0)
     }
 
     /// Target rate (per second) at offset `t`; 0 after the end.
@@ -117,11 +97,7 @@ impl Schedule {
                 let b = s.r0;
                 let disc = (b * b + 4.0 * a * local).max(0.0);
                 let denom = b + disc.sqrt();
-                let t = if denom > 0.0 {
-                    2.0 * local / denom
-                } else {
-                    0.0
-                };
+                let t = if denom > 0.0 { 2.0 * local / denom } else { 0.0 };
                 return Some(Duration::from_secs_f64(s.start + t.clamp(0.0, s.duration)));
             }
         }
@@ -144,13 +120,7 @@ mod tests {
 
     #[test]
     fn constant_rate_is_evenly_spaced() {
-        let s = Schedule::ramping(
-            10.0,
-            &[Stage {
-                duration: secs(2.0),
-                target: 10.0,
-            }],
-        );
+        let s = Schedule::ramping(10.0, &[Stage { duration: secs(2.0), target: 10.0 }]);
         let a: Vec<_> = s.arrivals().collect();
         assert_eq!(a.len(), 20);
         assert_eq!(a[0], Duration::ZERO);
@@ -161,26 +131,14 @@ mod tests {
     #[test]
     fn ramp_matches_the_integral_of_the_rate() {
         // 0 -> 100/s over 10 s: 500 arrivals, half of them in the last ~2.93 s.
-        let s = Schedule::ramping(
-            0.0,
-            &[Stage {
-                duration: secs(10.0),
-                target: 100.0,
-            }],
-        );
+        let s = Schedule::ramping(0.0, &[Stage { duration: secs(10.0), target: 100.0 }]);
         let a: Vec<_> = s.arrivals().collect();
         assert_eq!(a.len(), 500);
         assert!(a.windows(2).all(|w| w[0] <= w[1]), "monotonic");
         // N(t) = 5 t², so arrival 250 is at sqrt(50) s.
         assert!((a[250].as_secs_f64() - 50f64.sqrt()).abs() < 1e-6);
         // Falling ramp: 100 -> 0 over 10 s mirrors it.
-        let s = Schedule::ramping(
-            100.0,
-            &[Stage {
-                duration: secs(10.0),
-                target: 0.0,
-            }],
-        );
+        let s = Schedule::ramping(100.0, &[Stage { duration: secs(10.0), target: 0.0 }]);
         let b: Vec<_> = s.arrivals().collect();
         assert_eq!(b.len(), 500);
         assert!((b[250].as_secs_f64() - (10.0 - 50f64.sqrt())).abs() < 1e-6);
@@ -189,19 +147,7 @@ mod tests {
 
     #[test]
     fn stages_chain_and_rate_at_interpolates() {
-        let s = Schedule::ramping(
-            0.0,
-            &[
-                Stage {
-                    duration: secs(2.0),
-                    target: 10.0,
-                },
-                Stage {
-                    duration: secs(3.0),
-                    target: 10.0,
-                },
-            ],
-        );
+        let s = Schedule::ramping(0.0, &[Stage { duration: secs(2.0), target: 10.0 }, Stage { duration: secs(3.0), target: 10.0 }]);
         assert_eq!(s.duration(), secs(5.0));
         assert!((s.expected_arrivals() - 40.0).abs() < 1e-9);
         assert_eq!(s.arrivals().count(), 40);

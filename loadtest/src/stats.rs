@@ -42,15 +42,8 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in label order.
-    pub const ALL: [Outcome; 7] = [
-        Outcome::Success,
-        Outcome::Http4xx,
-        Outcome::Http5xx,
-        Outcome::HttpOther,
-        Outcome::Timeout,
-        Outcome::Connect,
-        Outcome::Protocol,
-    ];
+    pub const ALL: [Outcome; 7] =
+        [Outcome::Success, Outcome::Http4xx, Outcome::Http5xx, Outcome::HttpOther, Outcome::Timeout, Outcome::Connect, Outcome::Protocol];
 
     /// Label value.
     pub fn as_str(self) -> &'static str {
@@ -186,11 +179,7 @@ pub struct Results {
 impl Results {
     /// Slowest requests of one step, slowest first.
     pub fn slowest(&self, step: usize) -> Vec<SlowRequest> {
-        let mut v: Vec<SlowRequest> = self.steps[step]
-            .slowest
-            .iter()
-            .map(|r| r.0.clone())
-            .collect();
+        let mut v: Vec<SlowRequest> = self.steps[step].slowest.iter().map(|r| r.0.clone()).collect();
         v.sort_by(|a, b| b.cmp(a));
         v
     }
@@ -251,13 +240,7 @@ fn micros(d: Duration) -> u64 {
 
 impl Recorder {
     /// A recorder for a run starting at `start`, with `interval`-wide time buckets.
-    pub fn new(
-        start: Instant,
-        interval: Duration,
-        step_names: Vec<String>,
-        slowest: usize,
-        metrics: Option<Arc<Metrics>>,
-    ) -> Recorder {
+    pub fn new(start: Instant, interval: Duration, step_names: Vec<String>, slowest: usize, metrics: Option<Arc<Metrics>>) -> Recorder {
         let steps = step_names
             .iter()
             .map(|_| StepStats {
@@ -310,11 +293,7 @@ impl Recorder {
     fn bucket<'a>(&self, st: &'a mut State, idx: usize) -> &'a mut Bucket {
         let n = self.step_names.len();
         while st.buckets.len() <= idx {
-            st.buckets.push(Bucket {
-                steps: (0..n).map(|_| (hist_u32(), 0)).collect(),
-                iterations_started: 0,
-                dropped: 0,
-            });
+            st.buckets.push(Bucket { steps: (0..n).map(|_| (hist_u32(), 0)).collect(), iterations_started: 0, dropped: 0 });
         }
         &mut st.buckets[idx]
     }
@@ -348,9 +327,7 @@ impl Recorder {
                 *step.statuses.entry(code).or_insert(0) += 1;
             }
             if is_error && let Some(d) = detail {
-                step.error_examples
-                    .entry(s.outcome)
-                    .or_insert_with(|| d.chars().take(300).collect());
+                step.error_examples.entry(s.outcome).or_insert_with(|| d.chars().take(300).collect());
             }
             if self.slowest > 0 {
                 let entry = SlowRequest {
@@ -513,19 +490,9 @@ mod tests {
 
     #[test]
     fn keeps_the_slowest_and_counts_outcomes() {
-        let rec = Recorder::new(
-            Instant::now(),
-            Duration::from_secs(1),
-            vec!["a".into(), "b".into()],
-            3,
-            None,
-        );
+        let rec = Recorder::new(Instant::now(), Duration::from_secs(1), vec!["a".into(), "b".into()], 3, None);
         for i in 1..=100u64 {
-            let o = if i % 10 == 0 {
-                Outcome::Http5xx
-            } else {
-                Outcome::Success
-            };
+            let o = if i % 10 == 0 { Outcome::Http5xx } else { Outcome::Success };
             rec.record(&sample(&rec, 0, i, o, i as u128), Some("boom"));
         }
         rec.record(&sample(&rec, 1, 5, Outcome::Timeout, 999), None);
@@ -535,23 +502,14 @@ mod tests {
         assert_eq!(r.steps[0].outcomes[Outcome::Http5xx.index()], 10);
         assert_eq!(r.steps[0].outcomes[Outcome::Success.index()], 90);
         assert_eq!(r.steps[1].outcomes[Outcome::Timeout.index()], 1);
-        assert_eq!(
-            r.steps[0]
-                .error_examples
-                .get(&Outcome::Http5xx)
-                .map(String::as_str),
-            Some("boom")
-        );
+        assert_eq!(r.steps[0].error_examples.get(&Outcome::Http5xx).map(String::as_str), Some("boom"));
         let p50 = r.steps[0].latency.value_at_quantile(0.5) as f64 / 1000.0;
         assert!((p50 - 50.0).abs() < 0.1, "{p50}");
         // Every sample ended within the first 1 s bucket.
         assert_eq!(r.buckets.len(), 1);
         assert_eq!(r.buckets[0].steps[0].0.len(), 100);
         let bucket_p50 = r.buckets[0].steps[0].0.value_at_quantile(0.5) as f64 / 1000.0;
-        assert!(
-            (bucket_p50 - 50.0).abs() < 1.0,
-            "bucket histograms grow to hold the values: {bucket_p50}"
-        );
+        assert!((bucket_p50 - 50.0).abs() < 1.0, "bucket histograms grow to hold the values: {bucket_p50}");
     }
 
     #[test]
@@ -560,9 +518,6 @@ mod tests {
         assert_eq!(Outcome::from_status(404, false), Outcome::Http4xx);
         assert_eq!(Outcome::from_status(503, false), Outcome::Http5xx);
         assert_eq!(Outcome::from_status(200, false), Outcome::HttpOther);
-        assert_eq!(
-            TraceId(0xab).to_string(),
-            "000000000000000000000000000000ab"
-        );
+        assert_eq!(TraceId(0xab).to_string(), "000000000000000000000000000000ab");
     }
 }

@@ -117,27 +117,20 @@ impl Threshold {
     /// Parses one rule; the error says what is wrong with it.
     pub fn parse(text: &str) -> Result<Threshold, String> {
         let expr = text.trim();
-        let (op, op_at, op_len) =
-            find_op(expr).ok_or_else(|| format!("`{expr}` has no comparison (<, <=, >, >=)"))?;
+        let (op, op_at, op_len) = find_op(expr).ok_or_else(|| format!("`{expr}` has no comparison (<, <=, >, >=)"))?;
         let left = expr[..op_at].trim();
         let right = expr[op_at + op_len..].trim();
         if left.is_empty() || right.is_empty() {
-            return Err(format!(
-                "`{expr}` needs a metric on the left and a value on the right"
-            ));
+            return Err(format!("`{expr}` needs a metric on the left and a value on the right"));
         }
 
         // metric name, then an optional {step:...} selector, then an optional stat.
-        let name_end = left
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(left.len());
+        let name_end = left.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(left.len());
         let name = &left[..name_end];
         let mut rest = left[name_end..].trim_start();
         let mut step = None;
         if let Some(after) = rest.strip_prefix('{') {
-            let close = after
-                .find('}')
-                .ok_or_else(|| format!("`{expr}`: unclosed `{{`"))?;
+            let close = after.find('}').ok_or_else(|| format!("`{expr}`: unclosed `{{`"))?;
             let sel = after[..close].trim();
             let value = sel
                 .strip_prefix("step:")
@@ -165,54 +158,28 @@ impl Threshold {
                 ));
             }
         };
-        if step.is_some()
-            && matches!(
-                metric,
-                Metric::IterationDuration | Metric::DroppedIterations | Metric::CheckFailureRate
-            )
-        {
-            return Err(format!(
-                "`{expr}`: {} has no per-step value",
-                metric.as_str()
-            ));
+        if step.is_some() && matches!(metric, Metric::IterationDuration | Metric::DroppedIterations | Metric::CheckFailureRate) {
+            return Err(format!("`{expr}`: {} has no per-step value", metric.as_str()));
         }
         let stat = if metric.is_duration() {
-            parse_stat(stat_word).ok_or_else(|| {
-                format!(
-                    "`{expr}`: {} needs a statistic: p50, p90, p95, p99, p99.9, max, min or mean",
-                    metric.as_str()
-                )
-            })?
+            parse_stat(stat_word)
+                .ok_or_else(|| format!("`{expr}`: {} needs a statistic: p50, p90, p95, p99, p99.9, max, min or mean", metric.as_str()))?
         } else {
             match (metric, stat_word) {
-                (Metric::ErrorRate, "" | "rate") | (Metric::CheckFailureRate, "" | "rate") => {
-                    Stat::Value
-                }
+                (Metric::ErrorRate, "" | "rate") | (Metric::CheckFailureRate, "" | "rate") => Stat::Value,
                 (Metric::DroppedIterations, "" | "count") => Stat::Value,
                 (Metric::HttpReqs, "rate") => Stat::Value,
                 (Metric::HttpReqs, _) => {
-                    return Err(format!(
-                        "`{expr}`: write `http_reqs rate > N` (requests per second)"
-                    ));
+                    return Err(format!("`{expr}`: write `http_reqs rate > N` (requests per second)"));
                 }
                 _ => {
-                    return Err(format!(
-                        "`{expr}`: `{stat_word}` does not apply to {}",
-                        metric.as_str()
-                    ));
+                    return Err(format!("`{expr}`: `{stat_word}` does not apply to {}", metric.as_str()));
                 }
             }
         };
 
         let limit = parse_value(right, metric).map_err(|m| format!("`{expr}`: {m}"))?;
-        Ok(Threshold {
-            expression: expr.to_string(),
-            metric,
-            step,
-            stat,
-            op,
-            limit,
-        })
+        Ok(Threshold { expression: expr.to_string(), metric, step, stat, op, limit })
     }
 
     /// Whether `observed` satisfies the rule.
@@ -245,18 +212,10 @@ fn find_op(s: &str) -> Option<(Op, usize, usize)> {
         let next_eq = bytes.get(i + 1) == Some(&b'=');
         match b {
             b'<' => {
-                return Some(if next_eq {
-                    (Op::Le, i, 2)
-                } else {
-                    (Op::Lt, i, 1)
-                });
+                return Some(if next_eq { (Op::Le, i, 2) } else { (Op::Lt, i, 1) });
             }
             b'>' => {
-                return Some(if next_eq {
-                    (Op::Ge, i, 2)
-                } else {
-                    (Op::Gt, i, 1)
-                });
+                return Some(if next_eq { (Op::Ge, i, 2) } else { (Op::Gt, i, 1) });
             }
             _ => {}
         }
@@ -278,12 +237,8 @@ fn parse_stat(word: &str) -> Option<Stat> {
 
 fn parse_value(text: &str, metric: Metric) -> Result<f64, String> {
     let t = text.trim();
-    let num_end = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let number: f64 = t[..num_end]
-        .parse()
-        .map_err(|_| format!("`{t}` is not a number"))?;
+    let num_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let number: f64 = t[..num_end].parse().map_err(|_| format!("`{t}` is not a number"))?;
     let unit = t[num_end..].trim();
     if metric.is_duration() {
         Ok(match unit {
@@ -296,9 +251,7 @@ fn parse_value(text: &str, metric: Metric) -> Result<f64, String> {
         match unit {
             "%" => Ok(number / 100.0),
             "" if number <= 1.0 => Ok(number),
-            "" => Err(format!(
-                "`{t}`: a rate is a fraction (0.01) or a percentage (1%)"
-            )),
+            "" => Err(format!("`{t}`: a rate is a fraction (0.01) or a percentage (1%)")),
             _ => Err(format!("`{t}`: unknown unit `{unit}`")),
         }
     } else if unit.is_empty() || (metric == Metric::HttpReqs && unit == "/s") {

@@ -91,91 +91,38 @@ metrics: {{enabled: false}}
     let html_path = std::fs::canonicalize(&outcome.html_path).unwrap();
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert!(!html.contains("<script"), "no script in the report");
-    assert!(
-        !html.contains("src=\"http") && !html.contains("href=\"//"),
-        "nothing loaded from elsewhere"
-    );
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"//"), "nothing loaded from elsewhere");
     let file_url = format!("file://{}", html_path.display());
 
     let png = dir.join("report.png");
-    let shot = headless(
-        &browser,
-        &temp_dir("chromium-profile"),
-        &[format!("--screenshot={}", png.display())],
-        &file_url,
-    )
-    .await;
+    let shot = headless(&browser, &temp_dir("chromium-profile"), &[format!("--screenshot={}", png.display())], &file_url).await;
     let bytes = std::fs::read(&png).unwrap_or_else(|e| {
-        panic!(
-            "no screenshot ({e}); chromium exit {:?}, stderr:\n{}",
-            shot.status.code(),
-            String::from_utf8_lossy(&shot.stderr)
-        )
+        panic!("no screenshot ({e}); chromium exit {:?}, stderr:\n{}", shot.status.code(), String::from_utf8_lossy(&shot.stderr))
     });
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
     let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
     let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
     assert_eq!((width, height), (1280, 2000));
     // A blank page of this size compresses to a few KB; text, tables and charts do not.
-    assert!(
-        bytes.len() > 40_000,
-        "screenshot looks empty: {} bytes",
-        bytes.len()
-    );
+    assert!(bytes.len() > 40_000, "screenshot looks empty: {} bytes", bytes.len());
 
-    let dump = headless(
-        &browser,
-        &temp_dir("chromium-profile"),
-        &["--dump-dom".to_string()],
-        &file_url,
-    )
-    .await;
+    let dump = headless(&browser, &temp_dir("chromium-profile"), &["--dump-dom".to_string()], &file_url).await;
     let dom = String::from_utf8_lossy(&dump.stdout);
-    assert!(
-        dump.status.success(),
-        "dump-dom failed: {}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    for step in [
-        "list_catalog",
-        "place_order",
-        "poll_order",
-        "read_notifications",
-    ] {
-        assert!(
-            dom.contains(&format!(r#"<tr class="step-row" data-step="{step}">"#)),
-            "no table row for {step} in the DOM"
-        );
+    assert!(dump.status.success(), "dump-dom failed: {}", String::from_utf8_lossy(&dump.stderr));
+    for step in ["list_catalog", "place_order", "poll_order", "read_notifications"] {
+        assert!(dom.contains(&format!(r#"<tr class="step-row" data-step="{step}">"#)), "no table row for {step} in the DOM");
     }
-    for id in [
-        "chart-latency",
-        "chart-throughput",
-        "chart-steps",
-        "thresholds",
-        "slowest",
-    ] {
-        assert!(
-            dom.contains(&format!(r#"id="{id}""#)),
-            "no #{id} in the DOM"
-        );
+    for id in ["chart-latency", "chart-throughput", "chart-steps", "thresholds", "slowest"] {
+        assert!(dom.contains(&format!(r#"id="{id}""#)), "no #{id} in the DOM");
     }
     assert!(dom.contains("<path d=\"M"), "charts have lines");
-    assert!(
-        dom.contains("&lt;with markup to escape&gt;"),
-        "description escaped"
-    );
+    assert!(dom.contains("&lt;with markup to escape&gt;"), "description escaped");
     // The failing rule is shown as failing, and the slowest requests link to Jaeger.
-    assert!(
-        !outcome.summary.thresholds[0].passed,
-        "the 400 ms stall breaks list_catalog p99 < 100ms"
-    );
+    assert!(!outcome.summary.thresholds[0].passed, "the 400 ms stall breaks list_catalog p99 < 100ms");
     assert!(dom.contains(r#"<tr class="threshold-row fail">"#));
     assert!(dom.contains(r#"<tr class="threshold-row pass">"#));
     let slow = &outcome.summary.slowest[0];
     assert!(slow.latency_ms >= 300.0, "{slow:?}");
-    assert!(dom.contains(&format!(
-        r#"href="http://127.0.0.1:16686/trace/{}""#,
-        slow.trace_id
-    )));
+    assert!(dom.contains(&format!(r#"href="http://127.0.0.1:16686/trace/{}""#, slow.trace_id)));
     eprintln!("screenshot: {} ({} bytes)", png.display(), bytes.len());
 }

@@ -33,12 +33,7 @@ async fn scrape(addr: std::net::SocketAddr) -> std::io::Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_flow_runs_end_to_end_and_prometheus_sees_it() {
-    let server = TestServer::start(Behaviour {
-        latency: Duration::from_millis(2),
-        pending_polls: 2,
-        ..Default::default()
-    })
-    .await;
+    let server = TestServer::start(Behaviour { latency: Duration::from_millis(2), pending_polls: 2, ..Default::default() }).await;
     let dir = temp_dir("flow");
     let sd = dir.join("sd");
     std::fs::create_dir_all(&sd).unwrap();
@@ -82,16 +77,10 @@ metrics: {{listen: "127.0.0.1:0", prometheus_targets_dir: "{sd}"}}
     // Mid-run: registered for Prometheus, and /metrics shows the load.
     let addr = rx.await.expect("metrics address");
     let registration = sd.join(format!("order-flow-test-{}.json", std::process::id()));
-    let sd_json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&registration).expect("file-SD target written"),
-    )
-    .unwrap();
+    let sd_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&registration).expect("file-SD target written")).unwrap();
     assert_eq!(sd_json[0]["targets"][0], addr.to_string());
-    assert_eq!(
-        sd_json[0]["labels"],
-        serde_json::json!({}),
-        "series carry `scenario`; a target label would clash"
-    );
+    assert_eq!(sd_json[0]["labels"], serde_json::json!({}), "series carry `scenario`; a target label would clash");
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = loop {
         let body = scrape(addr).await.expect("scrape /metrics");
@@ -100,10 +89,7 @@ metrics: {{listen: "127.0.0.1:0", prometheus_targets_dir: "{sd}"}}
         {
             break body;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no place_order success on /metrics:\n{body}"
-        );
+        assert!(Instant::now() < deadline, "no place_order success on /metrics:\n{body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
@@ -133,59 +119,28 @@ metrics: {{listen: "127.0.0.1:0", prometheus_targets_dir: "{sd}"}}
     assert_eq!(step("list_catalog").requests, 20);
     assert_eq!(step("place_order").requests, 20);
     assert_eq!(step("place_order").status_codes.get("202"), Some(&20));
-    assert_eq!(
-        step("poll_order").requests,
-        60,
-        "two PENDING answers then CONFIRMED, per order"
-    );
+    assert_eq!(step("poll_order").requests, 60, "two PENDING answers then CONFIRMED, per order");
     assert_eq!(step("read_notifications").requests, 20);
     assert_eq!(s.counters.get("order_final_status.CONFIRMED"), Some(&20));
-    assert!(
-        s.checks.iter().all(|c| c.fails == 0 && c.passes > 0),
-        "{:?}",
-        s.checks
-    );
-    assert!(
-        s.checks
-            .iter()
-            .any(|c| c.name == "order has an id" && c.passes == 20)
-    );
-    assert!(
-        s.checks
-            .iter()
-            .any(|c| c.name == "enough notifications" && c.passes == 20)
-    );
+    assert!(s.checks.iter().all(|c| c.fails == 0 && c.passes > 0), "{:?}", s.checks);
+    assert!(s.checks.iter().any(|c| c.name == "order has an id" && c.passes == 20));
+    assert!(s.checks.iter().any(|c| c.name == "enough notifications" && c.passes == 20));
 
     // What the services received follows their contract.
     let seen = server.seen();
     let posts: Vec<_> = seen.iter().filter(|r| r.method == "POST").collect();
     assert_eq!(posts.len(), 20);
-    let keys: std::collections::HashSet<_> = posts
-        .iter()
-        .map(|r| r.idempotency_key.clone().expect("Idempotency-Key"))
-        .collect();
+    let keys: std::collections::HashSet<_> = posts.iter().map(|r| r.idempotency_key.clone().expect("Idempotency-Key")).collect();
     assert_eq!(keys.len(), 20, "a fresh idempotency key per order");
     assert!(keys.iter().all(|k| uuid::Uuid::parse_str(k).is_ok()));
-    let customers: std::collections::HashSet<_> = posts
-        .iter()
-        .map(|r| r.authorization.clone().unwrap())
-        .collect();
-    assert!(
-        customers
-            .iter()
-            .all(|a| a == "Bearer tok-a" || a == "Bearer tok-b"),
-        "{customers:?}"
-    );
+    let customers: std::collections::HashSet<_> = posts.iter().map(|r| r.authorization.clone().unwrap()).collect();
+    assert!(customers.iter().all(|a| a == "Bearer tok-a" || a == "Bearer tok-b"), "{customers:?}");
     assert!(
         seen.iter()
             .filter(|r| r.method == "GET" && r.path.starts_with("/items"))
             .all(|r| r.path == "/items?limit=5" && r.authorization.is_none())
     );
-    assert!(
-        seen.iter()
-            .filter(|r| r.path.starts_with("/notifications?order_id="))
-            .all(|r| r.authorization.is_some())
-    );
+    assert!(seen.iter().filter(|r| r.path.starts_with("/notifications?order_id=")).all(|r| r.authorization.is_some()));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -195,49 +150,24 @@ metrics: {{listen: "127.0.0.1:0", prometheus_targets_dir: "{sd}"}}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_model_latency_counts_from_the_intended_start() {
     let server = TestServer::start(Behaviour::default()).await;
-    let yaml = hello_config(
-        &server.url(),
-        "  model: constant_rate\n  rate: 1\n  duration: 1s",
-        &[],
-    );
+    let yaml = hello_config(&server.url(), "  model: constant_rate\n  rate: 1\n  duration: 1s", &[]);
     let cfg = Config::parse(&yaml, Path::new("."), &Overrides::default()).unwrap();
     let targets = vec![("app".to_string(), cfg.targets["app"].clone())];
-    let client = Client::resolve(
-        &targets,
-        &[],
-        Duration::from_secs(5),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
-    let recorder = Arc::new(Recorder::new(
-        Instant::now(),
-        Duration::from_secs(1),
-        cfg.step_names(),
-        5,
-        None,
-    ));
+    let client = Client::resolve(&targets, &[], Duration::from_secs(5), Duration::from_secs(1)).await.unwrap();
+    let recorder = Arc::new(Recorder::new(Instant::now(), Duration::from_secs(1), cfg.step_names(), 5, None));
     let plan = Plan::new(&cfg, &["app".to_string()], &[], client, recorder.clone());
 
     let late = Duration::from_millis(300);
     plan.iteration(Instant::now() - late, true).await;
     let r = recorder.snapshot();
     assert_eq!(r.steps[0].latency.len(), 1);
-    assert!(
-        r.steps[0].latency.min() >= 300_000,
-        "open: {} us",
-        r.steps[0].latency.min()
-    );
+    assert!(r.steps[0].latency.min() >= 300_000, "open: {} us", r.steps[0].latency.min());
     assert!(r.lag.min() >= 300_000, "lag {} us", r.lag.min());
     assert!(r.iterations.min() >= 300_000);
 
     plan.iteration(Instant::now() - late, false).await;
     let r = recorder.snapshot();
     assert_eq!(r.steps[0].latency.len(), 2);
-    assert!(
-        r.steps[0].latency.min() < 300_000,
-        "closed: measured from the send, {} us",
-        r.steps[0].latency.min()
-    );
+    assert!(r.steps[0].latency.min() < 300_000, "closed: measured from the send, {} us", r.steps[0].latency.min());
     assert_eq!(r.lag.len(), 1, "no lag in the closed model");
 }

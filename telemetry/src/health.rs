@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::http::StatusCode;
-use poem::{Response, Route, get, handler, web::Data, EndpointExt};
+use poem::{EndpointExt, Response, Route, get, handler, web::Data};
 use serde_json::{Map, Value, json};
 
 /// One readiness check (database ping, Kafka metadata, ...).
@@ -87,10 +87,15 @@ impl HealthChecks {
         let all_ok = results.iter().all(|(_, r)| r.is_ok());
         let map = results
             .into_iter()
-            .map(|(name, r)| (name, match r {
-                Ok(()) => json!({ "status": "ok" }),
-                Err(e) => json!({ "status": "failing", "error": e }),
-            }))
+            .map(|(name, r)| {
+                (
+                    name,
+                    match r {
+                        Ok(()) => json!({ "status": "ok" }),
+                        Err(e) => json!({ "status": "failing", "error": e }),
+                    },
+                )
+            })
             .collect();
         (all_ok, map)
     }

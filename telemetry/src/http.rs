@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use opentelemetry::trace::TraceContextExt;
 use poem::PathPattern;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::OperationId;
 use tracing::Instrument;
 use tracing::field::Empty;
-use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, StandardMetrics};
@@ -40,16 +40,17 @@ impl ServerTelemetry {
     pub fn with_openapi(mut self, spec_yaml: &str) -> Self {
         let mut ops = HashMap::new();
         if let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(spec_yaml)
-            && let Some(paths) = doc.get("paths").and_then(|p| p.as_mapping()) {
-                for (path, item) in paths {
-                    let (Some(path), Some(item)) = (path.as_str(), item.as_mapping()) else { continue };
-                    for op in item.values() {
-                        if let Some(id) = op.get("operationId").and_then(|v| v.as_str()) {
-                            ops.insert(id.to_owned(), path.to_owned());
-                        }
+            && let Some(paths) = doc.get("paths").and_then(|p| p.as_mapping())
+        {
+            for (path, item) in paths {
+                let (Some(path), Some(item)) = (path.as_str(), item.as_mapping()) else { continue };
+                for op in item.values() {
+                    if let Some(id) = op.get("operationId").and_then(|v| v.as_str()) {
+                        ops.insert(id.to_owned(), path.to_owned());
                     }
                 }
             }
+        }
         self.operations = Arc::new(ops);
         self
     }
@@ -140,9 +141,7 @@ impl<E: Endpoint> Endpoint for ServerTelemetryEndpoint<E> {
 
 /// `GET /metrics`: the OpenMetrics exposition of `metrics`.
 pub fn metrics_endpoint(metrics: Metrics) -> impl Endpoint<Output = Response> {
-    poem::endpoint::make_sync(move |_| {
-        Response::builder().content_type(OPENMETRICS_CONTENT_TYPE).body(metrics.encode())
-    })
+    poem::endpoint::make_sync(move |_| Response::builder().content_type(OPENMETRICS_CONTENT_TYPE).body(metrics.encode()))
 }
 
 /// Adds the current span's context to an outgoing request's headers

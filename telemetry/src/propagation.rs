@@ -12,8 +12,8 @@
 
 use std::collections::HashMap;
 
-use opentelemetry::propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 

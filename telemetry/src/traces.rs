@@ -37,9 +37,7 @@ pub fn current_exemplar() -> Option<TraceExemplar> {
 }
 
 pub(crate) fn resource(service: &str, config: &TelemetryConfig) -> Resource {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown".into());
     Resource::builder()
         .with_service_name(service.to_owned())
         .with_attributes([

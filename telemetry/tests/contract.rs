@@ -37,7 +37,10 @@ fn exposed(text: &str) -> BTreeMap<String, BTreeSet<String>> {
         let Some((series, rest)) = line.split_once('{') else { continue };
         let family = types
             .keys()
-            .filter(|f| series == f.as_str() || series.strip_prefix(f.as_str()).is_some_and(|s| ["_bucket", "_sum", "_count", "_total"].contains(&s)))
+            .filter(|f| {
+                series == f.as_str()
+                    || series.strip_prefix(f.as_str()).is_some_and(|s| ["_bucket", "_sum", "_count", "_total"].contains(&s))
+            })
             .max_by_key(|f| f.len())
             .cloned()
             .unwrap_or_else(|| series.to_owned());

@@ -46,7 +46,8 @@ async fn one_trace_spans_http_kafka_and_three_processes() -> anyhow::Result<()> 
         let (http, base, trace_id) = (http.clone(), base.clone(), trace_id.clone());
         async move {
             let trace = jaeger_trace(&http, &base, &trace_id).await?;
-            Ok(trace.filter(|t| t["spans"].as_array().is_some_and(|s| s.iter().any(|s| s["operationName"] == "demo.handle") && s.len() >= 5)))
+            Ok(trace
+                .filter(|t| t["spans"].as_array().is_some_and(|s| s.iter().any(|s| s["operationName"] == "demo.handle") && s.len() >= 5)))
         }
     })
     .await?;
@@ -59,7 +60,8 @@ async fn one_trace_spans_http_kafka_and_three_processes() -> anyhow::Result<()> 
         s["references"].as_array()?.iter().find(|r| r["refType"] == "CHILD_OF").map(|r| r["spanID"].as_str().unwrap().to_owned())
     };
     let get = |name: &str| -> &Value { by_name.get(name).unwrap_or_else(|| panic!("no span {name:?} in {:?}", by_name.keys())) };
-    let kind = |s: &Value| s["tags"].as_array().unwrap().iter().find(|t| t["key"] == "span.kind").map(|t| t["value"].as_str().unwrap().to_owned());
+    let kind =
+        |s: &Value| s["tags"].as_array().unwrap().iter().find(|t| t["key"] == "span.kind").map(|t| t["value"].as_str().unwrap().to_owned());
 
     let client = get("demo.call");
     let server = get("POST /work");
@@ -103,7 +105,9 @@ async fn latency_exemplar_carries_the_trace_into_prometheus() -> anyhow::Result<
     let text = resp.text().await?;
     let exemplar = format!(r#"# {{trace_id="{trace_id}"}}"#);
     assert!(
-        text.lines().any(|l| l.starts_with("http_server_request_duration_seconds_bucket{") && l.contains(r#"route="/work""#) && l.contains(&exemplar)),
+        text.lines().any(|l| l.starts_with("http_server_request_duration_seconds_bucket{")
+            && l.contains(r#"route="/work""#)
+            && l.contains(&exemplar)),
         "no bucket with exemplar {exemplar}:\n{text}"
     );
 
@@ -124,7 +128,8 @@ async fn latency_exemplar_carries_the_trace_into_prometheus() -> anyhow::Result<
                 .error_for_status()?
                 .json()
                 .await?;
-            let found: Vec<Value> = v["data"].as_array().into_iter().flatten().flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default()).collect();
+            let found: Vec<Value> =
+                v["data"].as_array().into_iter().flatten().flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default()).collect();
             Ok((!found.is_empty()).then_some(found))
         }
     })

@@ -9,12 +9,7 @@ use std::time::{Duration, Instant};
 ///
 /// `Ok(None)` means "not yet"; `Err` is remembered (the backend may still be
 /// warming up) and reported if the deadline passes.
-pub async fn until<T, F, Fut>(
-    what: &str,
-    timeout: Duration,
-    every: Duration,
-    mut probe: F,
-) -> anyhow::Result<T>
+pub async fn until<T, F, Fut>(what: &str, timeout: Duration, every: Duration, mut probe: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Option<T>>>,

@@ -24,7 +24,11 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
 
 fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let p = bin_dir()?.join(name);
-    anyhow::ensure!(p.exists(), "{} is missing: build the services first (`cargo build --workspace --bins`, which `make test` does)", p.display());
+    anyhow::ensure!(
+        p.exists(),
+        "{} is missing: build the services first (`cargo build --workspace --bins`, which `make test` does)",
+        p.display()
+    );
     Ok(p)
 }
 
@@ -107,7 +111,17 @@ impl Saga {
         notif_env.push(("APP_DATABASE__NAME".into(), mongo_db.clone()));
         let notification = spawn("notification", notif_port, &dir, notif_env)?;
 
-        let saga = Self { order, inventory, notification, prefix, key, dir, orders_db: Some(orders_db), inventory_db: Some(inventory_db), mongo_db };
+        let saga = Self {
+            order,
+            inventory,
+            notification,
+            prefix,
+            key,
+            dir,
+            orders_db: Some(orders_db),
+            inventory_db: Some(inventory_db),
+            mongo_db,
+        };
         for s in [&saga.inventory, &saga.order, &saga.notification] {
             saga.wait_ready(s).await?;
         }
@@ -125,14 +139,17 @@ impl Saga {
         result.map_err(|e| {
             let tail = std::fs::read_to_string(&s.log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(20).collect();
-            e.context(format!("{} log ({}), last lines:\n{}", s.name, s.log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n")))
+            e.context(format!(
+                "{} log ({}), last lines:\n{}",
+                s.name,
+                s.log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ))
         })
     }
 
     pub fn token(&self, sub: &str, role: glasshouse_platform::auth::Role) -> String {
-        self.key
-            .mint(&glasshouse_platform::auth::dev::DevClaims::new(sub, vec![role], Duration::from_secs(900)))
-            .expect("mint a token")
+        self.key.mint(&glasshouse_platform::auth::dev::DevClaims::new(sub, vec![role], Duration::from_secs(900))).expect("mint a token")
     }
 
     /// Stops the services (SIGTERM, graceful) and drops the scratch databases.

@@ -18,10 +18,7 @@ pub struct Component {
 
 impl Component {
     pub fn port(&self) -> u16 {
-        std::env::var(self.port_var)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(self.default_port)
+        std::env::var(self.port_var).ok().and_then(|v| v.parse().ok()).unwrap_or(self.default_port)
     }
 
     /// `127.0.0.1:<port>`; the stack only ever listens on loopback.
@@ -89,10 +86,7 @@ pub fn home() -> anyhow::Result<std::path::PathBuf> {
     if let Ok(dir) = std::env::var("GLASSHOUSE_HOME") {
         return Ok(dir.into());
     }
-    let out = std::process::Command::new("bash")
-        .arg(repo_root().join("deploy/local/stack"))
-        .arg("home")
-        .output()?;
+    let out = std::process::Command::new("bash").arg(repo_root().join("deploy/local/stack")).arg("home").output()?;
     anyhow::ensure!(out.status.success(), "`deploy/local/stack home` failed: {}", String::from_utf8_lossy(&out.stderr));
     Ok(std::path::PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }

@@ -70,7 +70,12 @@ async fn catalog_fault_under_load_pages_through_alertmanager() -> anyhow::Result
     let hook_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let hook_port = hook_listener.local_addr()?.port();
     let hook_app = Route::new().at("/hook", post(hook)).data(received.clone());
-    let hook_task = tokio::spawn(glasshouse_platform::app::serve(hook_listener, hook_app, glasshouse_platform::app::Shutdown::new(), Duration::from_secs(1)));
+    let hook_task = tokio::spawn(glasshouse_platform::app::serve(
+        hook_listener,
+        hook_app,
+        glasshouse_platform::app::Shutdown::new(),
+        Duration::from_secs(1),
+    ));
 
     // A private Alertmanager: every alert to the webhook, at once.
     let am_port = free_port();
@@ -175,14 +180,19 @@ async fn catalog_fault_under_load_pages_through_alertmanager() -> anyhow::Result
     std::fs::write(saga.dir.join("faults.json"), r#"{"catalog_error_rate": 1.0}"#)?;
     let page = poll::until("the fast-burn page at the webhook", Duration::from_secs(120), Duration::from_millis(500), || async {
         let got = received.lock().unwrap().clone();
-        Ok(got.into_iter().flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default()).find(|a| {
-            a["labels"]["alertname"] == "OrderApiAvailabilityFastBurn" && a["status"] == "firing"
-        }))
+        Ok(got
+            .into_iter()
+            .flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default())
+            .find(|a| a["labels"]["alertname"] == "OrderApiAvailabilityFastBurn" && a["status"] == "firing"))
     })
     .await?;
     stop.trigger();
     let statuses = load.await?;
-    assert!(statuses.contains(&202) && statuses.contains(&503), "the load saw both health and the fault: {:?}", statuses.iter().collect::<std::collections::BTreeSet<_>>());
+    assert!(
+        statuses.contains(&202) && statuses.contains(&503),
+        "the load saw both health and the fault: {:?}",
+        statuses.iter().collect::<std::collections::BTreeSet<_>>()
+    );
 
     assert_eq!(page["labels"]["severity"], "page");
     assert_eq!(page["labels"]["service"], "order");

@@ -49,7 +49,9 @@ async fn every_dashboard_panel_has_data_after_a_short_load() -> anyhow::Result<(
         let resp = http
             .put(saga.inventory.url(&format!("/items/DASH-{i}")))
             .bearer_auth(&admin)
-            .json(&json!({ "name": format!("dashboard item {i}"), "price": { "amount_minor": 100 + i, "currency": "EUR" }, "stock": stock }))
+            .json(
+                &json!({ "name": format!("dashboard item {i}"), "price": { "amount_minor": 100 + i, "currency": "EUR" }, "stock": stock }),
+            )
             .send()
             .await?;
         anyhow::ensure!(resp.status().is_success(), "seed DASH-{i}: {}", resp.text().await?);
@@ -59,7 +61,13 @@ async fn every_dashboard_panel_has_data_after_a_short_load() -> anyhow::Result<(
     poll::until("Prometheus to scrape the three services", Duration::from_secs(60), Duration::from_millis(500), || async {
         let v: serde_json::Value = http
             .get(format!("{prom}/api/v1/query"))
-            .query(&[("query", format!(r#"count(up{{job="glasshouse",instance=~"127.0.0.1:({}|{}|{})"}} == 1)"#, saga.order.port, saga.inventory.port, saga.notification.port))])
+            .query(&[(
+                "query",
+                format!(
+                    r#"count(up{{job="glasshouse",instance=~"127.0.0.1:({}|{}|{})"}} == 1)"#,
+                    saga.order.port, saga.inventory.port, saga.notification.port
+                ),
+            )])
             .send()
             .await?
             .json()
@@ -100,7 +108,10 @@ async fn every_dashboard_panel_has_data_after_a_short_load() -> anyhow::Result<(
         if output.status.success() {
             Ok(Some(text))
         } else {
-            Err(anyhow::anyhow!("checker still failing:\n{}", text.lines().filter(|l| l.contains("EMPTY [fatal") || l.contains("ERROR")).collect::<Vec<_>>().join("\n")))
+            Err(anyhow::anyhow!(
+                "checker still failing:\n{}",
+                text.lines().filter(|l| l.contains("EMPTY [fatal") || l.contains("ERROR")).collect::<Vec<_>>().join("\n")
+            ))
         }
     })
     .await?;

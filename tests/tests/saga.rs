@@ -39,8 +39,10 @@ async fn stock(c: &Client, saga: &Saga, sku: &str) -> anyhow::Result<i64> {
 
 async fn notification_types(c: &Client, saga: &Saga, token: &str, order_id: &str, want: usize) -> anyhow::Result<Vec<String>> {
     poll::until(&format!("{want} notifications for {order_id}"), Duration::from_secs(60), Duration::from_millis(200), || async {
-        let (_, page) = c.json(c.http.get(saga.notification.url(&format!("/notifications?order_id={order_id}"))).bearer_auth(token)).await?;
-        let types: Vec<String> = page["items"].as_array().into_iter().flatten().filter_map(|n| n["event_type"].as_str().map(str::to_owned)).collect();
+        let (_, page) =
+            c.json(c.http.get(saga.notification.url(&format!("/notifications?order_id={order_id}"))).bearer_auth(token)).await?;
+        let types: Vec<String> =
+            page["items"].as_array().into_iter().flatten().filter_map(|n| n["event_type"].as_str().map(str::to_owned)).collect();
         Ok((types.len() >= want).then_some(types))
     })
     .await
@@ -85,7 +87,13 @@ async fn confirm_reject_cancel_with_stock_notifications_one_trace_and_logs() -> 
 
     // 2. An order for stock that is not there: REJECTED with the reason, stock unchanged.
     let (st, rejected) = c
-        .json(c.http.post(saga.order.url("/orders")).bearer_auth(&ann).header("Idempotency-Key", "e2e-2").json(&json!({ "lines": [{ "sku": "E2E-RARE", "quantity": 1 }] })))
+        .json(
+            c.http
+                .post(saga.order.url("/orders"))
+                .bearer_auth(&ann)
+                .header("Idempotency-Key", "e2e-2")
+                .json(&json!({ "lines": [{ "sku": "E2E-RARE", "quantity": 1 }] })),
+        )
         .await?;
     assert_eq!(st, 202);
     let rid = rejected["id"].as_str().unwrap().to_owned();
@@ -154,14 +162,24 @@ async fn confirm_reject_cancel_with_stock_notifications_one_trace_and_logs() -> 
         }
     }
     let root: Vec<&Value> = spans.iter().filter(|s| parent(s).is_none()).collect();
-    assert!(root.iter().all(|s| s["operationName"] == "POST /orders"), "the HTTP request is the only root: {:?}", root.iter().map(|s| &s["operationName"]).collect::<Vec<_>>());
+    assert!(
+        root.iter().all(|s| s["operationName"] == "POST /orders"),
+        "the HTTP request is the only root: {:?}",
+        root.iter().map(|s| &s["operationName"]).collect::<Vec<_>>()
+    );
 
     // 5. The order's log lines, found by trace id in both log stores.
     let http = &c.http;
     let vl = VICTORIALOGS.http();
     let lines = poll::until("the saga's log lines in VictoriaLogs", Duration::from_secs(60), Duration::from_millis(300), || async {
         http.get(format!("{vl}/internal/force_flush")).send().await?;
-        let body = http.post(format!("{vl}/select/logsql/query")).form(&[("query", format!(r#"trace_id:="{trace_id}""#))]).send().await?.text().await?;
+        let body = http
+            .post(format!("{vl}/select/logsql/query"))
+            .form(&[("query", format!(r#"trace_id:="{trace_id}""#))])
+            .send()
+            .await?
+            .text()
+            .await?;
         let rows: Vec<Value> = body.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         Ok(rows.iter().any(|r| r["_msg"] == "order placed").then_some(rows))
     })
@@ -169,7 +187,11 @@ async fn confirm_reject_cancel_with_stock_notifications_one_trace_and_logs() -> 
     assert!(lines.iter().all(|r| r["trace_id"] == trace_id));
     let os = OPENSEARCH.http();
     poll::until("the saga's log lines in OpenSearch", Duration::from_secs(60), Duration::from_millis(300), || async {
-        let resp = http.post(format!("{os}/glasshouse-logs-*/_search")).json(&json!({ "query": { "term": { "trace.id.keyword": trace_id } } })).send().await?;
+        let resp = http
+            .post(format!("{os}/glasshouse-logs-*/_search"))
+            .json(&json!({ "query": { "term": { "trace.id.keyword": trace_id } } }))
+            .send()
+            .await?;
         let v: Value = resp.json().await?;
         let hits = v["hits"]["hits"].as_array().cloned().unwrap_or_default();
         Ok(hits.iter().any(|h| h["_source"]["message"] == "order placed" && h["_source"]["service"]["name"] == "order").then_some(()))
@@ -185,12 +207,18 @@ fn spans_by_service(trace: &Value) -> Vec<(String, String, HashMap<String, Strin
     spans
         .iter()
         .map(|s| {
-            let svc = trace["processes"][s["processID"].as_str().unwrap_or_default()]["serviceName"].as_str().unwrap_or_default().to_owned();
+            let svc =
+                trace["processes"][s["processID"].as_str().unwrap_or_default()]["serviceName"].as_str().unwrap_or_default().to_owned();
             let tags = s["tags"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|t| (t["key"].as_str().unwrap_or_default().to_owned(), t["value"].as_str().map(str::to_owned).unwrap_or_else(|| t["value"].to_string())))
+                .map(|t| {
+                    (
+                        t["key"].as_str().unwrap_or_default().to_owned(),
+                        t["value"].as_str().map(str::to_owned).unwrap_or_else(|| t["value"].to_string()),
+                    )
+                })
                 .collect();
             (svc, s["operationName"].as_str().unwrap_or_default().to_owned(), tags)
         })

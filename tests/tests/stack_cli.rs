@@ -6,11 +6,7 @@ use std::process::Command;
 use glasshouse_tests::stack::{self, Component};
 
 fn stack_cmd(args: &[&str]) -> std::process::Output {
-    Command::new("bash")
-        .arg(stack::repo_root().join("deploy/local/stack"))
-        .args(args)
-        .output()
-        .expect("bash runs the stack script")
+    Command::new("bash").arg(stack::repo_root().join("deploy/local/stack")).args(args).output().expect("bash runs the stack script")
 }
 
 #[test]

@@ -50,19 +50,10 @@ fn copy_dir(from: &Path, to: &Path) {
 pub fn scratch_repo() -> (TempDir, Repo) {
     let real = repo();
     let tmp = TempDir::new("glasshouse-alerts-repo");
-    for dir in [
-        "alerts/slos",
-        "alerts/rules",
-        "alerts/runbooks",
-        "alerts/tests/promtool",
-    ] {
+    for dir in ["alerts/slos", "alerts/rules", "alerts/runbooks", "alerts/tests/promtool"] {
         copy_dir(&real.root().join(dir), &tmp.path().join(dir));
     }
-    for file in [
-        "telemetry/METRICS.md",
-        "alerts/PROPOSED_METRICS.md",
-        "deploy/local/config/alertmanager.yml",
-    ] {
+    for file in ["telemetry/METRICS.md", "alerts/PROPOSED_METRICS.md", "deploy/local/config/alertmanager.yml"] {
         // The proposals file is optional (absent when every proposal was adopted).
         if !real.root().join(file).exists() {
             continue;
@@ -79,10 +70,6 @@ pub fn scratch_repo() -> (TempDir, Repo) {
 /// (so a test never silently breaks nothing).
 pub fn edit(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
-    assert!(
-        text.contains(from),
-        "{} does not contain {from:?}",
-        path.display()
-    );
+    assert!(text.contains(from), "{} does not contain {from:?}", path.display());
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }

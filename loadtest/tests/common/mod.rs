@@ -66,9 +66,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(b: Behaviour) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State::default());
         let st = state.clone();
@@ -85,9 +83,7 @@ impl TestServer {
                         let (st, b) = (st.clone(), b.clone());
                         async move { Ok::<_, std::convert::Infallible>(handle(req, &st, &b).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });
@@ -112,28 +108,15 @@ impl TestServer {
 }
 
 fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(v.to_string())))
-        .unwrap()
+    Response::builder().status(status).header("content-type", "application/json").body(Full::new(Bytes::from(v.to_string()))).unwrap()
 }
 
 async fn handle(req: Request<Incoming>, st: &State, b: &Behaviour) -> Response<Full<Bytes>> {
     let n = st.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let h = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(String::from)
-    };
+    let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from);
     let seen = Seen {
         method: req.method().to_string(),
-        path: req
-            .uri()
-            .path_and_query()
-            .map(|p| p.to_string())
-            .unwrap_or_default(),
+        path: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
         traceparent: h("traceparent"),
         authorization: h("authorization"),
         idempotency_key: h("idempotency-key"),
@@ -154,12 +137,7 @@ async fn handle(req: Request<Incoming>, st: &State, b: &Behaviour) -> Response<F
 
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     match (method.as_str(), path.as_str()) {
         ("GET", "/hello") => Response::new(Full::new(Bytes::from_static(b"ok"))),
         ("GET", "/fail") => json(
@@ -173,17 +151,10 @@ async fn handle(req: Request<Incoming>, st: &State, b: &Behaviour) -> Response<F
                         "price": {"amount_minor": 1000 + i, "currency": "EUR"}, "stock": if i == 5 { 0 } else { 10 }})
                 })
                 .collect();
-            json(
-                StatusCode::OK,
-                serde_json::json!({"items": items, "next_cursor": null}),
-            )
+            json(StatusCode::OK, serde_json::json!({"items": items, "next_cursor": null}))
         }
         ("POST", "/orders") => {
-            if seen
-                .authorization
-                .as_deref()
-                .is_none_or(|a| !a.starts_with("Bearer "))
-            {
+            if seen.authorization.as_deref().is_none_or(|a| !a.starts_with("Bearer ")) {
                 return json(
                     StatusCode::UNAUTHORIZED,
                     serde_json::json!({"type": "https://glasshouse.dev/problems/unauthorized", "title": "no token"}),
@@ -192,10 +163,8 @@ async fn handle(req: Request<Incoming>, st: &State, b: &Behaviour) -> Response<F
             let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let lines_ok = parsed["lines"].as_array().is_some_and(|l| {
                 !l.is_empty()
-                    && l.iter().all(|x| {
-                        x["sku"].as_str().is_some_and(|s| s.starts_with("SKU-"))
-                            && x["quantity"].as_u64().is_some_and(|q| q >= 1)
-                    })
+                    && l.iter()
+                        .all(|x| x["sku"].as_str().is_some_and(|s| s.starts_with("SKU-")) && x["quantity"].as_u64().is_some_and(|q| q >= 1))
             });
             if !lines_ok || seen.idempotency_key.is_none() {
                 return json(
@@ -205,12 +174,8 @@ async fn handle(req: Request<Incoming>, st: &State, b: &Behaviour) -> Response<F
             }
             let id = uuid::Uuid::new_v4().to_string();
             st.orders.lock().unwrap().insert(id.clone(), 0);
-            let mut r = json(
-                StatusCode::ACCEPTED,
-                serde_json::json!({"id": id, "status": "PENDING", "lines": parsed["lines"]}),
-            );
-            r.headers_mut()
-                .insert("location", format!("/orders/{id}").parse().unwrap());
+            let mut r = json(StatusCode::ACCEPTED, serde_json::json!({"id": id, "status": "PENDING", "lines": parsed["lines"]}));
+            r.headers_mut().insert("location", format!("/orders/{id}").parse().unwrap());
             r
         }
         ("GET", p) if p.starts_with("/orders/") => {
@@ -219,15 +184,8 @@ async fn handle(req: Request<Incoming>, st: &State, b: &Behaviour) -> Response<F
             match orders.get_mut(id) {
                 Some(polls) => {
                     *polls += 1;
-                    let status = if *polls > b.pending_polls {
-                        "CONFIRMED"
-                    } else {
-                        "PENDING"
-                    };
-                    json(
-                        StatusCode::OK,
-                        serde_json::json!({"id": id, "status": status}),
-                    )
+                    let status = if *polls > b.pending_polls { "CONFIRMED" } else { "PENDING" };
+                    json(StatusCode::OK, serde_json::json!({"id": id, "status": status}))
                 }
                 None => json(
                     StatusCode::NOT_FOUND,
@@ -235,14 +193,10 @@ async fn handle(req: Request<Incoming>, st: &State, b: &Behaviour) -> Response<F
                 ),
             }
         }
-        ("GET", "/notifications") => json(
-            StatusCode::OK,
-            serde_json::json!({"items": [{"type": "order.created"}, {"type": "order.confirmed"}]}),
-        ),
-        _ => json(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({"type": "about:blank", "title": "not found"}),
-        ),
+        ("GET", "/notifications") => {
+            json(StatusCode::OK, serde_json::json!({"items": [{"type": "order.created"}, {"type": "order.confirmed"}]}))
+        }
+        _ => json(StatusCode::NOT_FOUND, serde_json::json!({"type": "about:blank", "title": "not found"})),
     }
 }
 
@@ -253,10 +207,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
         "gh-loadtest-{tag}-{}-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     ));
     std::fs::create_dir_all(&d).expect("create temp dir");
     d
@@ -274,13 +225,7 @@ pub fn hello_config(url: &str, load: &str, thresholds: &[&str]) -> String {
     let th = if thresholds.is_empty() {
         String::new()
     } else {
-        format!(
-            "thresholds:\n{}",
-            thresholds
-                .iter()
-                .map(|t| format!("  - \"{t}\"\n"))
-                .collect::<String>()
-        )
+        format!("thresholds:\n{}", thresholds.iter().map(|t| format!("  - \"{t}\"\n")).collect::<String>())
     };
     format!(
         "scenario: hello\ntargets:\n  app: {url}\nload:\n{load}\nflows:\n  - name: hello\n    steps:\n      - step: http\n        name: hello\n        target: app\n        path: /hello\n{th}metrics:\n  enabled: false\n"

@@ -89,13 +89,8 @@ impl EventType {
     /// The topic events of this type are published to (see [`topics`]).
     pub const fn topic(self) -> &'static str {
         match self {
-            EventType::OrderCreated
-            | EventType::OrderConfirmed
-            | EventType::OrderRejected
-            | EventType::OrderCancelled => topics::ORDERS,
-            EventType::InventoryReserved
-            | EventType::InventoryRejected
-            | EventType::InventoryReleased => topics::INVENTORY,
+            EventType::OrderCreated | EventType::OrderConfirmed | EventType::OrderRejected | EventType::OrderCancelled => topics::ORDERS,
+            EventType::InventoryReserved | EventType::InventoryRejected | EventType::InventoryReleased => topics::INVENTORY,
         }
     }
 }
@@ -122,11 +117,7 @@ impl OrderCreated {
     /// cannot publish a total that disagrees with them.
     pub fn new(customer_id: CustomerId, lines: NonEmpty<OrderLine>) -> Result<Self, MoneyError> {
         let total = Self::total_of(&lines)?;
-        Ok(Self {
-            customer_id,
-            lines,
-            total,
-        })
+        Ok(Self { customer_id, lines, total })
     }
 
     /// Sum of the line prices; fails on mixed currencies or overflow.
@@ -228,15 +219,10 @@ impl<'de> Deserialize<'de> for RejectionReason {
         }
         .map_err(D::Error::custom)?;
         let parsed = match code {
-            "out_of_stock" => crate::strict::from_value::<OutOfStock>(&value)
-                .map(|v| RejectionReason::OutOfStock { lines: v.lines }),
-            "unknown_sku" => crate::strict::from_value::<UnknownSku>(&value)
-                .map(|v| RejectionReason::UnknownSku { skus: v.skus }),
+            "out_of_stock" => crate::strict::from_value::<OutOfStock>(&value).map(|v| RejectionReason::OutOfStock { lines: v.lines }),
+            "unknown_sku" => crate::strict::from_value::<UnknownSku>(&value).map(|v| RejectionReason::UnknownSku { skus: v.skus }),
             other => {
-                return Err(D::Error::unknown_variant(
-                    other,
-                    &["out_of_stock", "unknown_sku"],
-                ));
+                return Err(D::Error::unknown_variant(other, &["out_of_stock", "unknown_sku"]));
             }
         };
         parsed.map_err(D::Error::custom)
@@ -299,15 +285,7 @@ macro_rules! payload_from {
         }
     )*};
 }
-payload_from!(
-    OrderCreated,
-    OrderConfirmed,
-    OrderRejected,
-    OrderCancelled,
-    InventoryReserved,
-    InventoryRejected,
-    InventoryReleased
-);
+payload_from!(OrderCreated, OrderConfirmed, OrderRejected, OrderCancelled, InventoryReserved, InventoryRejected, InventoryReleased);
 
 /// Why bytes could not be read as an [`Event`].
 ///
@@ -362,33 +340,17 @@ impl Event {
     /// The time is cut to microseconds: PostgreSQL and MariaDB store no more,
     /// and an event read back from an outbox row must equal the one written.
     pub fn new(order_id: OrderId, payload: impl Into<Payload>) -> Self {
-        Self {
-            id: EventId::new(),
-            occurred_at: Utc::now().trunc_subsecs(6),
-            order_id,
-            payload: payload.into(),
-        }
+        Self { id: EventId::new(), occurred_at: Utc::now().trunc_subsecs(6), order_id, payload: payload.into() }
     }
 
     /// An event with every envelope field given (tests, fixtures, replays).
-    pub fn from_parts(
-        id: EventId,
-        occurred_at: DateTime<Utc>,
-        order_id: OrderId,
-        payload: impl Into<Payload>,
-    ) -> Self {
-        Self {
-            id,
-            occurred_at,
-            order_id,
-            payload: payload.into(),
-        }
+    pub fn from_parts(id: EventId, occurred_at: DateTime<Utc>, order_id: OrderId, payload: impl Into<Payload>) -> Self {
+        Self { id, occurred_at, order_id, payload: payload.into() }
     }
 
     /// Parses and validates an event from raw message bytes. Never panics.
     pub fn from_slice(bytes: &[u8]) -> Result<Event, EventError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(EventError::Envelope)?;
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(EventError::Envelope)?;
         Self::from_value(&value)
     }
 
@@ -463,12 +425,7 @@ impl Serialize for Event {
         s.serialize_field("id", &self.id)?;
         s.serialize_field("type", self.event_type().as_str())?;
         s.serialize_field("version", &self.version())?;
-        s.serialize_field(
-            "occurred_at",
-            &self
-                .occurred_at
-                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        )?;
+        s.serialize_field("occurred_at", &self.occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true))?;
         s.serialize_field("order_id", &self.order_id)?;
         match &self.payload {
             Payload::OrderCreated(d) => s.serialize_field("data", d)?,
@@ -505,25 +462,12 @@ struct RawEnvelope {
 
 impl RawEnvelope {
     fn into_event(self) -> Result<Event, EventError> {
-        let ty = EventType::parse(&self.event_type)
-            .ok_or_else(|| EventError::UnknownType(self.event_type.clone()))?;
+        let ty = EventType::parse(&self.event_type).ok_or_else(|| EventError::UnknownType(self.event_type.clone()))?;
         if self.version != ty.version() {
-            return Err(EventError::UnsupportedVersion {
-                event_type: ty,
-                version: self.version,
-                supported: ty.version(),
-            });
+            return Err(EventError::UnsupportedVersion { event_type: ty, version: self.version, supported: ty.version() });
         }
-        let payload = Payload::from_data(ty, &self.data).map_err(|source| EventError::Data {
-            event_type: ty,
-            source,
-        })?;
-        Ok(Event {
-            id: self.id,
-            occurred_at: self.occurred_at,
-            order_id: self.order_id,
-            payload,
-        })
+        let payload = Payload::from_data(ty, &self.data).map_err(|source| EventError::Data { event_type: ty, source })?;
+        Ok(Event { id: self.id, occurred_at: self.occurred_at, order_id: self.order_id, payload })
     }
 }
 
@@ -535,9 +479,6 @@ fn rfc3339<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, 
     let separator_ok = matches!(s.as_bytes().get(10), Some(b'T' | b't'));
     match DateTime::parse_from_rfc3339(&s) {
         Ok(t) if separator_ok => Ok(t.with_timezone(&Utc)),
-        _ => Err(serde::de::Error::custom(format!(
-            "occurred_at {} is not an RFC 3339 date-time",
-            crate::invalid::quoted(&s)
-        ))),
+        _ => Err(serde::de::Error::custom(format!("occurred_at {} is not an RFC 3339 date-time", crate::invalid::quoted(&s)))),
     }
 }

@@ -16,30 +16,17 @@ use crate::invalid::{InvalidValue, quoted};
 /// take an event that the published contract calls invalid. The nil UUID is
 /// refused: it is what a forgotten `Default` produces, never a real id.
 fn parse_uuid(what: &'static str, s: &str) -> Result<Uuid, InvalidValue> {
-    let hyphens_ok = s.len() == 36
-        && s.char_indices()
-            .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
-    let uuid = if hyphens_ok {
-        Uuid::parse_str(s).ok()
-    } else {
-        None
-    };
+    let hyphens_ok = s.len() == 36 && s.char_indices().all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-'));
+    let uuid = if hyphens_ok { Uuid::parse_str(s).ok() } else { None };
     match uuid {
         Some(u) if !u.is_nil() => Ok(u),
         Some(_) => Err(InvalidValue::new(what, "the nil UUID is not an id")),
-        None => Err(InvalidValue::new(
-            what,
-            format!("{} is not a hyphenated UUID", quoted(s)),
-        )),
+        None => Err(InvalidValue::new(what, format!("{} is not a hyphenated UUID", quoted(s)))),
     }
 }
 
 fn uuid_from(what: &'static str, u: Uuid) -> Result<Uuid, InvalidValue> {
-    if u.is_nil() {
-        Err(InvalidValue::new(what, "the nil UUID is not an id"))
-    } else {
-        Ok(u)
-    }
+    if u.is_nil() { Err(InvalidValue::new(what, "the nil UUID is not an id")) } else { Ok(u) }
 }
 
 fn uuid_schema(description: &str) -> Schema {
@@ -181,19 +168,10 @@ impl CustomerId {
             return Err(InvalidValue::new("customer_id", "must not be empty"));
         }
         if s.len() > Self::MAX_LEN {
-            return Err(InvalidValue::new(
-                "customer_id",
-                format!("{} is longer than {} characters", quoted(s), Self::MAX_LEN),
-            ));
+            return Err(InvalidValue::new("customer_id", format!("{} is longer than {} characters", quoted(s), Self::MAX_LEN)));
         }
         if !s.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(InvalidValue::new(
-                "customer_id",
-                format!(
-                    "{} has a character outside printable ASCII (! to ~)",
-                    quoted(s)
-                ),
-            ));
+            return Err(InvalidValue::new("customer_id", format!("{} has a character outside printable ASCII (! to ~)", quoted(s))));
         }
         Ok(Self(s.to_owned()))
     }
@@ -274,12 +252,7 @@ mod tests {
         let upper = id.to_string().to_uppercase();
         assert_eq!(OrderId::parse(&upper).unwrap(), id);
         let simple = id.as_uuid().simple().to_string();
-        assert!(
-            OrderId::parse(&simple)
-                .unwrap_err()
-                .reason()
-                .contains("hyphenated")
-        );
+        assert!(OrderId::parse(&simple).unwrap_err().reason().contains("hyphenated"));
         let braced = id.as_uuid().braced().to_string();
         assert!(OrderId::parse(&braced).is_err());
         let nil = Uuid::nil().to_string();
@@ -300,10 +273,7 @@ mod tests {
     #[test]
     fn ids_serialize_as_strings() {
         let id = OrderId::parse("0190f0f5-3c7e-7b7c-9c1a-1234567890ab").unwrap();
-        assert_eq!(
-            serde_json::to_string(&id).unwrap(),
-            "\"0190f0f5-3c7e-7b7c-9c1a-1234567890ab\""
-        );
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"0190f0f5-3c7e-7b7c-9c1a-1234567890ab\"");
         assert!(serde_json::from_str::<OrderId>("\"nope\"").is_err());
     }
 
@@ -315,13 +285,7 @@ mod tests {
         assert!(CustomerId::parse("").is_err());
         assert!(CustomerId::parse(&"x".repeat(129)).is_err());
         for bad in ["a b", "tab\there", "ü"] {
-            assert!(
-                CustomerId::parse(bad)
-                    .unwrap_err()
-                    .reason()
-                    .contains("printable"),
-                "{bad:?}"
-            );
+            assert!(CustomerId::parse(bad).unwrap_err().reason().contains("printable"), "{bad:?}");
         }
     }
 

@@ -15,10 +15,7 @@ pub struct InvalidValue {
 
 impl InvalidValue {
     pub(crate) fn new(what: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            what,
-            reason: reason.into(),
-        }
+        Self { what, reason: reason.into() }
     }
 
     /// The kind of value that was refused (`sku`, `quantity`, `currency`, ...).

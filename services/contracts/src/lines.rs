@@ -23,11 +23,7 @@ pub struct NonEmpty<T>(Vec<T>);
 impl<T> NonEmpty<T> {
     /// Validates that `items` has at least one element.
     pub fn new(items: Vec<T>) -> Result<Self, InvalidValue> {
-        if items.is_empty() {
-            Err(InvalidValue::new("list", "must have at least one element"))
-        } else {
-            Ok(Self(items))
-        }
+        if items.is_empty() { Err(InvalidValue::new("list", "must have at least one element")) } else { Ok(Self(items)) }
     }
 
     /// A list of exactly one element (cannot fail).

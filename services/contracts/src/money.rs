@@ -24,13 +24,7 @@ impl Currency {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         match s.as_bytes() {
             [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => Ok(Self([*a, *b, *c])),
-            _ => Err(InvalidValue::new(
-                "currency",
-                format!(
-                    "{} is not a three-letter upper-case ISO 4217 code",
-                    quoted(s)
-                ),
-            )),
+            _ => Err(InvalidValue::new("currency", format!("{} is not a three-letter upper-case ISO 4217 code", quoted(s)))),
         }
     }
 
@@ -140,15 +134,9 @@ impl Money {
     /// Validates `amount_minor >= 0`.
     pub fn new(amount_minor: i64, currency: Currency) -> Result<Self, InvalidValue> {
         if amount_minor < 0 {
-            return Err(InvalidValue::new(
-                "amount_minor",
-                format!("{amount_minor} is negative"),
-            ));
+            return Err(InvalidValue::new("amount_minor", format!("{amount_minor} is negative")));
         }
-        Ok(Self {
-            amount_minor,
-            currency,
-        })
+        Ok(Self { amount_minor, currency })
     }
 
     /// Validates both parts from text, e.g. `Money::parse(1999, "EUR")`.
@@ -158,10 +146,7 @@ impl Money {
 
     /// Zero in `currency`: the start of a sum.
     pub fn zero(currency: Currency) -> Self {
-        Self {
-            amount_minor: 0,
-            currency,
-        }
+        Self { amount_minor: 0, currency }
     }
 
     /// Amount in minor units.
@@ -177,31 +162,16 @@ impl Money {
     /// `self + other`, refusing mixed currencies and overflow.
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         if self.currency != other.currency {
-            return Err(MoneyError::CurrencyMismatch {
-                left: self.currency,
-                right: other.currency,
-            });
+            return Err(MoneyError::CurrencyMismatch { left: self.currency, right: other.currency });
         }
-        let amount_minor = self
-            .amount_minor
-            .checked_add(other.amount_minor)
-            .ok_or(MoneyError::Overflow)?;
-        Ok(Money {
-            amount_minor,
-            currency: self.currency,
-        })
+        let amount_minor = self.amount_minor.checked_add(other.amount_minor).ok_or(MoneyError::Overflow)?;
+        Ok(Money { amount_minor, currency: self.currency })
     }
 
     /// `self x quantity`: the price of a line.
     pub fn checked_mul(self, quantity: Quantity) -> Result<Money, MoneyError> {
-        let amount_minor = self
-            .amount_minor
-            .checked_mul(i64::from(quantity))
-            .ok_or(MoneyError::Overflow)?;
-        Ok(Money {
-            amount_minor,
-            currency: self.currency,
-        })
+        let amount_minor = self.amount_minor.checked_mul(i64::from(quantity)).ok_or(MoneyError::Overflow)?;
+        Ok(Money { amount_minor, currency: self.currency })
     }
 }
 
@@ -257,19 +227,10 @@ mod tests {
     #[test]
     fn arithmetic_refuses_mixed_currencies_and_overflow() {
         let usd = Money::parse(1, "USD").unwrap();
-        assert!(matches!(
-            eur(1).checked_add(usd),
-            Err(MoneyError::CurrencyMismatch { .. })
-        ));
+        assert!(matches!(eur(1).checked_add(usd), Err(MoneyError::CurrencyMismatch { .. })));
         assert_eq!(eur(i64::MAX).checked_add(eur(1)), Err(MoneyError::Overflow));
-        assert_eq!(
-            eur(i64::MAX).checked_mul(Quantity::new(2).unwrap()),
-            Err(MoneyError::Overflow)
-        );
-        assert_eq!(
-            eur(250).checked_mul(Quantity::new(4).unwrap()),
-            Ok(eur(1000))
-        );
+        assert_eq!(eur(i64::MAX).checked_mul(Quantity::new(2).unwrap()), Err(MoneyError::Overflow));
+        assert_eq!(eur(250).checked_mul(Quantity::new(4).unwrap()), Ok(eur(1000)));
         assert_eq!(eur(250).checked_add(eur(5)), Ok(eur(255)));
     }
 
@@ -277,10 +238,7 @@ mod tests {
     fn serde_validates_on_the_way_in() {
         let ok: Money = serde_json::from_str(r#"{"amount_minor":1999,"currency":"EUR"}"#).unwrap();
         assert_eq!(ok, eur(1999));
-        assert_eq!(
-            serde_json::to_value(ok).unwrap(),
-            serde_json::json!({"amount_minor":1999,"currency":"EUR"})
-        );
+        assert_eq!(serde_json::to_value(ok).unwrap(), serde_json::json!({"amount_minor":1999,"currency":"EUR"}));
         for bad in [
             r#"{"amount_minor":-5,"currency":"EUR"}"#,
             r#"{"amount_minor":5,"currency":"eur"}"#,

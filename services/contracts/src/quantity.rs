@@ -28,21 +28,14 @@ impl Quantity {
         if (Self::MIN..=Self::MAX).contains(&n) {
             Ok(Self(n))
         } else {
-            Err(InvalidValue::new(
-                "quantity",
-                format!("{n} is outside {}..={}", Self::MIN, Self::MAX),
-            ))
+            Err(InvalidValue::new("quantity", format!("{n} is outside {}..={}", Self::MIN, Self::MAX)))
         }
     }
 
     /// Parses a decimal quantity (e.g. from a query string or CLI flag).
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        let n: u32 = s.trim().parse().map_err(|_| {
-            InvalidValue::new(
-                "quantity",
-                format!("{} is not a whole number", crate::invalid::quoted(s)),
-            )
-        })?;
+        let n: u32 =
+            s.trim().parse().map_err(|_| InvalidValue::new("quantity", format!("{} is not a whole number", crate::invalid::quoted(s))))?;
         Self::new(n)
     }
 
@@ -63,12 +56,7 @@ impl TryFrom<i64> for Quantity {
     type Error = InvalidValue;
     /// For database rows, where integers come back as `i64`.
     fn try_from(n: i64) -> Result<Self, Self::Error> {
-        let n = u32::try_from(n).map_err(|_| {
-            InvalidValue::new(
-                "quantity",
-                format!("{n} is outside {}..={}", Self::MIN, Self::MAX),
-            )
-        })?;
+        let n = u32::try_from(n).map_err(|_| InvalidValue::new("quantity", format!("{n} is outside {}..={}", Self::MIN, Self::MAX)))?;
         Self::new(n)
     }
 }
@@ -114,22 +102,14 @@ mod tests {
     fn bounds_are_inclusive() {
         assert_eq!(Quantity::new(1).unwrap().get(), 1);
         assert_eq!(Quantity::new(1000).unwrap().get(), 1000);
-        assert!(
-            Quantity::new(0)
-                .unwrap_err()
-                .reason()
-                .contains("outside 1..=1000")
-        );
+        assert!(Quantity::new(0).unwrap_err().reason().contains("outside 1..=1000"));
         assert!(Quantity::new(1001).is_err());
     }
 
     #[test]
     fn parse_names_the_bad_text() {
         let err = Quantity::parse("ten").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid quantity: \"ten\" is not a whole number"
-        );
+        assert_eq!(err.to_string(), "invalid quantity: \"ten\" is not a whole number");
         assert_eq!(Quantity::parse(" 7 ").unwrap().get(), 7);
     }
 

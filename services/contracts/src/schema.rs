@@ -18,8 +18,8 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Value, json};
 
 use crate::events::{
-    Event, EventType, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled,
-    OrderConfirmed, OrderCreated, OrderRejected, RejectionReason,
+    Event, EventType, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed, OrderCreated, OrderRejected,
+    RejectionReason,
 };
 use crate::ids::{CustomerId, EventId, OrderId};
 use crate::lines::{NonEmpty, OrderLine, ShortLine, StockLine};
@@ -39,9 +39,7 @@ pub fn file_name(ty: EventType) -> String {
 
 /// The schema of the whole envelope for events of type `ty`.
 pub fn event_schema(ty: EventType) -> Value {
-    let mut generator: SchemaGenerator = SchemaSettings::draft2020_12()
-        .for_deserialize()
-        .into_generator();
+    let mut generator: SchemaGenerator = SchemaSettings::draft2020_12().for_deserialize().into_generator();
     let data = match ty {
         EventType::OrderCreated => data_schema::<OrderCreated>(&mut generator),
         EventType::OrderConfirmed => data_schema::<OrderConfirmed>(&mut generator),
@@ -54,11 +52,8 @@ pub fn event_schema(ty: EventType) -> Value {
     let event_id = generator.subschema_for::<EventId>().to_value();
     let order_id = generator.subschema_for::<OrderId>().to_value();
     let defs = generator.take_definitions(true);
-    let examples: Vec<Value> = examples()
-        .into_iter()
-        .filter(|e| e.event_type() == ty)
-        .filter_map(|e| serde_json::to_value(&e).ok())
-        .collect();
+    let examples: Vec<Value> =
+        examples().into_iter().filter(|e| e.event_type() == ty).filter_map(|e| serde_json::to_value(&e).ok()).collect();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": format!("{SCHEMA_BASE_URI}{}", file_name(ty)),
@@ -96,8 +91,7 @@ pub fn rendered() -> Vec<(String, String)> {
     EventType::ALL
         .into_iter()
         .map(|ty| {
-            let text = serde_json::to_string_pretty(&event_schema(ty))
-                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+            let text = serde_json::to_string_pretty(&event_schema(ty)).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
             (file_name(ty), text + "\n")
         })
         .collect()
@@ -124,81 +118,45 @@ pub fn examples() -> Vec<Event> {
     // that a type has no example).
     fn build() -> Option<Vec<Event>> {
         let order = OrderId::parse("0190f0f5-3c7e-7b7c-9c1a-1234567890ab").ok()?;
-        let at = |s: &str| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.with_timezone(&chrono::Utc))
-        };
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&chrono::Utc));
         let id = |s: &str| EventId::parse(s).ok();
         let customer = CustomerId::parse("cust-42").ok()?;
         let sku = |s: &str| Sku::parse(s).ok();
         let qty = |n: u32| Quantity::new(n).ok();
         let eur = |n: i64| Money::parse(n, "EUR").ok();
         let lines = NonEmpty::new(vec![
-            OrderLine {
-                sku: sku("MUG-BLUE")?,
-                quantity: qty(2)?,
-                unit_price: eur(1250)?,
-            },
-            OrderLine {
-                sku: sku("TEE-L")?,
-                quantity: qty(1)?,
-                unit_price: eur(1999)?,
-            },
+            OrderLine { sku: sku("MUG-BLUE")?, quantity: qty(2)?, unit_price: eur(1250)? },
+            OrderLine { sku: sku("TEE-L")?, quantity: qty(1)?, unit_price: eur(1999)? },
         ])
         .ok()?;
         let stock = NonEmpty::new(vec![
-            StockLine {
-                sku: sku("MUG-BLUE")?,
-                quantity: qty(2)?,
-            },
-            StockLine {
-                sku: sku("TEE-L")?,
-                quantity: qty(1)?,
-            },
+            StockLine { sku: sku("MUG-BLUE")?, quantity: qty(2)? },
+            StockLine { sku: sku("TEE-L")?, quantity: qty(1)? },
         ])
         .ok()?;
-        let out_of_stock = RejectionReason::OutOfStock {
-            lines: NonEmpty::one(ShortLine {
-                sku: sku("TEE-L")?,
-                requested: qty(1)?,
-                available: 0,
-            }),
-        };
-        let unknown = RejectionReason::UnknownSku {
-            skus: NonEmpty::one(sku("NO-SUCH-SKU")?),
-        };
+        let out_of_stock =
+            RejectionReason::OutOfStock { lines: NonEmpty::one(ShortLine { sku: sku("TEE-L")?, requested: qty(1)?, available: 0 }) };
+        let unknown = RejectionReason::UnknownSku { skus: NonEmpty::one(sku("NO-SUCH-SKU")?) };
         let created = OrderCreated::new(customer.clone(), lines).ok()?;
         Some(vec![
-            Event::from_parts(
-                id("0190f0f5-3c7f-7000-8000-000000000001")?,
-                at("2025-03-01T12:00:00.123456Z")?,
-                order,
-                created,
-            ),
+            Event::from_parts(id("0190f0f5-3c7f-7000-8000-000000000001")?, at("2025-03-01T12:00:00.123456Z")?, order, created),
             Event::from_parts(
                 id("0190f0f5-3c7f-7000-8000-000000000002")?,
                 at("2025-03-01T12:00:01Z")?,
                 order,
-                InventoryReserved {
-                    lines: stock.clone(),
-                },
+                InventoryReserved { lines: stock.clone() },
             ),
             Event::from_parts(
                 id("0190f0f5-3c7f-7000-8000-000000000003")?,
                 at("2025-03-01T12:00:02Z")?,
                 order,
-                OrderConfirmed {
-                    customer_id: customer.clone(),
-                },
+                OrderConfirmed { customer_id: customer.clone() },
             ),
             Event::from_parts(
                 id("0190f0f5-3c7f-7000-8000-000000000004")?,
                 at("2025-03-01T12:00:03Z")?,
                 order,
-                OrderCancelled {
-                    customer_id: customer.clone(),
-                },
+                OrderCancelled { customer_id: customer.clone() },
             ),
             Event::from_parts(
                 id("0190f0f5-3c7f-7000-8000-000000000005")?,
@@ -210,35 +168,25 @@ pub fn examples() -> Vec<Event> {
                 id("0190f0f5-3c7f-7000-8000-000000000006")?,
                 at("2025-03-01T12:00:05Z")?,
                 order,
-                InventoryRejected {
-                    reason: out_of_stock.clone(),
-                },
+                InventoryRejected { reason: out_of_stock.clone() },
             ),
             Event::from_parts(
                 id("0190f0f5-3c7f-7000-8000-000000000007")?,
                 at("2025-03-01T12:00:06Z")?,
                 order,
-                InventoryRejected {
-                    reason: unknown.clone(),
-                },
+                InventoryRejected { reason: unknown.clone() },
             ),
             Event::from_parts(
                 id("0190f0f5-3c7f-7000-8000-000000000008")?,
                 at("2025-03-01T12:00:07Z")?,
                 order,
-                OrderRejected {
-                    customer_id: customer.clone(),
-                    reason: out_of_stock,
-                },
+                OrderRejected { customer_id: customer.clone(), reason: out_of_stock },
             ),
             Event::from_parts(
                 id("0190f0f5-3c7f-7000-8000-000000000009")?,
                 at("2025-03-01T12:00:08Z")?,
                 order,
-                OrderRejected {
-                    customer_id: customer,
-                    reason: unknown,
-                },
+                OrderRejected { customer_id: customer, reason: unknown },
             ),
         ])
     }

@@ -27,22 +27,10 @@ impl Sku {
             return Err(InvalidValue::new("sku", "must not be empty"));
         }
         if s.len() > Self::MAX_LEN {
-            return Err(InvalidValue::new(
-                "sku",
-                format!("{} is longer than {} characters", quoted(s), Self::MAX_LEN),
-            ));
+            return Err(InvalidValue::new("sku", format!("{} is longer than {} characters", quoted(s), Self::MAX_LEN)));
         }
-        if let Some(bad) = s
-            .chars()
-            .find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '-'))
-        {
-            return Err(InvalidValue::new(
-                "sku",
-                format!(
-                    "{} contains {bad:?}; only A-Z, 0-9 and '-' are allowed",
-                    quoted(s)
-                ),
-            ));
+        if let Some(bad) = s.chars().find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '-')) {
+            return Err(InvalidValue::new("sku", format!("{} contains {bad:?}; only A-Z, 0-9 and '-' are allowed", quoted(s))));
         }
         Ok(Self(s.to_owned()))
     }
@@ -120,12 +108,7 @@ mod tests {
     #[test]
     fn rejects_empty_long_and_foreign_characters() {
         assert!(Sku::parse("").unwrap_err().reason().contains("empty"));
-        assert!(
-            Sku::parse(&"A".repeat(65))
-                .unwrap_err()
-                .reason()
-                .contains("longer")
-        );
+        assert!(Sku::parse(&"A".repeat(65)).unwrap_err().reason().contains("longer"));
         for s in ["sku-1", "A B", "A_B", "Ä", "A\n", "A.B"] {
             let err = Sku::parse(s).unwrap_err();
             assert_eq!(err.what(), "sku");

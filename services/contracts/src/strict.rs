@@ -9,10 +9,7 @@
 //! Everything else behaves like `serde_json::Value`'s own deserializer, and the
 //! wrapper is applied recursively to nested values.
 
-use serde::de::{
-    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Unexpected,
-    Visitor,
-};
+use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde_json::{Error, Map, Value};
 
 /// Deserializes `T` from `value`, requiring JSON objects for structs.
@@ -59,10 +56,7 @@ impl<'de> Deserializer<'de> for Strict<'de> {
             }
             Value::String(s) => visitor.visit_borrowed_str(s),
             Value::Array(items) => visitor.visit_seq(Seq(items.iter())),
-            Value::Object(map) => visitor.visit_map(Obj {
-                iter: map.iter(),
-                value: None,
-            }),
+            Value::Object(map) => visitor.visit_map(Obj { iter: map.iter(), value: None }),
         }
     }
 
@@ -85,11 +79,7 @@ impl<'de> Deserializer<'de> for Strict<'de> {
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Error> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -121,14 +111,8 @@ struct Seq<'a>(std::slice::Iter<'a, Value>);
 
 impl<'de> SeqAccess<'de> for Seq<'de> {
     type Error = Error;
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
-        self.0
-            .next()
-            .map(|v| seed.deserialize(Strict(v)))
-            .transpose()
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+        self.0.next().map(|v| seed.deserialize(Strict(v))).transpose()
     }
     fn size_hint(&self) -> Option<usize> {
         Some(self.0.len())
@@ -142,15 +126,11 @@ struct Obj<'a> {
 
 impl<'de> MapAccess<'de> for Obj<'de> {
     type Error = Error;
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
         match self.iter.next() {
             Some((k, v)) => {
                 self.value = Some(v);
-                seed.deserialize(de::value::BorrowedStrDeserializer::new(k))
-                    .map(Some)
+                seed.deserialize(de::value::BorrowedStrDeserializer::new(k)).map(Some)
             }
             None => Ok(None),
         }
@@ -199,20 +179,8 @@ mod tests {
     fn objects_parse_like_serde_json() {
         let v = json!({"inner": {"a": 1}, "list": [{"a": 2}], "opt": null, "extra": [1, {"x": 2}]});
         let o: Outer = from_value(&v).unwrap();
-        assert_eq!(
-            o,
-            Outer {
-                inner: Inner { a: 1 },
-                list: vec![Inner { a: 2 }],
-                opt: None
-            }
-        );
-        assert_eq!(
-            from_value::<Outer>(&json!({"inner": {"a": 1}, "list": [], "opt": 3}))
-                .unwrap()
-                .opt,
-            Some(3)
-        );
+        assert_eq!(o, Outer { inner: Inner { a: 1 }, list: vec![Inner { a: 2 }], opt: None });
+        assert_eq!(from_value::<Outer>(&json!({"inner": {"a": 1}, "list": [], "opt": 3})).unwrap().opt, Some(3));
     }
 
     #[test]

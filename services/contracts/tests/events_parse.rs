@@ -8,10 +8,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 fn example(ty: EventType) -> Value {
-    let e = examples()
-        .into_iter()
-        .find(|e| e.event_type() == ty)
-        .expect("an example of every type");
+    let e = examples().into_iter().find(|e| e.event_type() == ty).expect("an example of every type");
     serde_json::to_value(&e).unwrap()
 }
 
@@ -27,15 +24,9 @@ fn wire_format_is_the_documented_envelope() {
     assert_eq!(v["occurred_at"], "2025-03-01T12:00:00.123456Z");
     assert_eq!(v["order_id"], "0190f0f5-3c7e-7b7c-9c1a-1234567890ab");
     assert_eq!(v["data"]["customer_id"], "cust-42");
-    assert_eq!(
-        v["data"]["lines"][0],
-        json!({"sku": "MUG-BLUE", "quantity": 2, "unit_price": {"amount_minor": 1250, "currency": "EUR"}})
-    );
+    assert_eq!(v["data"]["lines"][0], json!({"sku": "MUG-BLUE", "quantity": 2, "unit_price": {"amount_minor": 1250, "currency": "EUR"}}));
     // 2 x 12.50 + 1 x 19.99
-    assert_eq!(
-        v["data"]["total"],
-        json!({"amount_minor": 4499, "currency": "EUR"})
-    );
+    assert_eq!(v["data"]["total"], json!({"amount_minor": 4499, "currency": "EUR"}));
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys.len(), 6, "{keys:?}");
 }
@@ -44,10 +35,7 @@ fn wire_format_is_the_documented_envelope() {
 fn rejection_reasons_are_tagged_by_code() {
     let v = example(EventType::InventoryRejected);
     assert_eq!(v["data"]["reason"]["code"], "out_of_stock");
-    assert_eq!(
-        v["data"]["reason"]["lines"][0],
-        json!({"sku": "TEE-L", "requested": 1, "available": 0})
-    );
+    assert_eq!(v["data"]["reason"]["lines"][0], json!({"sku": "TEE-L", "requested": 1, "available": 0}));
 }
 
 #[test]
@@ -57,11 +45,7 @@ fn every_type_has_its_topic_and_examples_round_trip() {
         let e = parse(&v).unwrap();
         assert_eq!(e.event_type(), ty);
         assert_eq!(EventType::parse(ty.as_str()), Some(ty));
-        let expected_topic = if ty.as_str().starts_with("order.") {
-            topics::ORDERS
-        } else {
-            topics::INVENTORY
-        };
+        let expected_topic = if ty.as_str().starts_with("order.") { topics::ORDERS } else { topics::INVENTORY };
         assert_eq!(e.topic(), expected_topic);
         assert_eq!(e.key(), e.order_id().to_string());
         assert_eq!(serde_json::to_value(&e).unwrap(), v);
@@ -73,15 +57,8 @@ fn unknown_type_is_refused_with_its_name() {
     let mut v = example(EventType::OrderConfirmed);
     v["type"] = json!("order.shipped");
     let err = parse(&v).unwrap_err();
-    assert!(
-        matches!(&err, EventError::UnknownType(t) if t == "order.shipped"),
-        "{err:?}"
-    );
-    assert!(
-        err.to_string()
-            .contains("unknown event type \"order.shipped\""),
-        "{err}"
-    );
+    assert!(matches!(&err, EventError::UnknownType(t) if t == "order.shipped"), "{err:?}");
+    assert!(err.to_string().contains("unknown event type \"order.shipped\""), "{err}");
 }
 
 #[test]
@@ -89,17 +66,7 @@ fn other_versions_are_refused() {
     let mut v = example(EventType::OrderConfirmed);
     v["version"] = json!(2);
     let err = parse(&v).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            EventError::UnsupportedVersion {
-                version: 2,
-                supported: 1,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, EventError::UnsupportedVersion { version: 2, supported: 1, .. }), "{err:?}");
 }
 
 #[test]
@@ -107,18 +74,9 @@ fn bad_data_names_the_type_and_the_problem() {
     let mut v = example(EventType::InventoryReserved);
     v["data"]["lines"][0]["sku"] = json!("lower-case");
     let err = parse(&v).unwrap_err();
-    assert!(matches!(
-        err,
-        EventError::Data {
-            event_type: EventType::InventoryReserved,
-            ..
-        }
-    ));
+    assert!(matches!(err, EventError::Data { event_type: EventType::InventoryReserved, .. }));
     let msg = err.to_string();
-    assert!(
-        msg.contains("inventory.reserved") && msg.contains("invalid sku"),
-        "{msg}"
-    );
+    assert!(msg.contains("inventory.reserved") && msg.contains("invalid sku"), "{msg}");
 
     let mut v = example(EventType::InventoryReserved);
     v["data"]["lines"] = json!([]);
@@ -127,14 +85,8 @@ fn bad_data_names_the_type_and_the_problem() {
 
 #[test]
 fn envelope_problems_are_envelope_errors() {
-    assert!(matches!(
-        Event::from_slice(b"not json"),
-        Err(EventError::Envelope(_))
-    ));
-    assert!(matches!(
-        Event::from_slice(b""),
-        Err(EventError::Envelope(_))
-    ));
+    assert!(matches!(Event::from_slice(b"not json"), Err(EventError::Envelope(_))));
+    assert!(matches!(Event::from_slice(b""), Err(EventError::Envelope(_))));
     let mut v = example(EventType::OrderConfirmed);
     v.as_object_mut().unwrap().remove("order_id");
     assert!(matches!(parse(&v), Err(EventError::Envelope(_))));
@@ -156,12 +108,7 @@ fn unknown_fields_are_ignored_and_offsets_become_utc() {
 
 #[test]
 fn new_events_get_fresh_ids_and_microsecond_times() {
-    let e = Event::new(
-        glasshouse_contracts::OrderId::new(),
-        glasshouse_contracts::OrderConfirmed {
-            customer_id: "c-1".parse().unwrap(),
-        },
-    );
+    let e = Event::new(glasshouse_contracts::OrderId::new(), glasshouse_contracts::OrderConfirmed { customer_id: "c-1".parse().unwrap() });
     assert_eq!(e.occurred_at().timestamp_subsec_nanos() % 1000, 0);
     let back = Event::from_slice(&e.to_vec().unwrap()).unwrap();
     assert_eq!(back, e);

@@ -30,12 +30,7 @@ fn schema_dir() -> PathBuf {
 
 fn committed(ty: EventType) -> Value {
     let path = schema_dir().join(file_name(ty));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "read {}: {e} (run glasshouse-event-schemas)",
-            path.display()
-        )
-    });
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e} (run glasshouse-event-schemas)", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
@@ -56,10 +51,7 @@ fn validators() -> BTreeMap<EventType, Validator> {
 
 /// What a non-Rust consumer would do: pick the schema by `type`, refuse unknown types.
 fn schema_accepts(validators: &BTreeMap<EventType, Validator>, doc: &Value) -> bool {
-    doc.get("type")
-        .and_then(Value::as_str)
-        .and_then(EventType::parse)
-        .is_some_and(|ty| validators[&ty].is_valid(doc))
+    doc.get("type").and_then(Value::as_str).and_then(EventType::parse).is_some_and(|ty| validators[&ty].is_valid(doc))
 }
 
 fn rust_accepts(doc: &Value) -> bool {
@@ -97,12 +89,8 @@ fn committed_schemas_equal_the_generated_ones() {
 fn committed_schemas_are_valid_draft_2020_12() {
     for ty in EventType::ALL {
         let schema = committed(ty);
-        assert_eq!(
-            schema["$schema"],
-            "https://json-schema.org/draft/2020-12/schema"
-        );
-        jsonschema::draft202012::meta::validate(&schema)
-            .unwrap_or_else(|e| panic!("{}: {e}", file_name(ty)));
+        assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        jsonschema::draft202012::meta::validate(&schema).unwrap_or_else(|e| panic!("{}: {e}", file_name(ty)));
     }
 }
 
@@ -111,26 +99,16 @@ fn examples_cover_every_type_and_validate_only_against_their_own_schema() {
     let validators = validators();
     let examples = examples();
     for ty in EventType::ALL {
-        assert!(
-            examples.iter().any(|e| e.event_type() == ty),
-            "no example of {ty}"
-        );
+        assert!(examples.iter().any(|e| e.event_type() == ty), "no example of {ty}");
     }
     for e in &examples {
         let doc = serde_json::to_value(e).unwrap();
         for (ty, v) in &validators {
             let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
             if *ty == e.event_type() {
-                assert!(
-                    errors.is_empty(),
-                    "{ty} example fails its schema: {errors:?}"
-                );
+                assert!(errors.is_empty(), "{ty} example fails its schema: {errors:?}");
             } else {
-                assert!(
-                    !errors.is_empty(),
-                    "{} example passes the {ty} schema",
-                    e.event_type()
-                );
+                assert!(!errors.is_empty(), "{} example passes the {ty} schema", e.event_type());
             }
         }
     }
@@ -242,18 +220,12 @@ fn mutations(doc: &Value) -> Vec<(String, Value)> {
             Edit::Remove => {
                 let mut d = doc.clone();
                 let (parent, key) = path.split_at(path.len() - 1);
-                d.pointer_mut(&pointer(parent))
-                    .and_then(Value::as_object_mut)
-                    .unwrap()
-                    .remove(&key[0]);
+                d.pointer_mut(&pointer(parent)).and_then(Value::as_object_mut).unwrap().remove(&key[0]);
                 out.push((format!("remove {ptr}"), d));
             }
             Edit::AddUnknownKey => {
                 let mut d = doc.clone();
-                d.pointer_mut(&ptr)
-                    .and_then(Value::as_object_mut)
-                    .unwrap()
-                    .insert("zz_unknown".into(), json!(1));
+                d.pointer_mut(&ptr).and_then(Value::as_object_mut).unwrap().insert("zz_unknown".into(), json!(1));
                 out.push((format!("add {ptr}/zz_unknown"), d));
             }
             Edit::Empty | Edit::DuplicateFirst => {
@@ -264,17 +236,7 @@ fn mutations(doc: &Value) -> Vec<(String, Value)> {
                 } else if let Some(first) = arr.first().cloned() {
                     arr.push(first);
                 }
-                out.push((
-                    format!(
-                        "{ptr}: array {}",
-                        if matches!(edit, Edit::Empty) {
-                            "emptied"
-                        } else {
-                            "grown"
-                        }
-                    ),
-                    d,
-                ));
+                out.push((format!("{ptr}: array {}", if matches!(edit, Edit::Empty) { "emptied" } else { "grown" }), d));
             }
         }
     }
@@ -307,10 +269,7 @@ fn rust_and_schema_agree_on_every_mutation_of_every_example() {
         }
     }
     // The mutations must exercise both outcomes, or the comparison proves little.
-    assert!(
-        accepted > 100 && refused > 1000,
-        "accepted {accepted}, refused {refused}"
-    );
+    assert!(accepted > 100 && refused > 1000, "accepted {accepted}, refused {refused}");
     assert!(
         disagreements.is_empty(),
         "{} disagreements between Event::from_slice and the committed schemas:\n{}",

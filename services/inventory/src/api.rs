@@ -153,9 +153,13 @@ fn validate_name(name: &str) -> Result<(), Problem> {
 }
 
 fn validate_price(p: &PriceDto) -> Result<Money, Problem> {
-    let price = Money::parse(p.amount_minor, &p.currency).map_err(|e: InvalidValue| invalid(&format!("price.{}", e.what()), format!("price: {e}")))?;
+    let price = Money::parse(p.amount_minor, &p.currency)
+        .map_err(|e: InvalidValue| invalid(&format!("price.{}", e.what()), format!("price: {e}")))?;
     if price.amount_minor() > MAX_PRICE_MINOR {
-        return Err(invalid("price.amount_minor", format!("price: amount_minor {} is above the maximum {MAX_PRICE_MINOR}", p.amount_minor)));
+        return Err(invalid(
+            "price.amount_minor",
+            format!("price: amount_minor {} is above the maximum {MAX_PRICE_MINOR}", p.amount_minor),
+        ));
     }
     Ok(price)
 }
@@ -174,7 +178,8 @@ fn item_location(sku: &str) -> String {
 
 /// A stored restock answer, as sent the first time.
 fn replay(body: &str) -> Result<ItemResponse, Problem> {
-    let dto: ItemDto = serde_json::from_str(body).map_err(|e| Problem::internal(anyhow::anyhow!("stored restock answer does not parse: {e}")))?;
+    let dto: ItemDto =
+        serde_json::from_str(body).map_err(|e| Problem::internal(anyhow::anyhow!("stored restock answer does not parse: {e}")))?;
     Ok(ItemResponse::Ok(Json(dto)))
 }
 
@@ -225,7 +230,8 @@ impl InventoryApi {
             return Err(invalid("limit", format!("limit must be within 1..={MAX_PAGE}, got {limit}")));
         }
         // The cursor is the last SKU of the previous page.
-        let after = cursor.0.as_deref().map(|c| Sku::parse(c).map_err(|_| invalid("cursor", "cursor is not one this API gave out"))).transpose()?;
+        let after =
+            cursor.0.as_deref().map(|c| Sku::parse(c).map_err(|_| invalid("cursor", "cursor is not one this API gave out"))).transpose()?;
         let mut items = store::list_items(&self.state.pool, after.as_ref(), limit + 1).await.map_err(Problem::internal)?;
         let next_cursor = if items.len() as i64 > limit {
             items.truncate(limit as usize);
@@ -260,7 +266,9 @@ impl InventoryApi {
             currency: price.currency().as_str().to_owned(),
             stock: req.stock,
         };
-        let done = store::upsert_item(&self.state.pool, &item).await.map_err(|e| Problem::internal(anyhow::Error::new(e).context("upsert item")))?;
+        let done = store::upsert_item(&self.state.pool, &item)
+            .await
+            .map_err(|e| Problem::internal(anyhow::Error::new(e).context("upsert item")))?;
         self.state.low_stock.changed();
         Ok(match done {
             Upserted::Created(i) => {
@@ -297,7 +305,9 @@ impl InventoryApi {
         }
         let req = StoredRestock { idempotency_key: &key.0, sku: &sku, quantity: quantity as u32 };
         let answer = |i: &Item| serde_json::to_string(&ItemDto::from(i)).unwrap_or_default();
-        let done = store::restock(&self.state.pool, &req, answer).await.map_err(|e| Problem::internal(anyhow::Error::new(e).context("restock")))?;
+        let done = store::restock(&self.state.pool, &req, answer)
+            .await
+            .map_err(|e| Problem::internal(anyhow::Error::new(e).context("restock")))?;
         match done {
             Restocked::Done(body) => {
                 self.state.low_stock.changed();
@@ -305,7 +315,9 @@ impl InventoryApi {
                 replay(&body)
             }
             Restocked::Replay(body) => replay(&body),
-            Restocked::KeyReused => Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request")),
+            Restocked::KeyReused => {
+                Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request"))
+            }
             Restocked::UnknownSku => Err(Problem::not_found(format!("no item with SKU {}", sku.as_str()))),
             Restocked::TooMuch(stock) => Err(invalid("quantity", format!("stock {stock} + {quantity} would pass the maximum {MAX_STOCK}"))),
         }

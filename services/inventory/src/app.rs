@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use glasshouse_platform::app::{Shutdown, serve};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::service::{http_app, kafka_check, report_pool, sql_check};
 use glasshouse_platform::consumer::{ConsumerLoop, ensure_topics};
 use glasshouse_platform::outbox::{OutboxDb, Relay, RelayConfig};
+use glasshouse_platform::service::{http_app, kafka_check, report_pool, sql_check};
 use glasshouse_telemetry::Metrics;
 use glasshouse_telemetry::health::HealthChecks;
 use poem_openapi::OpenApiService;
@@ -76,12 +76,18 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("migrate the inventory database: {e}"))?;
         let k = &settings.kafka;
-        let (orders_topic, inventory_topic) = (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
+        let (orders_topic, inventory_topic) =
+            (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
         ensure_topics(&k.brokers, &[&orders_topic, &inventory_topic], k.partitions).await?;
 
         let inventory_metrics = InventoryMetrics::register(&metrics);
         let faults = Faults::new();
-        let watcher = FaultWatcher::new(settings.faults.file.clone(), Duration::from_millis(settings.faults.poll_ms.max(10)), faults.clone(), inventory_metrics.clone());
+        let watcher = FaultWatcher::new(
+            settings.faults.file.clone(),
+            Duration::from_millis(settings.faults.poll_ms.max(10)),
+            faults.clone(),
+            inventory_metrics.clone(),
+        );
         let low_stock = LowStock::new();
         let state = Arc::new(ApiState { pool: pool.clone(), faults: faults.clone(), low_stock: low_stock.clone() });
         let authenticator = Authenticator::from_settings(&settings.auth).await?;
@@ -139,7 +145,22 @@ impl Application {
     /// Runs until shutdown: stops accepting, drains in-flight requests, lets
     /// the consumer finish its message and the relay its batch.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, app, relay, consumer, watcher, low_stock, low_threshold, low_refresh, inventory_metrics, pool, metrics, shutdown, drain, .. } = self;
+        let Self {
+            listener,
+            app,
+            relay,
+            consumer,
+            watcher,
+            low_stock,
+            low_threshold,
+            low_refresh,
+            inventory_metrics,
+            pool,
+            metrics,
+            shutdown,
+            drain,
+            ..
+        } = self;
         let relay_task = tokio::spawn(relay.run(shutdown.subscribe()));
         let consumer_task = tokio::spawn(consumer.run(shutdown.subscribe()));
         let watcher_task = tokio::spawn(watcher.run(shutdown.subscribe()));

@@ -20,7 +20,20 @@ pub const MAX_COUNT: u32 = 10_000;
 /// Currency of every demo price.
 pub const CURRENCY: &str = "EUR";
 
-const ADJECTIVES: [&str; 12] = ["Sturdy", "Compact", "Classic", "Featherweight", "Rugged", "Elegant", "Vintage", "Modular", "Silent", "Bright", "Foldable", "Insulated"];
+const ADJECTIVES: [&str; 12] = [
+    "Sturdy",
+    "Compact",
+    "Classic",
+    "Featherweight",
+    "Rugged",
+    "Elegant",
+    "Vintage",
+    "Modular",
+    "Silent",
+    "Bright",
+    "Foldable",
+    "Insulated",
+];
 const MATERIALS: [&str; 8] = ["Oak", "Steel", "Linen", "Ceramic", "Bamboo", "Copper", "Wool", "Glass"];
 const PRODUCTS: [&str; 10] = ["Lamp", "Kettle", "Backpack", "Desk", "Mug", "Blanket", "Chair", "Planter", "Clock", "Shelf"];
 

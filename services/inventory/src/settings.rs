@@ -26,7 +26,6 @@ pub struct Settings {
     pub telemetry: TelemetryConfig,
 }
 
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
@@ -44,9 +43,6 @@ pub struct DatabaseSettings {
 fn default_lock_wait() -> u32 {
     5
 }
-
-
-
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

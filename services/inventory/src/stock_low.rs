@@ -32,7 +32,14 @@ impl LowStock {
 
     /// Recounts on every poke (at most every 250 ms) and every `every`,
     /// until shutdown.
-    pub async fn run(self, pool: MySqlPool, threshold: u32, every: Duration, metrics: InventoryMetrics, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        pool: MySqlPool,
+        threshold: u32,
+        every: Duration,
+        metrics: InventoryMetrics,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             match store::count_low_stock(&pool, threshold).await {
                 Ok(n) => metrics.set_stock_low(n),

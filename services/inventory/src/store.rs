@@ -126,16 +126,19 @@ pub async fn upsert_item(pool: &MySqlPool, item: &Item) -> sqlx::Result<Upserted
     // and finds the row, so it updates.
     for attempt in 0..2 {
         let mut tx = pool.begin().await?;
-        let exists = sqlx::query("SELECT sku FROM items WHERE sku = ? FOR UPDATE").bind(&item.sku).fetch_optional(&mut *tx).await?.is_some();
+        let exists =
+            sqlx::query("SELECT sku FROM items WHERE sku = ? FOR UPDATE").bind(&item.sku).fetch_optional(&mut *tx).await?.is_some();
         if exists {
-            sqlx::query("UPDATE items SET name = ?, price_minor = ?, currency = ?, stock = ?, updated_at = CURRENT_TIMESTAMP(6) WHERE sku = ?")
-                .bind(&item.name)
-                .bind(item.price_minor)
-                .bind(&item.currency)
-                .bind(item.stock)
-                .bind(&item.sku)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE items SET name = ?, price_minor = ?, currency = ?, stock = ?, updated_at = CURRENT_TIMESTAMP(6) WHERE sku = ?",
+            )
+            .bind(&item.name)
+            .bind(item.price_minor)
+            .bind(&item.currency)
+            .bind(item.stock)
+            .bind(&item.sku)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             return Ok(Upserted::Updated(item.clone()));
         }
@@ -188,7 +191,10 @@ pub enum Restocked {
 /// The stored answer for `key` if it was used: `Ok(body)` when the request
 /// matches, `Err(())` when it does not.
 pub async fn find_restock(pool: &MySqlPool, req: &RestockRequest<'_>) -> sqlx::Result<Option<Result<String, ()>>> {
-    let row = sqlx::query("SELECT sku, quantity, response_body FROM restocks WHERE idempotency_key = ?").bind(req.idempotency_key).fetch_optional(pool).await?;
+    let row = sqlx::query("SELECT sku, quantity, response_body FROM restocks WHERE idempotency_key = ?")
+        .bind(req.idempotency_key)
+        .fetch_optional(pool)
+        .await?;
     row.map(|r| {
         let same = text(&r, "sku")? == req.sku.as_str() && r.try_get::<i32, _>("quantity")? == req.quantity as i32;
         Ok(if same { Ok(r.try_get("response_body")?) } else { Err(()) })
@@ -204,7 +210,10 @@ pub async fn restock(pool: &MySqlPool, req: &RestockRequest<'_>, answer: impl Fn
         return Ok(prev.map_or(Restocked::KeyReused, Restocked::Replay));
     }
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE sku = ? FOR UPDATE")).bind(req.sku.as_str()).fetch_optional(&mut *tx).await?;
+    let row = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE sku = ? FOR UPDATE"))
+        .bind(req.sku.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(mut item) = row.as_ref().map(item_from_row).transpose()? else {
         return Ok(Restocked::UnknownSku);
     };
@@ -233,7 +242,11 @@ pub async fn restock(pool: &MySqlPool, req: &RestockRequest<'_>, answer: impl Fn
         });
     }
     key?;
-    sqlx::query("UPDATE items SET stock = ?, updated_at = CURRENT_TIMESTAMP(6) WHERE sku = ?").bind(stock).bind(req.sku.as_str()).execute(&mut *tx).await?;
+    sqlx::query("UPDATE items SET stock = ?, updated_at = CURRENT_TIMESTAMP(6) WHERE sku = ?")
+        .bind(stock)
+        .bind(req.sku.as_str())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(Restocked::Done(body))
 }
@@ -320,7 +333,8 @@ pub async fn release(conn: &mut MySqlConnection, order: OrderId) -> sqlx::Result
         let sku = text(row, "sku")?;
         let qty: i32 = row.try_get("quantity")?;
         let sku = Sku::parse(&sku).map_err(|e| sqlx::Error::ColumnDecode { index: "sku".into(), source: Box::new(e) })?;
-        let quantity = Quantity::try_from(i64::from(qty)).map_err(|e| sqlx::Error::ColumnDecode { index: "quantity".into(), source: Box::new(e) })?;
+        let quantity =
+            Quantity::try_from(i64::from(qty)).map_err(|e| sqlx::Error::ColumnDecode { index: "quantity".into(), source: Box::new(e) })?;
         lines.push(StockLine { sku, quantity });
     }
     if lines.is_empty() {
@@ -334,6 +348,9 @@ pub async fn release(conn: &mut MySqlConnection, order: OrderId) -> sqlx::Result
             .execute(&mut *conn)
             .await?;
     }
-    sqlx::query("UPDATE reservations SET released_at = CURRENT_TIMESTAMP(6) WHERE order_id = ? AND released_at IS NULL").bind(&order).execute(&mut *conn).await?;
+    sqlx::query("UPDATE reservations SET released_at = CURRENT_TIMESTAMP(6) WHERE order_id = ? AND released_at IS NULL")
+        .bind(&order)
+        .execute(&mut *conn)
+        .await?;
     Ok(lines)
 }

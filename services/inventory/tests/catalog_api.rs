@@ -49,14 +49,32 @@ async fn public_catalog_reads() -> anyhow::Result<()> {
     let skus: Vec<&str> = batch["items"].as_array().unwrap().iter().map(|i| i["sku"].as_str().unwrap()).collect();
     assert_eq!(skus, ["CAT-A", "CAT-E"]);
     assert_eq!(batch["next_cursor"], Value::Null);
-    for q in ["skus=CAT-A,bad", "skus=", "skus=CAT-A,,CAT-B", "skus=CAT-A&limit=5", "limit=0", "limit=101", "limit=-1", "cursor=not%20a%20cursor"] {
+    for q in [
+        "skus=CAT-A,bad",
+        "skus=",
+        "skus=CAT-A,,CAT-B",
+        "skus=CAT-A&limit=5",
+        "limit=0",
+        "limit=101",
+        "limit=-1",
+        "cursor=not%20a%20cursor",
+    ] {
         problem(t.http.get(t.url(&format!("/items?{q}"))).send().await?, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await?;
     }
     let too_many: Vec<String> = (0..101).map(|i| format!("S-{i}")).collect();
-    problem(t.http.get(t.url(&format!("/items?skus={}", too_many.join(",")))).send().await?, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await?;
+    problem(
+        t.http.get(t.url(&format!("/items?skus={}", too_many.join(",")))).send().await?,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    )
+    .await?;
 
     // Order's own pricing client reads the batch answer.
-    let client = ServiceClient::new("inventory", ClientSettings { base_url: t.app.base.clone(), ..Default::default() }, t.app.metrics.standard.clone())?;
+    let client = ServiceClient::new(
+        "inventory",
+        ClientSettings { base_url: t.app.base.clone(), ..Default::default() },
+        t.app.metrics.standard.clone(),
+    )?;
     let prices = glasshouse_order::inventory::InventoryClient::new(client).prices(&["CAT-C".into(), "NOPE-2".into()]).await?;
     assert_eq!(prices.len(), 1);
     assert_eq!(prices["CAT-C"], glasshouse_order::inventory::Price { amount_minor: 1250, currency: "EUR".into() });
@@ -123,7 +141,13 @@ async fn admin_writes_need_the_admin_role_and_valid_input() -> anyhow::Result<()
     let created = t.http.put(t.url("/items/ADM-1")).bearer_auth(&admin).json(&good).send().await?;
     assert_eq!(created.status(), StatusCode::CREATED);
     assert_eq!(created.headers()["location"], "/items/ADM-1");
-    let replaced = t.http.put(t.url("/items/ADM-1")).bearer_auth(&admin).json(&json!({"name": "Desk lamp", "price": {"amount_minor": 2499, "currency": "EUR"}, "stock": 4})).send().await?;
+    let replaced = t
+        .http
+        .put(t.url("/items/ADM-1"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "Desk lamp", "price": {"amount_minor": 2499, "currency": "EUR"}, "stock": 4}))
+        .send()
+        .await?;
     assert_eq!(replaced.status(), StatusCode::OK);
     let before = json!({"sku": "ADM-1", "name": "Desk lamp", "price": {"amount_minor": 2499, "currency": "EUR"}, "stock": 4});
     assert_eq!(replaced.json::<Value>().await?, before);
@@ -132,14 +156,24 @@ async fn admin_writes_need_the_admin_role_and_valid_input() -> anyhow::Result<()
     let restock = json!({"quantity": 5});
     problem(t.http.put(t.url("/items/ADM-1")).json(&good).send().await?, StatusCode::UNAUTHORIZED, "unauthenticated").await?;
     problem(t.http.put(t.url("/items/ADM-1")).bearer_auth(&customer).json(&good).send().await?, StatusCode::FORBIDDEN, "forbidden").await?;
-    problem(t.http.post(t.url("/items/ADM-1/restock")).header("Idempotency-Key", "k0").json(&restock).send().await?, StatusCode::UNAUTHORIZED, "unauthenticated").await?;
+    problem(
+        t.http.post(t.url("/items/ADM-1/restock")).header("Idempotency-Key", "k0").json(&restock).send().await?,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await?;
     problem(
         t.http.post(t.url("/items/ADM-1/restock")).bearer_auth(&customer).header("Idempotency-Key", "k0").json(&restock).send().await?,
         StatusCode::FORBIDDEN,
         "forbidden",
     )
     .await?;
-    problem(t.http.put(t.url("/items/ADM-1")).bearer_auth("not-a-jwt").json(&good).send().await?, StatusCode::UNAUTHORIZED, "unauthenticated").await?;
+    problem(
+        t.http.put(t.url("/items/ADM-1")).bearer_auth("not-a-jwt").json(&good).send().await?,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await?;
 
     // Bad input: 422 naming the field, and nothing changed.
     let long_name = "x".repeat(201);
@@ -154,34 +188,74 @@ async fn admin_writes_need_the_admin_role_and_valid_input() -> anyhow::Result<()
         (json!({"name": "   ", "price": {"amount_minor": 100, "currency": "EUR"}, "stock": 1}), "name"),
         (json!({"name": "a\u{0007}b", "price": {"amount_minor": 100, "currency": "EUR"}, "stock": 1}), "name"),
     ] {
-        let body422 = problem(t.http.put(t.url("/items/ADM-1")).bearer_auth(&admin).json(&body).send().await?, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await?;
+        let body422 = problem(
+            t.http.put(t.url("/items/ADM-1")).bearer_auth(&admin).json(&body).send().await?,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        )
+        .await?;
         assert_eq!(body422["field"], field, "{body}");
     }
     // 200 characters (multi-byte ones) is fine for the length rule: checked on a new SKU.
     let name200 = "é".repeat(200);
-    let ok = t.http.put(t.url("/items/ADM-2")).bearer_auth(&admin).json(&json!({"name": name200, "price": {"amount_minor": 0, "currency": "USD"}, "stock": 0})).send().await?;
+    let ok = t
+        .http
+        .put(t.url("/items/ADM-2"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": name200, "price": {"amount_minor": 0, "currency": "USD"}, "stock": 0}))
+        .send()
+        .await?;
     assert_eq!(ok.status(), StatusCode::CREATED);
-    problem(t.http.put(t.url("/items/adm-1")).bearer_auth(&admin).json(&good).send().await?, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await?;
+    problem(
+        t.http.put(t.url("/items/adm-1")).bearer_auth(&admin).json(&good).send().await?,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    )
+    .await?;
     // Unknown fields and wrong types are unreadable requests (400), also changing nothing.
     let extra = json!({"name": "Lamp", "price": {"amount_minor": 100, "currency": "EUR"}, "stock": 1, "colour": "red"});
-    problem(t.http.put(t.url("/items/ADM-1")).bearer_auth(&admin).json(&extra).send().await?, StatusCode::BAD_REQUEST, "bad-request").await?;
+    problem(t.http.put(t.url("/items/ADM-1")).bearer_auth(&admin).json(&extra).send().await?, StatusCode::BAD_REQUEST, "bad-request")
+        .await?;
     assert_eq!(get_json(&t, "/items/ADM-1").await?, before, "refused writes changed nothing");
 
     // Restock: same key + body -> same answer, added once; other body -> 422.
-    let first = t.http.post(t.url("/items/ADM-1/restock")).bearer_auth(&admin).header("Idempotency-Key", "rs-1").json(&restock).send().await?;
+    let first =
+        t.http.post(t.url("/items/ADM-1/restock")).bearer_auth(&admin).header("Idempotency-Key", "rs-1").json(&restock).send().await?;
     assert_eq!(first.status(), StatusCode::OK);
     let first: Value = first.json().await?;
     assert_eq!(first["stock"], 9);
-    let again: Value = t.http.post(t.url("/items/ADM-1/restock")).bearer_auth(&admin).header("Idempotency-Key", "rs-1").json(&restock).send().await?.json().await?;
+    let again: Value = t
+        .http
+        .post(t.url("/items/ADM-1/restock"))
+        .bearer_auth(&admin)
+        .header("Idempotency-Key", "rs-1")
+        .json(&restock)
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(again, first);
     assert_eq!(stock(t.env.pool(), "ADM-1").await?, 9, "added once");
-    let reused = t.http.post(t.url("/items/ADM-1/restock")).bearer_auth(&admin).header("Idempotency-Key", "rs-1").json(&json!({"quantity": 6})).send().await?;
+    let reused = t
+        .http
+        .post(t.url("/items/ADM-1/restock"))
+        .bearer_auth(&admin)
+        .header("Idempotency-Key", "rs-1")
+        .json(&json!({"quantity": 6}))
+        .send()
+        .await?;
     problem(reused, StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused").await?;
-    let other_sku = t.http.post(t.url("/items/ADM-2/restock")).bearer_auth(&admin).header("Idempotency-Key", "rs-1").json(&restock).send().await?;
+    let other_sku =
+        t.http.post(t.url("/items/ADM-2/restock")).bearer_auth(&admin).header("Idempotency-Key", "rs-1").json(&restock).send().await?;
     problem(other_sku, StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused").await?;
     // Concurrent repeats of a new key: still added once, all answers equal.
     let answers = futures::future::join_all((0..5).map(|_| {
-        t.http.post(t.url("/items/ADM-1/restock")).bearer_auth(&admin).header("Idempotency-Key", "rs-2").json(&json!({"quantity": 10})).send()
+        t.http
+            .post(t.url("/items/ADM-1/restock"))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", "rs-2")
+            .json(&json!({"quantity": 10}))
+            .send()
     }))
     .await;
     for a in answers {
@@ -190,15 +264,26 @@ async fn admin_writes_need_the_admin_role_and_valid_input() -> anyhow::Result<()
         assert_eq!(a.json::<Value>().await?["stock"], 19);
     }
     assert_eq!(stock(t.env.pool(), "ADM-1").await?, 19);
-    for (q, status, slug) in [(0, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed"), (1_000_001, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed")] {
-        let r = t.http.post(t.url("/items/ADM-1/restock")).bearer_auth(&admin).header("Idempotency-Key", format!("rs-q{q}")).json(&json!({"quantity": q})).send().await?;
+    for (q, status, slug) in
+        [(0, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed"), (1_000_001, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed")]
+    {
+        let r = t
+            .http
+            .post(t.url("/items/ADM-1/restock"))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", format!("rs-q{q}"))
+            .json(&json!({"quantity": q}))
+            .send()
+            .await?;
         problem(r, status, slug).await?;
     }
-    let unknown = t.http.post(t.url("/items/NOPE-3/restock")).bearer_auth(&admin).header("Idempotency-Key", "rs-3").json(&restock).send().await?;
+    let unknown =
+        t.http.post(t.url("/items/NOPE-3/restock")).bearer_auth(&admin).header("Idempotency-Key", "rs-3").json(&restock).send().await?;
     problem(unknown, StatusCode::NOT_FOUND, "not-found").await?;
     let no_key = t.http.post(t.url("/items/ADM-1/restock")).bearer_auth(&admin).json(&restock).send().await?;
     problem(no_key, StatusCode::BAD_REQUEST, "bad-request").await?;
-    let bad_key = t.http.post(t.url("/items/ADM-1/restock")).bearer_auth(&admin).header("Idempotency-Key", "has space").json(&restock).send().await?;
+    let bad_key =
+        t.http.post(t.url("/items/ADM-1/restock")).bearer_auth(&admin).header("Idempotency-Key", "has space").json(&restock).send().await?;
     problem(bad_key, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await?;
     assert_eq!(stock(t.env.pool(), "ADM-1").await?, 19, "refused restocks changed nothing");
     let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM restocks").fetch_one(t.env.pool()).await?;

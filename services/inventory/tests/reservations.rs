@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use glasshouse_contracts::{
-    CustomerId, Event, EventType, Money, NonEmpty, OrderCancelled, OrderConfirmed, OrderCreated, OrderId, OrderLine, OrderRejected, Payload, Quantity,
-    RejectionReason, ShortLine, Sku, StockLine,
+    CustomerId, Event, EventType, Money, NonEmpty, OrderCancelled, OrderConfirmed, OrderCreated, OrderId, OrderLine, OrderRejected,
+    Payload, Quantity, RejectionReason, ShortLine, Sku, StockLine,
 };
 use glasshouse_inventory::events::OrderEvents;
 use glasshouse_inventory::faults::Faults;
@@ -48,10 +48,12 @@ async fn insert_item(pool: &sqlx::MySqlPool, sku: &str, stock: i64) -> anyhow::R
 }
 
 async fn reserved_units(pool: &sqlx::MySqlPool, sku: &str) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar::<_, i64>("SELECT CAST(COALESCE(SUM(quantity), 0) AS SIGNED) FROM reservations WHERE sku = ? AND released_at IS NULL")
-        .bind(sku)
-        .fetch_one(pool)
-        .await?)
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT CAST(COALESCE(SUM(quantity), 0) AS SIGNED) FROM reservations WHERE sku = ? AND released_at IS NULL",
+    )
+    .bind(sku)
+    .fetch_one(pool)
+    .await?)
 }
 
 /// Stock K = 10, 50 orders of one unit each, produced concurrently to Kafka
@@ -107,7 +109,13 @@ async fn oversell_race_through_kafka_reserves_exactly_the_stock() -> anyhow::Res
 
 fn handler(pool: sqlx::MySqlPool) -> OrderEvents {
     let metrics = glasshouse_telemetry::Metrics::new("inventory");
-    OrderEvents { pool, metrics: InventoryMetrics::register(&metrics), topic_prefix: "t.".into(), faults: Faults::new(), low_stock: LowStock::new() }
+    OrderEvents {
+        pool,
+        metrics: InventoryMetrics::register(&metrics),
+        topic_prefix: "t.".into(),
+        faults: Faults::new(),
+        low_stock: LowStock::new(),
+    }
 }
 
 fn inbound(e: &Event) -> InboundMessage {
@@ -128,7 +136,9 @@ async fn concurrent_two_line_orders_neither_oversell_nor_deadlock() -> anyhow::R
     insert_item(&pool, "PAIR-A", 20).await?;
     insert_item(&pool, "PAIR-B", 20).await?;
     let h = Arc::new(handler(pool.clone()));
-    let events: Vec<Event> = (0..60).map(|i| if i % 2 == 0 { created(&[("PAIR-A", 1), ("PAIR-B", 1)]) } else { created(&[("PAIR-B", 1), ("PAIR-A", 1)]) }).collect();
+    let events: Vec<Event> = (0..60)
+        .map(|i| if i % 2 == 0 { created(&[("PAIR-A", 1), ("PAIR-B", 1)]) } else { created(&[("PAIR-B", 1), ("PAIR-A", 1)]) })
+        .collect();
     let results = futures::future::join_all(events.iter().map(|e| {
         let h = h.clone();
         let msg = inbound(e);
@@ -227,12 +237,16 @@ async fn saga_steps_through_kafka() -> anyhow::Result<()> {
     assert_eq!(
         one(short.order_id())?,
         Payload::InventoryRejected(glasshouse_contracts::InventoryRejected {
-            reason: RejectionReason::OutOfStock { lines: NonEmpty::one(ShortLine { sku: sku("ML-B"), requested: Quantity::new(2)?, available: 1 }) }
+            reason: RejectionReason::OutOfStock {
+                lines: NonEmpty::one(ShortLine { sku: sku("ML-B"), requested: Quantity::new(2)?, available: 1 })
+            }
         })
     );
     assert_eq!(
         one(unknown.order_id())?,
-        Payload::InventoryRejected(glasshouse_contracts::InventoryRejected { reason: RejectionReason::UnknownSku { skus: NonEmpty::one(sku("NOPE-1")) } })
+        Payload::InventoryRejected(glasshouse_contracts::InventoryRejected {
+            reason: RejectionReason::UnknownSku { skus: NonEmpty::one(sku("NOPE-1")) }
+        })
     );
     let Payload::InventoryReserved(r) = one(fits.order_id())? else { panic!("fits was not reserved") };
     let lines: Vec<(String, u32)> = r.lines.iter().map(|l| (l.sku.as_str().to_owned(), l.quantity.get())).collect();
@@ -256,13 +270,20 @@ async fn saga_steps_through_kafka() -> anyhow::Result<()> {
     // 7. Confirmed / rejected: acknowledged (deduplicated), nothing emitted.
     let customer = CustomerId::parse("c-test")?;
     send(&producer, &topic, &Event::new(fits.order_id(), OrderConfirmed { customer_id: customer.clone() })).await?;
-    let rejected = Event::new(unknown.order_id(), OrderRejected { customer_id: customer, reason: RejectionReason::UnknownSku { skus: NonEmpty::one(sku("NOPE-1")) } });
+    let rejected = Event::new(
+        unknown.order_id(),
+        OrderRejected { customer_id: customer, reason: RejectionReason::UnknownSku { skus: NonEmpty::one(sku("NOPE-1")) } },
+    );
     send(&producer, &topic, &rejected).await?;
     send(&producer, &topic, &rejected).await?;
-    eventually("every later event processed", || async { Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM processed_events").fetch_one(pool).await? == 9) }).await?;
+    eventually("every later event processed", || async {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM processed_events").fetch_one(pool).await? == 9)
+    })
+    .await?;
 
     reader.until("the release", Duration::from_secs(60), |evs| count(evs, EventType::InventoryReleased) >= 1).await?;
-    let Payload::InventoryReleased(rel) = reader.of(fits.order_id()).iter().find(|e| e.event_type() == EventType::InventoryReleased).map(|e| e.payload().clone()).unwrap()
+    let Payload::InventoryReleased(rel) =
+        reader.of(fits.order_id()).iter().find(|e| e.event_type() == EventType::InventoryReleased).map(|e| e.payload().clone()).unwrap()
     else {
         unreachable!()
     };

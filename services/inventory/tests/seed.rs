@@ -29,7 +29,8 @@ async fn seeds_the_demo_catalog_idempotently() -> anyhow::Result<()> {
     assert_eq!(items, i64::from(DEFAULT_COUNT));
     let low: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM items WHERE stock <= 3").fetch_one(&db.pool).await?;
     assert_eq!(low, 30, "every tenth item nearly sold out, so demo orders get rejected");
-    let (name, price, stock): (String, i64, i64) = sqlx::query_as("SELECT name, price_minor, stock FROM items WHERE sku = 'DEMO-00042'").fetch_one(&db.pool).await?;
+    let (name, price, stock): (String, i64, i64) =
+        sqlx::query_as("SELECT name, price_minor, stock FROM items WHERE sku = 'DEMO-00042'").fetch_one(&db.pool).await?;
     let want = demo_item(42);
     assert_eq!((name, price, stock), (want.name.clone(), want.price_minor, want.stock));
 

@@ -89,10 +89,7 @@ impl TryFrom<&NotificationDoc> for NotificationDto {
     type Error = anyhow::Error;
 
     fn try_from(d: &NotificationDoc) -> anyhow::Result<Self> {
-        let uuid = |what: &str, s: &str| {
-            Uuid::parse_str(s)
-                .map_err(|e| anyhow::anyhow!("stored notification {}: {what} {s:?}: {e}", d.id))
-        };
+        let uuid = |what: &str, s: &str| Uuid::parse_str(s).map_err(|e| anyhow::anyhow!("stored notification {}: {what} {s:?}: {e}", d.id));
         let time = |what: &str, t: mongodb::bson::DateTime| {
             DateTime::<Utc>::from_timestamp_millis(t.timestamp_millis())
                 .ok_or_else(|| anyhow::anyhow!("stored notification {}: {what} out of range", d.id))
@@ -100,13 +97,8 @@ impl TryFrom<&NotificationDoc> for NotificationDto {
         Ok(Self {
             id: uuid("id", &d.id)?,
             event_id: uuid("event_id", &d.event_id)?,
-            event_type: NotificationTypeDto::parse(&d.event_type).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "stored notification {}: unknown event_type {:?}",
-                    d.id,
-                    d.event_type
-                )
-            })?,
+            event_type: NotificationTypeDto::parse(&d.event_type)
+                .ok_or_else(|| anyhow::anyhow!("stored notification {}: unknown event_type {:?}", d.id, d.event_type))?,
             order_id: uuid("order_id", &d.order_id)?,
             customer_id: d.customer_id.clone(),
             channel: match d.channel.as_str() {
@@ -146,16 +138,11 @@ fn encode_cursor(d: &NotificationDoc) -> String {
 }
 
 fn decode_cursor(c: &str) -> Result<After, Problem> {
-    let bad = || {
-        Problem::validation("cursor is not one this API gave out").with_extension("field", "cursor")
-    };
+    let bad = || Problem::validation("cursor is not one this API gave out").with_extension("field", "cursor");
     let (millis, id) = c.split_once('.').ok_or_else(bad)?;
     let created_at_ms: i64 = millis.parse().map_err(|_| bad())?;
     let id = Uuid::parse_str(id).map_err(|_| bad())?;
-    Ok(After {
-        created_at_ms,
-        id: id.to_string(),
-    })
+    Ok(After { created_at_ms, id: id.to_string() })
 }
 
 /// Which listing the query asks for, validated; exactly one of the two.
@@ -163,14 +150,10 @@ fn scope(order_id: Option<&str>, customer_id: Option<&str>) -> Result<QueryScope
     match (order_id, customer_id) {
         (Some(o), None) => Ok(QueryScope::Order(OrderId::parse(o)?)),
         (None, Some(c)) => Ok(QueryScope::Customer(CustomerId::parse(c)?)),
-        (Some(_), Some(_)) => Err(Problem::validation(
-            "give exactly one of order_id and customer_id, not both",
-        )
-        .with_extension("field", "order_id")),
-        (None, None) => Err(
-            Problem::validation("give exactly one of order_id and customer_id")
-                .with_extension("field", "order_id"),
-        ),
+        (Some(_), Some(_)) => {
+            Err(Problem::validation("give exactly one of order_id and customer_id, not both").with_extension("field", "order_id"))
+        }
+        (None, None) => Err(Problem::validation("give exactly one of order_id and customer_id").with_extension("field", "order_id")),
     }
 }
 
@@ -189,11 +172,7 @@ impl NotificationApi {
     /// items, never 404, so other customers' order ids cannot be probed.
     /// `customer_id`: the caller's own id, or any for an admin; another
     /// customer's id is 403.
-    #[oai(
-        path = "/notifications",
-        method = "get",
-        operation_id = "listNotifications"
-    )]
+    #[oai(path = "/notifications", method = "get", operation_id = "listNotifications")]
     async fn list_notifications(
         &self,
         auth: BearerAuth,
@@ -210,22 +189,16 @@ impl NotificationApi {
         let scope = scope(order_id.0.as_deref(), customer_id.0.as_deref())?;
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(Problem::validation(format!(
-                "limit must be within 1..={MAX_PAGE}, got {limit}"
-            ))
-            .with_extension("field", "limit"));
+            return Err(Problem::validation(format!("limit must be within 1..={MAX_PAGE}, got {limit}")).with_extension("field", "limit"));
         }
         let after = cursor.0.as_deref().map(decode_cursor).transpose()?;
         let scope = match scope {
-            QueryScope::Order(id) => Scope::Order {
-                order_id: id.to_string(),
-                owner: (!who.is_admin()).then(|| who.customer_id.as_str().to_owned()),
-            },
+            QueryScope::Order(id) => {
+                Scope::Order { order_id: id.to_string(), owner: (!who.is_admin()).then(|| who.customer_id.as_str().to_owned()) }
+            }
             QueryScope::Customer(c) => {
                 if !who.can_access(&c) {
-                    return Err(Problem::forbidden(
-                        "you may list only your own notifications",
-                    ));
+                    return Err(Problem::forbidden("you may list only your own notifications"));
                 }
                 Scope::Customer(c.as_str().to_owned())
             }
@@ -241,15 +214,8 @@ impl NotificationApi {
         } else {
             None
         };
-        let items = docs
-            .iter()
-            .map(NotificationDto::try_from)
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map_err(Problem::internal)?;
-        Ok(NotificationPageResponse::Ok(Json(NotificationPage {
-            items,
-            next_cursor,
-        })))
+        let items = docs.iter().map(NotificationDto::try_from).collect::<anyhow::Result<Vec<_>>>().map_err(Problem::internal)?;
+        Ok(NotificationPageResponse::Ok(Json(NotificationPage { items, next_cursor })))
     }
 }
 
@@ -262,26 +228,10 @@ mod tests {
         let e = glasshouse_contracts::schema::examples().remove(0);
         let d = NotificationDoc::new(&e, crate::render::render(&e).unwrap(), Utc::now());
         let after = decode_cursor(&encode_cursor(&d)).unwrap();
-        assert_eq!(
-            after,
-            After {
-                created_at_ms: d.created_at.timestamp_millis(),
-                id: d.id.clone()
-            }
-        );
-        for bad in [
-            "",
-            "123",
-            "abc.def",
-            "123.not-a-uuid",
-            ".0190f0f5-3c7e-7b7c-9c1a-1234567890ab",
-        ] {
+        assert_eq!(after, After { created_at_ms: d.created_at.timestamp_millis(), id: d.id.clone() });
+        for bad in ["", "123", "abc.def", "123.not-a-uuid", ".0190f0f5-3c7e-7b7c-9c1a-1234567890ab"] {
             let p = decode_cursor(bad).unwrap_err();
-            assert_eq!(
-                p.status(),
-                poem::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "{bad}"
-            );
+            assert_eq!(p.status(), poem::http::StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
         }
     }
 
@@ -289,22 +239,10 @@ mod tests {
     fn exactly_one_scope_parameter() {
         let order = "0190f0f5-3c7e-7b7c-9c1a-1234567890ab";
         assert!(matches!(scope(Some(order), None), Ok(QueryScope::Order(_))));
-        assert!(matches!(
-            scope(None, Some("cust-1")),
-            Ok(QueryScope::Customer(_))
-        ));
-        for (o, c) in [
-            (Some(order), Some("cust-1")),
-            (None, None),
-            (Some("nope"), None),
-            (None, Some("has space")),
-        ] {
+        assert!(matches!(scope(None, Some("cust-1")), Ok(QueryScope::Customer(_))));
+        for (o, c) in [(Some(order), Some("cust-1")), (None, None), (Some("nope"), None), (None, Some("has space"))] {
             let p = scope(o, c).err().unwrap();
-            assert_eq!(
-                p.status(),
-                poem::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "{o:?} {c:?}"
-            );
+            assert_eq!(p.status(), poem::http::StatusCode::UNPROCESSABLE_ENTITY, "{o:?} {c:?}");
         }
     }
 
@@ -316,10 +254,7 @@ mod tests {
         assert_eq!(dto.event_id, e.id().as_uuid());
         assert_eq!(dto.order_id, e.order_id().as_uuid());
         assert_eq!(dto.event_type, NotificationTypeDto::OrderCreated);
-        assert_eq!(
-            dto.occurred_at.timestamp_millis(),
-            e.occurred_at().timestamp_millis()
-        );
+        assert_eq!(dto.occurred_at.timestamp_millis(), e.occurred_at().timestamp_millis());
         let mut broken = d.clone();
         broken.event_type = "order.teleported".into();
         assert!(NotificationDto::try_from(&broken).is_err());

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use glasshouse_platform::app::{Shutdown, serve};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::service::{http_app, kafka_check};
 use glasshouse_platform::consumer::{ConsumerLoop, ensure_topics};
+use glasshouse_platform::service::{http_app, kafka_check};
 use glasshouse_telemetry::Metrics;
 use glasshouse_telemetry::health::{HealthCheck, HealthChecks};
 use poem_openapi::OpenApiService;
@@ -33,11 +33,8 @@ fn api_service(store: Store) -> OpenApiService<NotificationApi, ()> {
 /// MongoDB client connects lazily and is never used here. Async (unlike
 /// Order's) because creating a MongoDB client needs a Tokio runtime.
 pub async fn spec_yaml() -> anyhow::Result<String> {
-    let settings = DatabaseSettings {
-        url: "mongodb://127.0.0.1:1/".to_owned().into(),
-        name: "spec".into(),
-        server_selection_timeout_ms: 1,
-    };
+    let settings =
+        DatabaseSettings { url: "mongodb://127.0.0.1:1/".to_owned().into(), name: "spec".into(), server_selection_timeout_ms: 1 };
     Ok(api_service(Store::connect(&settings).await?).spec_yaml())
 }
 
@@ -80,10 +77,7 @@ impl Application {
         let authenticator = Authenticator::from_settings(&settings.auth).await?;
         let consumer = ConsumerLoop::new(
             k.consumer(&[&orders_topic]),
-            Arc::new(OrderEvents {
-                store: store.clone(),
-                metrics: notification_metrics,
-            }),
+            Arc::new(OrderEvents { store: store.clone(), metrics: notification_metrics }),
             metrics.standard.clone(),
         )?;
         let checks = HealthChecks::new().with(MongoCheck(store.clone())).with(kafka_check(&k.brokers)?);
@@ -91,15 +85,7 @@ impl Application {
 
         let listener = settings.http.bind()?;
         let port = listener.local_addr()?.port();
-        Ok(Self {
-            listener,
-            port,
-            app,
-            consumer,
-            store,
-            shutdown: Shutdown::new(),
-            drain: Duration::from_millis(settings.http.drain_ms),
-        })
+        Ok(Self { listener, port, app, consumer, store, shutdown: Shutdown::new(), drain: Duration::from_millis(settings.http.drain_ms) })
     }
 
     /// The bound HTTP port (the one asked for, or the one picked for port 0).
@@ -120,19 +106,9 @@ impl Application {
     /// Runs until shutdown: stops accepting, drains in-flight requests, lets
     /// the consumer finish its message and commit its offset.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self {
-            listener,
-            app,
-            consumer,
-            shutdown,
-            drain,
-            ..
-        } = self;
+        let Self { listener, app, consumer, shutdown, drain, .. } = self;
         let consumer_task = tokio::spawn(consumer.run(shutdown.subscribe()));
-        tracing::info!(
-            port = listener.local_addr()?.port(),
-            "notification service listening"
-        );
+        tracing::info!(port = listener.local_addr()?.port(), "notification service listening");
         let served = serve(listener, app, shutdown.clone(), drain).await;
         // The server returns on shutdown (or a fatal accept error): stop the consumer too.
         shutdown.trigger();

@@ -24,35 +24,24 @@ pub struct OrderEvents {
 pub fn handle_error(e: mongodb::error::Error) -> HandleError {
     let transient = store::is_transient(&e);
     let e = anyhow::Error::new(e).context("store the notification");
-    if transient {
-        HandleError::Transient(e)
-    } else {
-        HandleError::Permanent(e)
-    }
+    if transient { HandleError::Transient(e) } else { HandleError::Permanent(e) }
 }
 
 #[async_trait::async_trait]
 impl MessageHandler for OrderEvents {
     async fn handle(&self, msg: &InboundMessage) -> Result<Handled, HandleError> {
-        let event = Event::from_slice(&msg.payload)
-            .map_err(|e| HandleError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
+        let event = Event::from_slice(&msg.payload).map_err(|e| HandleError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
         tracing::Span::current().record("messaging.message.id", event.id().to_string().as_str());
         let event_type: EventType = event.event_type();
         let Some(rendered) = render(&event) else {
             // Only Order's events are on this topic; anything else breaks the contract.
-            return Err(HandleError::Permanent(anyhow::anyhow!(
-                "notification does not consume {event_type} (on {})",
-                msg.topic
-            )));
+            return Err(HandleError::Permanent(anyhow::anyhow!("notification does not consume {event_type} (on {})", msg.topic)));
         };
         let now = Utc::now();
         let doc = NotificationDoc::new(&event, rendered, now);
         match self.store.insert(&doc).await.map_err(handle_error)? {
             Inserted::New => {
-                let lag = (now - event.occurred_at())
-                    .num_microseconds()
-                    .unwrap_or(i64::MAX) as f64
-                    / 1e6;
+                let lag = (now - event.occurred_at()).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
                 self.metrics.stored(event_type, lag);
                 tracing::info!(order_id = %event.order_id(), event_type = event_type.as_str(), notification_id = %doc.id, "notification stored");
                 Ok(Handled::Processed)

@@ -5,5 +5,11 @@ use glasshouse_notification::{Application, SERVICE, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    glasshouse_platform::app::run_main(SERVICE, concat!(env!("CARGO_MANIFEST_DIR"), "/config"), |s: &Settings| &s.telemetry, Application::build).await
+    glasshouse_platform::app::run_main(
+        SERVICE,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+        |s: &Settings| &s.telemetry,
+        Application::build,
+    )
+    .await
 }

@@ -12,9 +12,7 @@ use prometheus_client::registry::Unit;
 /// whole saga hop (outbox poll, Kafka, maybe Inventory and Order in between
 /// for `order.confirmed`), so it starts at 10 ms and must still resolve a
 /// backlog of a minute, the point where a customer notices.
-pub const LAG_BUCKETS: [f64; 13] = [
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
-];
+pub const LAG_BUCKETS: [f64; 13] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabels {
@@ -37,15 +35,8 @@ pub struct NotificationMetrics {
 
 impl NotificationMetrics {
     pub fn register(metrics: &glasshouse_telemetry::Metrics) -> Self {
-        let m = Self {
-            notifications: Family::default(),
-            lag: Family::new_with_constructor(lag_histogram as fn() -> LagHistogram),
-        };
-        metrics.register(
-            "notifications",
-            "Notifications stored, by the event type they tell about",
-            m.notifications.clone(),
-        );
+        let m = Self { notifications: Family::default(), lag: Family::new_with_constructor(lag_histogram as fn() -> LagHistogram) };
+        metrics.register("notifications", "Notifications stored, by the event type they tell about", m.notifications.clone());
         metrics.register_with_unit(
             "order_to_notification",
             "Time from an event's occurred_at to its notification being stored",
@@ -59,16 +50,10 @@ impl NotificationMetrics {
     /// not counted: nothing new reached the customer. The exemplar is the
     /// consume trace, which continues the trace of the request that caused it.
     pub fn stored(&self, event_type: EventType, lag_seconds: f64) {
-        let labels = TypeLabels {
-            r#type: event_type.as_str().to_owned(),
-        };
+        let labels = TypeLabels { r#type: event_type.as_str().to_owned() };
         self.notifications.get_or_create(&labels).inc();
         // Clocks of two hosts may disagree a little; a negative lag means "no lag".
-        self.lag.get_or_create(&labels).observe(
-            lag_seconds.max(0.0),
-            glasshouse_telemetry::traces::current_exemplar(),
-            None,
-        );
+        self.lag.get_or_create(&labels).observe(lag_seconds.max(0.0), glasshouse_telemetry::traces::current_exemplar(), None);
     }
 }
 
@@ -83,43 +68,17 @@ mod tests {
         m.stored(EventType::OrderConfirmed, 0.3);
         m.stored(EventType::OrderConfirmed, -1.0);
         let text = metrics.encode();
-        assert!(
-            text.contains(r#"notifications_total{type="order.confirmed"} 2"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                r#"order_to_notification_seconds_bucket{le="0.5",type="order.confirmed"} 2"#
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                r#"order_to_notification_seconds_bucket{le="0.01",type="order.confirmed"} 1"#
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"order_to_notification_seconds_count{type="order.confirmed"} 2"#),
-            "{text}"
-        );
+        assert!(text.contains(r#"notifications_total{type="order.confirmed"} 2"#), "{text}");
+        assert!(text.contains(r#"order_to_notification_seconds_bucket{le="0.5",type="order.confirmed"} 2"#), "{text}");
+        assert!(text.contains(r#"order_to_notification_seconds_bucket{le="0.01",type="order.confirmed"} 1"#), "{text}");
+        assert!(text.contains(r#"order_to_notification_seconds_count{type="order.confirmed"} 2"#), "{text}");
     }
     /// Every business family `telemetry/METRICS.md` gives to `notification`
     /// is exposed under that name with those labels, and nothing else is.
     #[test]
     fn exposes_exactly_the_families_metrics_md_assigns_to_notification() {
-        let doc = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../telemetry/METRICS.md"
-        ))
-        .unwrap();
-        let section = doc
-            .split("## Business families")
-            .nth(1)
-            .unwrap()
-            .split("\n## ")
-            .next()
-            .unwrap();
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../telemetry/METRICS.md")).unwrap();
+        let section = doc.split("## Business families").nth(1).unwrap().split("\n## ").next().unwrap();
         // `| name | type | labels | owner |` rows owned by notification: (name, first label).
         let mut contract: Vec<(String, String)> = section
             .lines()
@@ -127,15 +86,7 @@ mod tests {
             .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
             .filter(|cells| cells[4].starts_with("notification"))
             .map(|cells| {
-                (
-                    cells[1].trim_matches('`').to_owned(),
-                    cells[3]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or("")
-                        .trim_matches('`')
-                        .to_owned(),
-                )
+                (cells[1].trim_matches('`').to_owned(), cells[3].split_whitespace().next().unwrap_or("").trim_matches('`').to_owned())
             })
             .collect();
         contract.sort();
@@ -146,28 +97,13 @@ mod tests {
         let text = metrics.encode();
         let standard = glasshouse_telemetry::Metrics::new("notification").encode();
         let mut exposed: Vec<(String, String)> = Vec::new();
-        for line in text
-            .lines()
-            .filter(|l| l.starts_with("# TYPE ") && !standard.contains(*l))
-        {
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ") && !standard.contains(*l)) {
             let mut words = line.split_whitespace().skip(2);
             let (family, kind) = (words.next().unwrap(), words.next().unwrap());
-            let name = if kind == "counter" {
-                format!("{family}_total")
-            } else {
-                family.to_owned()
-            };
-            let sample = text
-                .lines()
-                .find(|l| !l.starts_with('#') && l.starts_with(family))
-                .unwrap();
+            let name = if kind == "counter" { format!("{family}_total") } else { family.to_owned() };
+            let sample = text.lines().find(|l| !l.starts_with('#') && l.starts_with(family)).unwrap();
             let labels = sample.split_once('{').unwrap().1.split_once('}').unwrap().0;
-            let keys: Vec<&str> = labels
-                .split(',')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, _)| k)
-                .filter(|k| *k != "le")
-                .collect();
+            let keys: Vec<&str> = labels.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, _)| k).filter(|k| *k != "le").collect();
             exposed.push((name, keys.join(",")));
         }
         exposed.sort();

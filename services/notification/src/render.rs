@@ -1,9 +1,7 @@
 //! What the customer reads: subject and body of the (simulated) e-mail for
 //! each order event. Pure functions, so every wording is unit-tested.
 
-use glasshouse_contracts::{
-    CustomerId, Event, EventType, Money, OrderCreated, Payload, RejectionReason,
-};
+use glasshouse_contracts::{CustomerId, Event, EventType, Money, OrderCreated, Payload, RejectionReason};
 
 /// The channel notifications go out on. Only e-mail exists, and it is
 /// simulated: the message is stored (and listed by the API), never sent.
@@ -21,62 +19,37 @@ pub struct Rendered {
 /// The event types that produce a notification: the order's lifecycle as
 /// the customer sees it. Inventory's events are internal steps of the saga;
 /// their outcome reaches the customer through `order.confirmed|rejected`.
-pub const NOTIFIED: [EventType; 4] = [
-    EventType::OrderCreated,
-    EventType::OrderConfirmed,
-    EventType::OrderRejected,
-    EventType::OrderCancelled,
-];
+pub const NOTIFIED: [EventType; 4] =
+    [EventType::OrderCreated, EventType::OrderConfirmed, EventType::OrderRejected, EventType::OrderCancelled];
 
 /// Renders the notification for `event`, or `None` for an event type the
 /// customer is not told about (see [`NOTIFIED`]).
 pub fn render(event: &Event) -> Option<Rendered> {
     let id = event.order_id();
     let (customer_id, subject, body) = match event.payload() {
-        Payload::OrderCreated(p) => (
-            p.customer_id.clone(),
-            format!("We received your order {id}"),
-            created_body(&id.to_string(), p),
-        ),
+        Payload::OrderCreated(p) => (p.customer_id.clone(), format!("We received your order {id}"), created_body(&id.to_string(), p)),
         Payload::OrderConfirmed(p) => (
             p.customer_id.clone(),
             format!("Your order {id} is confirmed"),
-            format!(
-                "Good news: every item of your order {id} is reserved for you, and the order is confirmed."
-            ),
+            format!("Good news: every item of your order {id} is reserved for you, and the order is confirmed."),
         ),
-        Payload::OrderRejected(p) => (
-            p.customer_id.clone(),
-            format!("Your order {id} could not be accepted"),
-            rejected_body(&id.to_string(), &p.reason),
-        ),
+        Payload::OrderRejected(p) => {
+            (p.customer_id.clone(), format!("Your order {id} could not be accepted"), rejected_body(&id.to_string(), &p.reason))
+        }
         Payload::OrderCancelled(p) => (
             p.customer_id.clone(),
             format!("Your order {id} is cancelled"),
-            format!(
-                "As you asked, your order {id} is cancelled. Any items reserved for it are released."
-            ),
+            format!("As you asked, your order {id} is cancelled. Any items reserved for it are released."),
         ),
-        Payload::InventoryReserved(_)
-        | Payload::InventoryRejected(_)
-        | Payload::InventoryReleased(_) => return None,
+        Payload::InventoryReserved(_) | Payload::InventoryRejected(_) | Payload::InventoryReleased(_) => return None,
     };
-    Some(Rendered {
-        customer_id,
-        subject,
-        body,
-    })
+    Some(Rendered { customer_id, subject, body })
 }
 
 fn created_body(id: &str, p: &OrderCreated) -> String {
     let mut body = format!("Thank you for your order {id}.\n\n");
     for line in p.lines.iter() {
-        body.push_str(&format!(
-            "- {} x {} at {} each\n",
-            line.quantity,
-            line.sku,
-            money(&line.unit_price)
-        ));
+        body.push_str(&format!("- {} x {} at {} each\n", line.quantity, line.sku, money(&line.unit_price)));
     }
     body.push_str(&format!(
         "\nTotal: {}\n\nWe are reserving the items now and will write again as soon as the order is confirmed.",
@@ -89,18 +62,13 @@ fn created_body(id: &str, p: &OrderCreated) -> String {
 fn rejected_body(id: &str, reason: &RejectionReason) -> String {
     match reason {
         RejectionReason::OutOfStock { lines } => {
-            let mut body = format!(
-                "We are sorry: we could not accept your order {id} because some items are out of stock:\n"
-            );
+            let mut body = format!("We are sorry: we could not accept your order {id} because some items are out of stock:\n");
             for l in lines.iter() {
                 let left = match l.available {
                     0 => "none left".to_owned(),
                     n => format!("only {n} left"),
                 };
-                body.push_str(&format!(
-                    "- {}: you asked for {}, {left}\n",
-                    l.sku, l.requested
-                ));
+                body.push_str(&format!("- {}: you asked for {}, {left}\n", l.sku, l.requested));
             }
             body.push_str("\nNothing was reserved. You are welcome to order again with the quantities we have.");
             body
@@ -121,8 +89,8 @@ pub fn money(m: &Money) -> String {
     let currency = m.currency();
     let code = currency.as_str();
     let decimals: u32 = match code {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF"
+        | "XPF" => 0,
         "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
         _ => 2,
     };
@@ -131,19 +99,13 @@ pub fn money(m: &Money) -> String {
         return format!("{amount} {code}");
     }
     let unit = 10_i64.pow(decimals);
-    format!(
-        "{}.{:0width$} {code}",
-        amount / unit,
-        amount % unit,
-        width = decimals as usize
-    )
+    format!("{}.{:0width$} {code}", amount / unit, amount % unit, width = decimals as usize)
 }
 
 #[cfg(test)]
 mod tests {
     use glasshouse_contracts::{
-        NonEmpty, OrderCancelled, OrderConfirmed, OrderId, OrderLine, OrderRejected, Quantity,
-        ShortLine, Sku, StockLine,
+        NonEmpty, OrderCancelled, OrderConfirmed, OrderId, OrderLine, OrderRejected, Quantity, ShortLine, Sku, StockLine,
     };
 
     use super::*;
@@ -153,11 +115,7 @@ mod tests {
     }
 
     fn line(sku: &str, qty: u32, minor: i64) -> OrderLine {
-        OrderLine {
-            sku: Sku::parse(sku).unwrap(),
-            quantity: Quantity::new(qty).unwrap(),
-            unit_price: Money::parse(minor, "EUR").unwrap(),
-        }
+        OrderLine { sku: Sku::parse(sku).unwrap(), quantity: Quantity::new(qty).unwrap(), unit_price: Money::parse(minor, "EUR").unwrap() }
     }
 
     #[test]
@@ -177,34 +135,17 @@ mod tests {
         let r = render(&e).unwrap();
         assert_eq!(r.customer_id, customer());
         assert_eq!(r.subject, format!("We received your order {id}"));
-        assert!(
-            r.body
-                .contains("- 2 x SKU-1 at 19.99 EUR each\n- 1 x SKU-2 at 5.00 EUR each\n"),
-            "{}",
-            r.body
-        );
+        assert!(r.body.contains("- 2 x SKU-1 at 19.99 EUR each\n- 1 x SKU-2 at 5.00 EUR each\n"), "{}", r.body);
         assert!(r.body.contains("Total: 44.98 EUR"), "{}", r.body);
     }
 
     #[test]
     fn confirmed_and_cancelled_name_the_order() {
         let id = OrderId::new();
-        let r = render(&Event::new(
-            id,
-            OrderConfirmed {
-                customer_id: customer(),
-            },
-        ))
-        .unwrap();
+        let r = render(&Event::new(id, OrderConfirmed { customer_id: customer() })).unwrap();
         assert_eq!(r.subject, format!("Your order {id} is confirmed"));
         assert!(r.body.contains(&id.to_string()));
-        let r = render(&Event::new(
-            id,
-            OrderCancelled {
-                customer_id: customer(),
-            },
-        ))
-        .unwrap();
+        let r = render(&Event::new(id, OrderCancelled { customer_id: customer() })).unwrap();
         assert_eq!(r.subject, format!("Your order {id} is cancelled"));
     }
 
@@ -212,93 +153,42 @@ mod tests {
     fn out_of_stock_rejection_says_what_is_short() {
         let id = OrderId::new();
         let short = NonEmpty::new(vec![
-            ShortLine {
-                sku: Sku::parse("SKU-1").unwrap(),
-                requested: Quantity::new(3).unwrap(),
-                available: 1,
-            },
-            ShortLine {
-                sku: Sku::parse("SKU-2").unwrap(),
-                requested: Quantity::new(2).unwrap(),
-                available: 0,
-            },
+            ShortLine { sku: Sku::parse("SKU-1").unwrap(), requested: Quantity::new(3).unwrap(), available: 1 },
+            ShortLine { sku: Sku::parse("SKU-2").unwrap(), requested: Quantity::new(2).unwrap(), available: 0 },
         ])
         .unwrap();
-        let e = Event::new(
-            id,
-            OrderRejected {
-                customer_id: customer(),
-                reason: RejectionReason::OutOfStock { lines: short },
-            },
-        );
+        let e = Event::new(id, OrderRejected { customer_id: customer(), reason: RejectionReason::OutOfStock { lines: short } });
         let r = render(&e).unwrap();
         assert_eq!(r.subject, format!("Your order {id} could not be accepted"));
         assert!(r.body.contains("out of stock"), "{}", r.body);
-        assert!(
-            r.body.contains(
-                "- SKU-1: you asked for 3, only 1 left\n- SKU-2: you asked for 2, none left\n"
-            ),
-            "{}",
-            r.body
-        );
+        assert!(r.body.contains("- SKU-1: you asked for 3, only 1 left\n- SKU-2: you asked for 2, none left\n"), "{}", r.body);
         // The machine code never reaches the customer.
         assert!(!r.body.contains("out_of_stock"), "{}", r.body);
     }
 
     #[test]
     fn unknown_sku_rejection_lists_the_skus() {
-        let skus = NonEmpty::new(vec![
-            Sku::parse("SKU-9").unwrap(),
-            Sku::parse("SKU-10").unwrap(),
-        ])
-        .unwrap();
-        let e = Event::new(
-            OrderId::new(),
-            OrderRejected {
-                customer_id: customer(),
-                reason: RejectionReason::UnknownSku { skus },
-            },
-        );
+        let skus = NonEmpty::new(vec![Sku::parse("SKU-9").unwrap(), Sku::parse("SKU-10").unwrap()]).unwrap();
+        let e = Event::new(OrderId::new(), OrderRejected { customer_id: customer(), reason: RejectionReason::UnknownSku { skus } });
         let r = render(&e).unwrap();
-        assert!(
-            r.body.contains("not in our catalogue: SKU-9, SKU-10."),
-            "{}",
-            r.body
-        );
+        assert!(r.body.contains("not in our catalogue: SKU-9, SKU-10."), "{}", r.body);
         assert!(!r.body.contains("unknown_sku"), "{}", r.body);
     }
 
     #[test]
     fn exactly_the_notified_types_render() {
-        let lines = NonEmpty::one(StockLine {
-            sku: Sku::parse("SKU-1").unwrap(),
-            quantity: Quantity::new(1).unwrap(),
-        });
-        let e = Event::new(
-            OrderId::new(),
-            glasshouse_contracts::InventoryReleased { lines },
-        );
+        let lines = NonEmpty::one(StockLine { sku: Sku::parse("SKU-1").unwrap(), quantity: Quantity::new(1).unwrap() });
+        let e = Event::new(OrderId::new(), glasshouse_contracts::InventoryReleased { lines });
         assert_eq!(render(&e), None);
         let examples = glasshouse_contracts::schema::examples();
         for t in EventType::ALL {
-            assert!(
-                examples.iter().any(|e| e.event_type() == t),
-                "no example of {t}"
-            );
+            assert!(examples.iter().any(|e| e.event_type() == t), "no example of {t}");
         }
         for e in examples {
             let rendered = render(&e);
-            assert_eq!(
-                rendered.is_some(),
-                NOTIFIED.contains(&e.event_type()),
-                "{}",
-                e.event_type()
-            );
+            assert_eq!(rendered.is_some(), NOTIFIED.contains(&e.event_type()), "{}", e.event_type());
             if let Some(r) = rendered {
-                assert!(
-                    r.subject.contains(&e.order_id().to_string()) && !r.body.is_empty(),
-                    "{r:?}"
-                );
+                assert!(r.subject.contains(&e.order_id().to_string()) && !r.body.is_empty(), "{r:?}");
             }
         }
     }

@@ -20,7 +20,6 @@ pub struct Settings {
     pub telemetry: TelemetryConfig,
 }
 
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
@@ -46,5 +45,3 @@ impl DatabaseSettings {
         Duration::from_millis(self.server_selection_timeout_ms)
     }
 }
-
-

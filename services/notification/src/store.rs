@@ -44,9 +44,7 @@ pub const DUPLICATE_KEY: i32 = 11000;
 /// Server error codes that mean "this server cannot serve now, another try
 /// may succeed": not reachable, shutting down, stepping down, out of time.
 /// The same codes the driver itself retries reads on, plus MaxTimeMSExpired.
-const TRANSIENT_CODES: [i32; 13] = [
-    6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436,
-];
+const TRANSIENT_CODES: [i32; 13] = [6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436];
 
 /// One stored notification. Ids and times are stored as the API shows them:
 /// uuids as hyphenated strings (readable in a shell, exact-match queries),
@@ -108,10 +106,7 @@ pub enum Scope {
     Customer(String),
     /// The notifications of one order; `owner` restricts them to one
     /// customer's (`None` only for admins).
-    Order {
-        order_id: String,
-        owner: Option<String>,
-    },
+    Order { order_id: String, owner: Option<String> },
 }
 
 /// Keyset position: the last item of the previous page. Pages are sorted by
@@ -134,16 +129,11 @@ pub struct Store {
 impl Store {
     /// A client for `settings` (connects lazily; see [`Store::ensure_indexes`]).
     pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
-        let mut options = ClientOptions::parse(settings.url.expose_secret())
-            .await
-            .context("database.url is not a usable MongoDB connection string")?;
+        let mut options =
+            ClientOptions::parse(settings.url.expose_secret()).await.context("database.url is not a usable MongoDB connection string")?;
         options.app_name = Some("glasshouse-notification".to_owned());
         options.server_selection_timeout = Some(settings.server_selection_timeout());
-        options.connect_timeout = Some(
-            settings
-                .server_selection_timeout()
-                .min(Duration::from_secs(10)),
-        );
+        options.connect_timeout = Some(settings.server_selection_timeout().min(Duration::from_secs(10)));
         let server = match options.hosts.first() {
             Some(ServerAddress::Tcp { host, port }) => (host.clone(), port.unwrap_or(27017)),
             _ => (String::new(), 0),
@@ -151,11 +141,7 @@ impl Store {
         let client = Client::with_options(options).context("create the MongoDB client")?;
         let db = client.database(&settings.name);
         let notifications = db.collection(COLLECTION);
-        Ok(Self {
-            db,
-            notifications,
-            server,
-        })
+        Ok(Self { db, notifications, server })
     }
 
     /// Creates the indexes if missing (idempotent; every instance runs it at
@@ -164,45 +150,26 @@ impl Store {
     pub async fn ensure_indexes(&self) -> anyhow::Result<()> {
         let unique = IndexModel::builder()
             .keys(doc! { "event_id": 1 })
-            .options(
-                IndexOptions::builder()
-                    .unique(true)
-                    .name(EVENT_ID_INDEX.to_owned())
-                    .build(),
-            )
+            .options(IndexOptions::builder().unique(true).name(EVENT_ID_INDEX.to_owned()).build())
             .build();
         let by_customer = IndexModel::builder()
             .keys(doc! { "customer_id": 1, "created_at": -1, "_id": -1 })
-            .options(
-                IndexOptions::builder()
-                    .name("customer_newest_first".to_owned())
-                    .build(),
-            )
+            .options(IndexOptions::builder().name("customer_newest_first".to_owned()).build())
             .build();
         let by_order = IndexModel::builder()
             .keys(doc! { "order_id": 1, "created_at": -1, "_id": -1 })
-            .options(
-                IndexOptions::builder()
-                    .name("order_newest_first".to_owned())
-                    .build(),
-            )
+            .options(IndexOptions::builder().name("order_newest_first".to_owned()).build())
             .build();
         // One `createIndexes` per index: FerretDB 1.24 drops the connection
         // (a server-side panic) when one call names several indexes that
         // already exist, i.e. on every restart. One at a time, re-creating an
         // existing identical index is a no-op there as in MongoDB.
         for index in [unique, by_customer, by_order] {
-            let name = index
-                .options
-                .as_ref()
-                .and_then(|o| o.name.clone())
-                .unwrap_or_default();
+            let name = index.options.as_ref().and_then(|o| o.name.clone()).unwrap_or_default();
             self.notifications
                 .create_index(index)
                 .await
-                .with_context(|| {
-                    format!("create index {name} on {}.{COLLECTION}", self.db.name())
-                })?;
+                .with_context(|| format!("create index {name} on {}.{COLLECTION}", self.db.name()))?;
         }
         Ok(())
     }
@@ -221,13 +188,7 @@ impl Store {
     /// `insert_one`: atomic on its own (see the module doc for why that is enough).
     pub async fn insert(&self, doc: &NotificationDoc) -> mongodb::error::Result<Inserted> {
         let span = self.span("insert");
-        match self
-            .notifications
-            .insert_one(doc)
-            .into_future()
-            .instrument(span.clone())
-            .await
-        {
+        match self.notifications.insert_one(doc).into_future().instrument(span.clone()).await {
             Ok(_) => Ok(Inserted::New),
             Err(e) if is_duplicate_key(&e) => Ok(Inserted::Duplicate),
             Err(e) => {
@@ -239,41 +200,19 @@ impl Store {
     }
 
     /// Up to `limit` notifications of `scope` after `after`, newest first.
-    pub async fn list(
-        &self,
-        scope: &Scope,
-        after: Option<&After>,
-        limit: i64,
-    ) -> mongodb::error::Result<Vec<NotificationDoc>> {
+    pub async fn list(&self, scope: &Scope, after: Option<&After>, limit: i64) -> mongodb::error::Result<Vec<NotificationDoc>> {
         let mut filter = match scope {
             Scope::Customer(c) => doc! { "customer_id": c },
-            Scope::Order {
-                order_id,
-                owner: Some(c),
-            } => doc! { "order_id": order_id, "customer_id": c },
-            Scope::Order {
-                order_id,
-                owner: None,
-            } => doc! { "order_id": order_id },
+            Scope::Order { order_id, owner: Some(c) } => doc! { "order_id": order_id, "customer_id": c },
+            Scope::Order { order_id, owner: None } => doc! { "order_id": order_id },
         };
         if let Some(a) = after {
             let at = bson::DateTime::from_millis(a.created_at_ms);
-            filter.insert(
-                "$or",
-                vec![
-                    doc! { "created_at": { "$lt": at } },
-                    doc! { "created_at": at, "_id": { "$lt": &a.id } },
-                ],
-            );
+            filter.insert("$or", vec![doc! { "created_at": { "$lt": at } }, doc! { "created_at": at, "_id": { "$lt": &a.id } }]);
         }
         let span = self.span("find");
         async {
-            let cursor = self
-                .notifications
-                .find(filter)
-                .sort(doc! { "created_at": -1, "_id": -1 })
-                .limit(limit)
-                .await?;
+            let cursor = self.notifications.find(filter).sort(doc! { "created_at": -1, "_id": -1 }).limit(limit).await?;
             cursor.try_collect().await
         }
         .instrument(span.clone())
@@ -286,11 +225,7 @@ impl Store {
 
     /// Every notification of one event (tests: "stored once").
     pub async fn by_event(&self, event_id: &str) -> mongodb::error::Result<Vec<NotificationDoc>> {
-        self.notifications
-            .find(doc! { "event_id": event_id })
-            .await?
-            .try_collect()
-            .await
+        self.notifications.find(doc! { "event_id": event_id }).await?.try_collect().await
     }
 
     /// A client span with the database semantic-convention attributes, so a
@@ -329,21 +264,13 @@ pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 /// else (a document the server refuses, a bad argument) would fail again.
 pub fn is_transient(e: &mongodb::error::Error) -> bool {
     use mongodb::error::{RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
-    if [
-        RETRYABLE_WRITE_ERROR,
-        RETRYABLE_ERROR,
-        TRANSIENT_TRANSACTION_ERROR,
-    ]
-    .iter()
-    .any(|l| e.contains_label(l))
-    {
+    if [RETRYABLE_WRITE_ERROR, RETRYABLE_ERROR, TRANSIENT_TRANSACTION_ERROR].iter().any(|l| e.contains_label(l)) {
         return true;
     }
     match e.kind.as_ref() {
-        ErrorKind::Io(_)
-        | ErrorKind::ServerSelection { .. }
-        | ErrorKind::ConnectionPoolCleared { .. }
-        | ErrorKind::DnsResolve { .. } => true,
+        ErrorKind::Io(_) | ErrorKind::ServerSelection { .. } | ErrorKind::ConnectionPoolCleared { .. } | ErrorKind::DnsResolve { .. } => {
+            true
+        }
         ErrorKind::Write(WriteFailure::WriteConcernError(_)) => true,
         ErrorKind::Write(WriteFailure::WriteError(w)) => TRANSIENT_CODES.contains(&w.code),
         ErrorKind::Command(c) => TRANSIENT_CODES.contains(&c.code),
@@ -371,8 +298,7 @@ mod tests {
     use super::*;
 
     fn command(code: i32) -> Error {
-        let c: CommandError =
-            bson::from_document(doc! { "code": code, "codeName": "X", "errmsg": "x" }).unwrap();
+        let c: CommandError = bson::from_document(doc! { "code": code, "codeName": "X", "errmsg": "x" }).unwrap();
         Error::from(ErrorKind::Command(c))
     }
 
@@ -386,17 +312,12 @@ mod tests {
         assert!(is_duplicate_key(&write(11000)));
         assert!(is_duplicate_key(&command(11000)));
         assert!(!is_duplicate_key(&write(121)));
-        assert!(
-            !is_transient(&write(11000)),
-            "a duplicate is not worth retrying"
-        );
+        assert!(!is_transient(&write(11000)), "a duplicate is not worth retrying");
     }
 
     #[test]
     fn network_and_not_ready_are_transient_the_rest_permanent() {
-        let io = Error::from(ErrorKind::Io(Arc::new(std::io::Error::from(
-            std::io::ErrorKind::ConnectionReset,
-        ))));
+        let io = Error::from(ErrorKind::Io(Arc::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset))));
         assert!(is_transient(&io));
         for code in [91, 189, 11600, 10107, 50] {
             assert!(is_transient(&command(code)), "{code}");
@@ -421,10 +342,7 @@ mod tests {
         assert_eq!(d.order_id, e.order_id().to_string());
         assert_eq!(d.customer_id, rendered.customer_id.as_str());
         assert_eq!(d.channel, "email");
-        assert_eq!(
-            d.occurred_at.timestamp_millis(),
-            e.occurred_at().timestamp_millis()
-        );
+        assert_eq!(d.occurred_at.timestamp_millis(), e.occurred_at().timestamp_millis());
         assert_eq!(d.created_at.timestamp_millis(), now.timestamp_millis());
         assert!(Uuid::parse_str(&d.id).is_ok_and(|u| u.get_version_num() == 7));
     }

@@ -18,12 +18,7 @@ async fn requests_are_authenticated_and_queries_validated() -> anyhow::Result<()
     let path = format!("/notifications?order_id={order}");
 
     assert_problem(app.get(&path, None).await?, 401, "unauthenticated").await?;
-    assert_problem(
-        app.get(&path, Some("not.a.jwt")).await?,
-        401,
-        "unauthenticated",
-    )
-    .await?;
+    assert_problem(app.get(&path, Some("not.a.jwt")).await?, 401, "unauthenticated").await?;
 
     let token = app.token("cust-1", vec![Role::Customer]);
     for bad in [
@@ -36,27 +31,15 @@ async fn requests_are_authenticated_and_queries_validated() -> anyhow::Result<()
         "/notifications?order_id=not-a-uuid".to_owned(),
         "/notifications?customer_id=".to_owned(),
     ] {
-        let body =
-            assert_problem(app.get(&bad, Some(&token)).await?, 422, "validation-failed").await?;
-        assert!(
-            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-            "{bad}: {body}"
-        );
+        let body = assert_problem(app.get(&bad, Some(&token)).await?, 422, "validation-failed").await?;
+        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{bad}: {body}");
     }
     // Not a number at all: poem-openapi refuses it before the handler, still as problem+json.
-    assert_problem(
-        app.get(&format!("{path}&limit=ten"), Some(&token)).await?,
-        400,
-        "bad-request",
-    )
-    .await?;
+    assert_problem(app.get(&format!("{path}&limit=ten"), Some(&token)).await?, 400, "bad-request").await?;
 
     // Valid and empty.
     let page = app.get_ok(&format!("{path}&limit=100"), &token).await?;
-    assert_eq!(
-        page,
-        serde_json::json!({ "items": [], "next_cursor": null })
-    );
+    assert_eq!(page, serde_json::json!({ "items": [], "next_cursor": null }));
 
     // Health: both dependencies checked.
     let ready = app.get("/health/ready", None).await?;
@@ -67,13 +50,9 @@ async fn requests_are_authenticated_and_queries_validated() -> anyhow::Result<()
     assert_eq!(app.get("/health/live", None).await?.status(), 200);
 
     // The served contract is the committed one.
-    let served: serde_yaml::Value =
-        serde_yaml::from_str(&app.get("/openapi.yaml", None).await?.text().await?)?;
+    let served: serde_yaml::Value = serde_yaml::from_str(&app.get("/openapi.yaml", None).await?.text().await?)?;
     let committed: serde_yaml::Value = serde_yaml::from_str(include_str!("../openapi.yaml"))?;
-    assert_eq!(
-        served, committed,
-        "served /openapi.yaml differs from services/notification/openapi.yaml"
-    );
+    assert_eq!(served, committed, "served /openapi.yaml differs from services/notification/openapi.yaml");
     app.stop().await
 }
 
@@ -84,35 +63,16 @@ async fn a_customer_pages_through_their_notifications_newest_first() -> anyhow::
     let other = CustomerId::parse(&stack::unique_name("cust"))?;
     // Five for the owner, two of them stored in the same millisecond (the id
     // breaks the tie), and one for someone else.
-    let base = Utc
-        .timestamp_millis_opt(1_750_000_000_000)
-        .single()
-        .unwrap();
+    let base = Utc.timestamp_millis_opt(1_750_000_000_000).single().unwrap();
     let mut expected = Vec::new();
     for (i, offset_ms) in [0, 10, 10, 20, 30].into_iter().enumerate() {
-        let e = Event::new(
-            OrderId::new(),
-            OrderConfirmed {
-                customer_id: owner.clone(),
-            },
-        );
-        let doc = NotificationDoc::new(
-            &e,
-            render(&e).unwrap(),
-            base + chrono::Duration::milliseconds(offset_ms),
-        );
+        let e = Event::new(OrderId::new(), OrderConfirmed { customer_id: owner.clone() });
+        let doc = NotificationDoc::new(&e, render(&e).unwrap(), base + chrono::Duration::milliseconds(offset_ms));
         assert_eq!(app.store.insert(&doc).await?, Inserted::New, "#{i}");
         expected.push(doc);
     }
-    let e = Event::new(
-        OrderId::new(),
-        OrderConfirmed {
-            customer_id: other.clone(),
-        },
-    );
-    app.store
-        .insert(&NotificationDoc::new(&e, render(&e).unwrap(), base))
-        .await?;
+    let e = Event::new(OrderId::new(), OrderConfirmed { customer_id: other.clone() });
+    app.store.insert(&NotificationDoc::new(&e, render(&e).unwrap(), base)).await?;
     expected.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
     let expected: Vec<String> = expected.iter().map(|d| d.id.clone()).collect();
 
@@ -129,15 +89,8 @@ async fn a_customer_pages_through_their_notifications_newest_first() -> anyhow::
         pages += 1;
         let items = page["items"].as_array().cloned().unwrap_or_default();
         assert!(items.len() <= 2, "{page}");
-        assert!(
-            items.iter().all(|i| i["customer_id"] == owner.as_str()),
-            "{page}"
-        );
-        seen.extend(
-            items
-                .iter()
-                .map(|i| i["id"].as_str().unwrap_or_default().to_owned()),
-        );
+        assert!(items.iter().all(|i| i["customer_id"] == owner.as_str()), "{page}");
+        seen.extend(items.iter().map(|i| i["id"].as_str().unwrap_or_default().to_owned()));
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,

@@ -3,8 +3,7 @@
 
 #[tokio::test]
 async fn served_spec_matches_the_committed_contract() -> anyhow::Result<()> {
-    let served: serde_yaml::Value =
-        serde_yaml::from_str(&glasshouse_notification::app::spec_yaml().await?)?;
+    let served: serde_yaml::Value = serde_yaml::from_str(&glasshouse_notification::app::spec_yaml().await?)?;
     let committed: serde_yaml::Value = serde_yaml::from_str(include_str!("../openapi.yaml"))?;
     assert!(
         served == committed,

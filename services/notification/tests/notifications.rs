@@ -7,8 +7,7 @@ mod support;
 use std::time::Duration;
 
 use glasshouse_contracts::{
-    CustomerId, Event, InventoryReserved, Money, NonEmpty, OrderConfirmed, OrderCreated, OrderId,
-    OrderLine, Quantity, Sku, StockLine,
+    CustomerId, Event, InventoryReserved, Money, NonEmpty, OrderConfirmed, OrderCreated, OrderId, OrderLine, Quantity, Sku, StockLine,
 };
 use glasshouse_platform::auth::Role;
 use glasshouse_platform::consumer::dlq_topic;
@@ -28,28 +27,15 @@ fn created(order: OrderId, who: &CustomerId) -> Event {
         quantity: Quantity::new(2).unwrap(),
         unit_price: Money::parse(1250, "EUR").unwrap(),
     };
-    Event::new(
-        order,
-        OrderCreated::new(who.clone(), NonEmpty::one(line)).unwrap(),
-    )
+    Event::new(order, OrderCreated::new(who.clone(), NonEmpty::one(line)).unwrap())
 }
 
 fn confirmed(order: OrderId, who: &CustomerId) -> Event {
-    Event::new(
-        order,
-        OrderConfirmed {
-            customer_id: who.clone(),
-        },
-    )
+    Event::new(order, OrderConfirmed { customer_id: who.clone() })
 }
 
 fn ids(page: &serde_json::Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|i| i["event_id"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    page["items"].as_array().into_iter().flatten().map(|i| i["event_id"].as_str().unwrap_or_default().to_owned()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,88 +51,38 @@ async fn order_events_become_notifications_for_the_owner_and_admins() -> anyhow:
     let by_order = format!("/notifications?order_id={order}");
     let page = app.wait_for_items(&by_order, &owner_token, 2).await?;
     // Newest first: the confirmation was stored after the creation.
-    assert_eq!(
-        ids(&page),
-        vec![e2.id().to_string(), e1.id().to_string()],
-        "{page}"
-    );
-    assert!(
-        page.as_object()
-            .is_some_and(|o| o.contains_key("next_cursor"))
-            && page["next_cursor"].is_null(),
-        "{page}"
-    );
+    assert_eq!(ids(&page), vec![e2.id().to_string(), e1.id().to_string()], "{page}");
+    assert!(page.as_object().is_some_and(|o| o.contains_key("next_cursor")) && page["next_cursor"].is_null(), "{page}");
     let [confirmation, creation] = [&page["items"][0], &page["items"][1]];
     assert_eq!(confirmation["event_type"], "order.confirmed");
-    assert_eq!(
-        confirmation["subject"],
-        format!("Your order {order} is confirmed")
-    );
+    assert_eq!(confirmation["subject"], format!("Your order {order} is confirmed"));
     assert_eq!(confirmation["order_id"], order.to_string());
     assert_eq!(confirmation["customer_id"], owner.as_str());
     assert_eq!(confirmation["channel"], "email");
     assert_eq!(creation["event_type"], "order.created");
-    assert_eq!(
-        creation["subject"],
-        format!("We received your order {order}")
-    );
-    assert!(
-        creation["body"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("- 2 x MUG-BLUE at 12.50 EUR each"),
-        "{creation}"
-    );
-    let occurred: chrono::DateTime<chrono::Utc> =
-        serde_json::from_value(creation["occurred_at"].clone())?;
-    assert_eq!(
-        occurred.timestamp_millis(),
-        e1.occurred_at().timestamp_millis()
-    );
-    let stored_at: chrono::DateTime<chrono::Utc> =
-        serde_json::from_value(creation["created_at"].clone())?;
-    assert!(
-        stored_at.timestamp_millis() >= occurred.timestamp_millis(),
-        "{creation}"
-    );
-    assert!(
-        uuid::Uuid::parse_str(creation["id"].as_str().unwrap_or_default()).is_ok(),
-        "{creation}"
-    );
+    assert_eq!(creation["subject"], format!("We received your order {order}"));
+    assert!(creation["body"].as_str().unwrap_or_default().contains("- 2 x MUG-BLUE at 12.50 EUR each"), "{creation}");
+    let occurred: chrono::DateTime<chrono::Utc> = serde_json::from_value(creation["occurred_at"].clone())?;
+    assert_eq!(occurred.timestamp_millis(), e1.occurred_at().timestamp_millis());
+    let stored_at: chrono::DateTime<chrono::Utc> = serde_json::from_value(creation["created_at"].clone())?;
+    assert!(stored_at.timestamp_millis() >= occurred.timestamp_millis(), "{creation}");
+    assert!(uuid::Uuid::parse_str(creation["id"].as_str().unwrap_or_default()).is_ok(), "{creation}");
 
     // The owner's own listing has the same two.
-    let mine = app
-        .get_ok(
-            &format!("/notifications?customer_id={}", owner.as_str()),
-            &owner_token,
-        )
-        .await?;
+    let mine = app.get_ok(&format!("/notifications?customer_id={}", owner.as_str()), &owner_token).await?;
     assert_eq!(ids(&mine), ids(&page));
 
     // Another customer: nothing of this order, and no listing of the owner's.
     let stranger = app.token("someone-else", vec![Role::Customer]);
     let theirs = app.get_ok(&by_order, &stranger).await?;
     assert_eq!(theirs["items"], serde_json::json!([]), "{theirs}");
-    let refused = app
-        .get(
-            &format!("/notifications?customer_id={}", owner.as_str()),
-            Some(&stranger),
-        )
-        .await?;
+    let refused = app.get(&format!("/notifications?customer_id={}", owner.as_str()), Some(&stranger)).await?;
     assert_problem(refused, 403, "forbidden").await?;
 
     // An admin sees both ways.
     let admin = app.token("ops-1", vec![Role::Admin]);
     assert_eq!(ids(&app.get_ok(&by_order, &admin).await?), ids(&page));
-    assert_eq!(
-        ids(&app
-            .get_ok(
-                &format!("/notifications?customer_id={}", owner.as_str()),
-                &admin
-            )
-            .await?),
-        ids(&page)
-    );
+    assert_eq!(ids(&app.get_ok(&format!("/notifications?customer_id={}", owner.as_str()), &admin).await?), ids(&page));
 
     let text = app.scrape().await?;
     for needle in [
@@ -158,10 +94,8 @@ async fn order_events_become_notifications_for_the_owner_and_admins() -> anyhow:
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
-    let consumed = format!(
-        r#"messaging_consume_duration_seconds_count{{service="notification",topic="{}",outcome="success"}} 2"#,
-        app.orders_topic
-    );
+    let consumed =
+        format!(r#"messaging_consume_duration_seconds_count{{service="notification",topic="{}",outcome="success"}} 2"#, app.orders_topic);
     assert!(text.contains(&consumed), "missing {consumed} in\n{text}");
     app.stop().await
 }
@@ -181,30 +115,15 @@ async fn a_redelivered_event_is_stored_once() -> anyhow::Result<()> {
     app.produce(&marker).await?;
 
     let token = app.token(owner.as_str(), vec![Role::Customer]);
-    let page = app
-        .wait_for_items(&format!("/notifications?order_id={order}"), &token, 2)
-        .await?;
-    assert_eq!(
-        ids(&page),
-        vec![marker.id().to_string(), e1.id().to_string()],
-        "{page}"
-    );
-    assert_eq!(
-        app.store.by_event(&e1.id().to_string()).await?.len(),
-        1,
-        "one document for the redelivered event"
-    );
+    let page = app.wait_for_items(&format!("/notifications?order_id={order}"), &token, 2).await?;
+    assert_eq!(ids(&page), vec![marker.id().to_string(), e1.id().to_string()], "{page}");
+    assert_eq!(app.store.by_event(&e1.id().to_string()).await?.len(), 1, "one document for the redelivered event");
 
     let text = app.scrape().await?;
-    let duplicate = format!(
-        r#"messaging_consume_duration_seconds_count{{service="notification",topic="{}",outcome="duplicate"}} 1"#,
-        app.orders_topic
-    );
+    let duplicate =
+        format!(r#"messaging_consume_duration_seconds_count{{service="notification",topic="{}",outcome="duplicate"}} 1"#, app.orders_topic);
     assert!(text.contains(&duplicate), "missing {duplicate} in\n{text}");
-    assert!(
-        text.contains(r#"notifications_total{type="order.created"} 1"#),
-        "a duplicate is not counted:\n{text}"
-    );
+    assert!(text.contains(r#"notifications_total{type="order.created"} 1"#), "a duplicate is not counted:\n{text}");
     app.stop().await
 }
 
@@ -215,10 +134,7 @@ async fn poison_messages_are_dead_lettered_and_the_next_one_is_processed() -> an
     let order = OrderId::new();
     let garbage = b"{\"id\": \"not an event\"".to_vec();
     // Valid JSON of a type that does not belong on orders.v1.
-    let stock = NonEmpty::one(StockLine {
-        sku: Sku::parse("MUG-BLUE").unwrap(),
-        quantity: Quantity::new(1).unwrap(),
-    });
+    let stock = NonEmpty::one(StockLine { sku: Sku::parse("MUG-BLUE").unwrap(), quantity: Quantity::new(1).unwrap() });
     let foreign = Event::new(order, InventoryReserved { lines: stock }).to_vec()?;
     let good = created(order, &owner);
     app.produce_raw(&order.to_string(), &garbage).await?;
@@ -226,9 +142,7 @@ async fn poison_messages_are_dead_lettered_and_the_next_one_is_processed() -> an
     app.produce(&good).await?;
 
     let token = app.token(owner.as_str(), vec![Role::Customer]);
-    let page = app
-        .wait_for_items(&format!("/notifications?order_id={order}"), &token, 1)
-        .await?;
+    let page = app.wait_for_items(&format!("/notifications?order_id={order}"), &token, 1).await?;
     assert_eq!(ids(&page), vec![good.id().to_string()]);
 
     let dlq: StreamConsumer = ClientConfig::new()
@@ -242,11 +156,7 @@ async fn poison_messages_are_dead_lettered_and_the_next_one_is_processed() -> an
         let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv()).await??;
         let error = m
             .headers()
-            .and_then(|h| {
-                h.iter()
-                    .find(|h| h.key == "dlq.error")
-                    .and_then(|h| h.value)
-            })
+            .and_then(|h| h.iter().find(|h| h.key == "dlq.error").and_then(|h| h.value))
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
         dead.push((m.payload().unwrap_or_default().to_vec(), error));
@@ -254,17 +164,10 @@ async fn poison_messages_are_dead_lettered_and_the_next_one_is_processed() -> an
     assert_eq!(dead[0].0, garbage, "dead-lettered untouched");
     assert!(dead[0].1.contains("not an event"), "{:?}", dead[0].1);
     assert_eq!(dead[1].0, foreign);
-    assert!(
-        dead[1].1.contains("does not consume inventory.reserved"),
-        "{:?}",
-        dead[1].1
-    );
+    assert!(dead[1].1.contains("does not consume inventory.reserved"), "{:?}", dead[1].1);
 
     let text = app.scrape().await?;
-    let counted = format!(
-        r#"messaging_dead_letter_total{{service="notification",topic="{}"}} 2"#,
-        app.orders_topic
-    );
+    let counted = format!(r#"messaging_dead_letter_total{{service="notification",topic="{}"}} 2"#, app.orders_topic);
     assert!(text.contains(&counted), "missing {counted} in\n{text}");
     app.stop().await
 }

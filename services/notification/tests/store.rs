@@ -11,12 +11,7 @@ use glasshouse_platform::consumer::HandleError;
 use glasshouse_tests::stack::{self, FERRETDB};
 
 fn doc() -> NotificationDoc {
-    let e = Event::new(
-        OrderId::new(),
-        OrderConfirmed {
-            customer_id: CustomerId::parse("cust-1").unwrap(),
-        },
-    );
+    let e = Event::new(OrderId::new(), OrderConfirmed { customer_id: CustomerId::parse("cust-1").unwrap() });
     NotificationDoc::new(&e, render(&e).unwrap(), Utc::now())
 }
 
@@ -50,24 +45,13 @@ async fn the_unique_index_makes_a_second_insert_a_duplicate() -> anyhow::Result<
 #[tokio::test]
 async fn an_unreachable_server_is_a_transient_error() -> anyhow::Result<()> {
     // A port nothing listens on: bind one, then free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let settings = DatabaseSettings {
-        url: format!("mongodb://127.0.0.1:{port}/").into(),
-        name: "unused".into(),
-        server_selection_timeout_ms: 300,
-    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let settings =
+        DatabaseSettings { url: format!("mongodb://127.0.0.1:{port}/").into(), name: "unused".into(), server_selection_timeout_ms: 300 };
     let store = Store::connect(&settings).await?;
-    let err = store
-        .insert(&doc())
-        .await
-        .expect_err("nothing listens there");
+    let err = store.insert(&doc()).await.expect_err("nothing listens there");
     assert!(store::is_transient(&err), "{err:?}");
     assert!(matches!(handle_error(err), HandleError::Transient(_)));
-    assert!(
-        store.ensure_indexes().await.is_err(),
-        "start-up fails when the database is away"
-    );
+    assert!(store.ensure_indexes().await.is_err(), "start-up fails when the database is away");
     Ok(())
 }

@@ -25,7 +25,8 @@ pub const IDEMPOTENCY_KEY_REUSED: ProblemType =
 /// 422: Inventory does not know some SKUs (listed in `skus`).
 pub const UNKNOWN_SKU: ProblemType = ProblemType::new("unknown-sku", "Unknown SKU", StatusCode::UNPROCESSABLE_ENTITY);
 /// 422: the lines are priced in more than one currency.
-pub const MIXED_CURRENCY: ProblemType = ProblemType::new("mixed-currency", "Lines priced in different currencies", StatusCode::UNPROCESSABLE_ENTITY);
+pub const MIXED_CURRENCY: ProblemType =
+    ProblemType::new("mixed-currency", "Lines priced in different currencies", StatusCode::UNPROCESSABLE_ENTITY);
 /// 409: the order is in a state that cannot be cancelled.
 pub const NOT_CANCELLABLE: ProblemType = ProblemType::new("order-not-cancellable", "Order cannot be cancelled", StatusCode::CONFLICT);
 
@@ -185,9 +186,11 @@ fn validate(req: &PlaceOrderRequest) -> Result<ValidLines, Problem> {
     let mut seen = HashSet::new();
     let mut out = ValidLines { skus: Vec::new(), quantities: Vec::new() };
     for (i, l) in req.lines.iter().enumerate() {
-        let sku = Sku::parse(&l.sku).map_err(|e| Problem::validation(format!("lines[{i}].sku: {e}")).with_extension("field", format!("lines[{i}].sku")))?;
-        let qty = Quantity::try_from(l.quantity)
-            .map_err(|e| Problem::validation(format!("lines[{i}].quantity: {e}")).with_extension("field", format!("lines[{i}].quantity")))?;
+        let sku = Sku::parse(&l.sku)
+            .map_err(|e| Problem::validation(format!("lines[{i}].sku: {e}")).with_extension("field", format!("lines[{i}].sku")))?;
+        let qty = Quantity::try_from(l.quantity).map_err(|e| {
+            Problem::validation(format!("lines[{i}].quantity: {e}")).with_extension("field", format!("lines[{i}].quantity"))
+        })?;
         if !seen.insert(sku.clone()) {
             return Err(Problem::validation(format!("lines[{i}].sku: {} appears twice; put the quantities on one line", sku.as_str()))
                 .with_extension("field", format!("lines[{i}].sku")));
@@ -200,7 +203,11 @@ fn validate(req: &PlaceOrderRequest) -> Result<ValidLines, Problem> {
 
 fn validate_key(key: &str) -> Result<(), Problem> {
     let ok = (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic());
-    if ok { Ok(()) } else { Err(Problem::validation("Idempotency-Key must be 1..=255 visible ASCII characters").with_extension("field", "Idempotency-Key")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::validation("Idempotency-Key must be 1..=255 visible ASCII characters").with_extension("field", "Idempotency-Key"))
+    }
 }
 
 /// The request as stored with its idempotency key: same key and same
@@ -215,7 +222,8 @@ fn location(id: Uuid) -> String {
 }
 
 fn replay(body: &str) -> Result<PlaceOrderResponse, Problem> {
-    let dto: OrderDto = serde_json::from_str(body).map_err(|e| Problem::internal(anyhow::anyhow!("stored idempotent answer does not parse: {e}")))?;
+    let dto: OrderDto =
+        serde_json::from_str(body).map_err(|e| Problem::internal(anyhow::anyhow!("stored idempotent answer does not parse: {e}")))?;
     let loc = location(dto.id);
     Ok(PlaceOrderResponse::Accepted(Json(dto), loc))
 }
@@ -229,11 +237,7 @@ fn parse_id(id: &str) -> Result<Uuid, Problem> {
 /// 404, not 403, so ids of other customers' orders cannot be probed.
 async fn visible_order(state: &ApiState, who: &Principal, id: Uuid) -> Result<StoredOrder, Problem> {
     let order = store::get_order(&state.pool, id).await.map_err(Problem::internal)?.ok_or_else(|| Problem::not_found("no such order"))?;
-    if who.is_admin() || order.customer_id == who.customer_id.as_str() {
-        Ok(order)
-    } else {
-        Err(Problem::not_found("no such order"))
-    }
+    if who.is_admin() || order.customer_id == who.customer_id.as_str() { Ok(order) } else { Err(Problem::not_found("no such order")) }
 }
 
 /// Keyset cursor: `<created_at micros>.<order id>`.
@@ -275,7 +279,9 @@ impl OrderApi {
         // Fast path: a retry of a request that already succeeded.
         match store::find_idempotent(&self.state.pool, &customer, &key.0, &request).await.map_err(Problem::internal)? {
             Some(Ok(body)) => return replay(&body),
-            Some(Err(())) => return Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request")),
+            Some(Err(())) => {
+                return Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request"));
+            }
             None => {}
         }
 
@@ -296,7 +302,8 @@ impl OrderApi {
         }
         let currencies: std::collections::BTreeSet<&str> = prices.values().map(|p| p.currency.as_str()).collect();
         if currencies.len() != 1 {
-            return Err(Problem::new(MIXED_CURRENCY).with_detail(format!("lines are priced in {}", currencies.into_iter().collect::<Vec<_>>().join(", "))));
+            return Err(Problem::new(MIXED_CURRENCY)
+                .with_detail(format!("lines are priced in {}", currencies.into_iter().collect::<Vec<_>>().join(", "))));
         }
 
         let mut order_lines = Vec::with_capacity(skus.len());
@@ -338,7 +345,9 @@ impl OrderApi {
                 Ok(PlaceOrderResponse::Accepted(Json(OrderDto::from(&order)), location(order.id)))
             }
             Created::Replay(body) => replay(&body),
-            Created::KeyReused => Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request")),
+            Created::KeyReused => {
+                Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request"))
+            }
         }
     }
 
@@ -365,9 +374,10 @@ impl OrderApi {
             return Err(Problem::validation(format!("limit must be within 1..={MAX_PAGE}, got {limit}")).with_extension("field", "limit"));
         }
         let after = cursor.0.as_deref().map(decode_cursor).transpose()?;
-        let mut orders = store::list_orders(&self.state.pool, auth.0.customer_id.as_str(), status.0.map(Into::into), after, i64::from(limit) + 1)
-            .await
-            .map_err(Problem::internal)?;
+        let mut orders =
+            store::list_orders(&self.state.pool, auth.0.customer_id.as_str(), status.0.map(Into::into), after, i64::from(limit) + 1)
+                .await
+                .map_err(Problem::internal)?;
         let next_cursor = if orders.len() > limit as usize {
             orders.truncate(limit as usize);
             orders.last().map(encode_cursor)
@@ -406,11 +416,13 @@ impl OrderApi {
             }
             Applied::NoOp(OrderStatus::Cancelled) => {}
             Applied::NoOp(status) | Applied::Illegal(status) => {
-                return Err(Problem::new(NOT_CANCELLABLE).with_detail(format!("the order is {status}; only PENDING or CONFIRMED orders can be cancelled")));
+                return Err(Problem::new(NOT_CANCELLABLE)
+                    .with_detail(format!("the order is {status}; only PENDING or CONFIRMED orders can be cancelled")));
             }
             Applied::NotFound => return Err(Problem::not_found("no such order")),
         }
-        let order = store::get_order(&self.state.pool, id).await.map_err(Problem::internal)?.ok_or_else(|| Problem::not_found("no such order"))?;
+        let order =
+            store::get_order(&self.state.pool, id).await.map_err(Problem::internal)?.ok_or_else(|| Problem::not_found("no such order"))?;
         Ok(OrderResponse::Ok(Json(OrderDto::from(&order))))
     }
 }

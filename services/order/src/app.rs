@@ -38,7 +38,12 @@ pub fn spec_yaml() -> anyhow::Result<String> {
     let metrics = Metrics::new(SERVICE);
     let pool = PgPoolOptions::new().connect_lazy("postgres://spec@127.0.0.1:1/spec")?;
     let client = ServiceClient::new("inventory", Default::default(), metrics.standard.clone())?;
-    let state = Arc::new(ApiState { pool, inventory: InventoryClient::new(client), metrics: OrderMetrics::register(&metrics), topic_prefix: String::new() });
+    let state = Arc::new(ApiState {
+        pool,
+        inventory: InventoryClient::new(client),
+        metrics: OrderMetrics::register(&metrics),
+        topic_prefix: String::new(),
+    });
     Ok(api_service(state).spec_yaml())
 }
 
@@ -67,7 +72,8 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("connect to the orders database: {e}"))?;
         glasshouse_platform::migrations::run_postgres(&pool, Some(sqlx::migrate!("./migrations"))).await?;
         let k = &settings.kafka;
-        let (orders_topic, inventory_topic) = (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
+        let (orders_topic, inventory_topic) =
+            (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
         ensure_topics(&k.brokers, &[&orders_topic, &inventory_topic], k.partitions).await?;
 
         let order_metrics = OrderMetrics::register(&metrics);

@@ -99,7 +99,9 @@ pub fn transition(from: OrderStatus, event: OrderEvent) -> Transition {
         (S::Pending, E::Rejected) => Transition::To(S::Rejected),
         (S::Pending | S::Confirmed, E::CancelRequested) => Transition::To(S::Cancelled),
         // Redeliveries and echoes of what already happened.
-        (S::Confirmed, E::Reserved) | (S::Rejected, E::Rejected) | (S::Cancelled, E::Released) | (S::Cancelled, E::CancelRequested) => Transition::NoOp,
+        (S::Confirmed, E::Reserved) | (S::Rejected, E::Rejected) | (S::Cancelled, E::Released) | (S::Cancelled, E::CancelRequested) => {
+            Transition::NoOp
+        }
         // A verdict that arrives after the customer cancelled: Inventory
         // releases the stock when it sees order.cancelled (same partition, later).
         (S::Cancelled, E::Reserved | E::Rejected) => Transition::NoOp,

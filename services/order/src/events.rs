@@ -36,7 +36,8 @@ impl MessageHandler for InventoryEvents {
         if !mark_processed_pg(&mut tx, CONSUMER, event.id().as_uuid()).await.map_err(HandleError::from_sqlx)? {
             return Ok(Handled::Duplicate);
         }
-        let reason_code = reason.as_ref().map(|r| serde_json::to_value(r).ok().and_then(|v| v["code"].as_str().map(str::to_owned)).unwrap_or_default());
+        let reason_code =
+            reason.as_ref().map(|r| serde_json::to_value(r).ok().and_then(|v| v["code"].as_str().map(str::to_owned)).unwrap_or_default());
         let applied = store::apply(&mut tx, &self.topic_prefix, order_id.as_uuid(), order_event, reason_code.as_deref(), |o, to| {
             let customer_id = CustomerId::parse(&o.customer_id)?;
             let id = OrderId::from_uuid(o.id)?;

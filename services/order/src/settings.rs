@@ -2,8 +2,8 @@
 //! `<APP_ENVIRONMENT>.yaml`, then `APP_<SECTION>__<KEY>` variables).
 
 use glasshouse_platform::auth::AuthSettings;
-pub use glasshouse_platform::settings::{HttpSettings, KafkaSettings};
 use glasshouse_platform::http_client::ClientSettings;
+pub use glasshouse_platform::settings::{HttpSettings, KafkaSettings};
 use glasshouse_telemetry::TelemetryConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -21,7 +21,6 @@ pub struct Settings {
     pub telemetry: TelemetryConfig,
 }
 
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
@@ -29,5 +28,3 @@ pub struct DatabaseSettings {
     pub url: SecretString,
     pub max_connections: u32,
 }
-
-

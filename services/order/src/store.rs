@@ -115,30 +115,31 @@ async fn create_order_tx(pool: &PgPool, o: &NewOrder<'_>, response_body: impl Fn
         updated_at: now,
     };
     let body = response_body(&order);
-    let key = sqlx::query("INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, response_body) VALUES ($1, $2, $3, $4, $5)")
-        .bind(o.customer_id)
-        .bind(o.idempotency_key)
-        .bind(o.request_hash)
-        .bind(o.id)
-        .bind(&body)
-        .execute(&mut *tx)
-        .await;
+    let key =
+        sqlx::query("INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, response_body) VALUES ($1, $2, $3, $4, $5)")
+            .bind(o.customer_id)
+            .bind(o.idempotency_key)
+            .bind(o.request_hash)
+            .bind(o.id)
+            .bind(&body)
+            .execute(&mut *tx)
+            .await;
     if let Err(sqlx::Error::Database(db)) = &key
-        && db.constraint() == Some("idempotency_keys_pkey") {
-            tx.rollback().await?;
-            return Ok(match find_idempotent(pool, o.customer_id, o.idempotency_key, o.request_hash).await? {
-                Some(Ok(body)) => Created::Replay(body),
-                Some(Err(())) => Created::KeyReused,
-                // Cannot happen: the key conflicted, so it exists (keys are never deleted).
-                None => anyhow::bail!("idempotency key conflicted but is not found"),
-            });
-        }
+        && db.constraint() == Some("idempotency_keys_pkey")
+    {
+        tx.rollback().await?;
+        return Ok(match find_idempotent(pool, o.customer_id, o.idempotency_key, o.request_hash).await? {
+            Some(Ok(body)) => Created::Replay(body),
+            Some(Err(())) => Created::KeyReused,
+            // Cannot happen: the key conflicted, so it exists (keys are never deleted).
+            None => anyhow::bail!("idempotency key conflicted but is not found"),
+        });
+    }
     key?;
     enqueue_pg(&mut tx, &OutboxMessage::from_event(o.event, o.topic_prefix)?).await?;
     tx.commit().await?;
     Ok(Created::New(order))
 }
-
 
 pub async fn get_order(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<StoredOrder>> {
     async {
@@ -269,12 +270,14 @@ async fn apply_q(
     let Some(order) = load(conn, id, true).await? else { return Ok(Applied::NotFound) };
     match transition(order.status, event) {
         Transition::To(to) => {
-            sqlx::query("UPDATE orders SET status = $2, rejection_reason = COALESCE($3, rejection_reason), updated_at = now() WHERE id = $1")
-                .bind(id)
-                .bind(to.as_str())
-                .bind(rejection_reason)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE orders SET status = $2, rejection_reason = COALESCE($3, rejection_reason), updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .bind(to.as_str())
+            .bind(rejection_reason)
+            .execute(&mut *conn)
+            .await?;
             if let Some(ev) = make_event(&order, to)? {
                 enqueue_pg(conn, &OutboxMessage::from_event(&ev, topic_prefix)?).await?;
             }

@@ -28,7 +28,10 @@ async fn expect_problem(resp: reqwest::Response, status: u16, slug: &str) -> any
 }
 
 fn reserved(order_id: OrderId, sku: &str, qty: u32) -> Event {
-    Event::new(order_id, InventoryReserved { lines: NonEmpty::one(StockLine { sku: Sku::parse(sku).unwrap(), quantity: Quantity::new(qty).unwrap() }) })
+    Event::new(
+        order_id,
+        InventoryReserved { lines: NonEmpty::one(StockLine { sku: Sku::parse(sku).unwrap(), quantity: Quantity::new(qty).unwrap() }) },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,14 +138,26 @@ async fn saga_moves_orders_and_events_stay_ordered_per_order() -> anyhow::Result
     let resp = app.http.post(format!("{}/orders/{id1}/cancel", app.base)).bearer_auth(&erin).send().await?;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await?["status"], "CANCELLED");
-    expect_problem(app.http.post(format!("{}/orders/{id2}/cancel", app.base)).bearer_auth(&erin).send().await?, 409, "order-not-cancellable").await?;
+    expect_problem(
+        app.http.post(format!("{}/orders/{id2}/cancel", app.base)).bearer_auth(&erin).send().await?,
+        409,
+        "order-not-cancellable",
+    )
+    .await?;
 
     let events = read(&app.topic("orders.v1"), 5).await?;
-    let of = |id: &OrderId| events.iter().filter(|(k, _)| *k == id.to_string()).map(|(_, v)| v["type"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let of = |id: &OrderId| {
+        events.iter().filter(|(k, _)| *k == id.to_string()).map(|(_, v)| v["type"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
     assert_eq!(of(&id1), ["order.created", "order.confirmed", "order.cancelled"]);
     assert_eq!(of(&id2), ["order.created", "order.rejected"]);
     let text = app.metrics.encode();
-    for needle in [r#"orders_total{status="created"} 2"#, r#"orders_total{status="confirmed"} 1"#, r#"orders_total{status="rejected"} 1"#, r#"orders_total{status="cancelled"} 1"#] {
+    for needle in [
+        r#"orders_total{status="created"} 2"#,
+        r#"orders_total{status="confirmed"} 1"#,
+        r#"orders_total{status="rejected"} 1"#,
+        r#"orders_total{status="cancelled"} 1"#,
+    ] {
         assert!(text.contains(needle), "missing {needle}");
     }
     assert!(text.contains(r#"order_completion_seconds_count{status="confirmed"} 1"#), "{text}");
@@ -189,7 +204,10 @@ async fn dead_inventory_gives_503_with_retry_after_and_opens_the_breaker() -> an
     // twice, request 2 fails once and opens the breaker, so its retry and
     // requests 3 and 4 are refused without a connection attempt.
     assert!(text.contains(r#"http_client_request_duration_seconds_count{service="order",peer="inventory",outcome="connect"} 3"#), "{text}");
-    assert!(text.contains(r#"http_client_request_duration_seconds_count{service="order",peer="inventory",outcome="circuit_open"} 3"#), "{text}");
+    assert!(
+        text.contains(r#"http_client_request_duration_seconds_count{service="order",peer="inventory",outcome="circuit_open"} 3"#),
+        "{text}"
+    );
     app.stop().await
 }
 
@@ -204,7 +222,12 @@ async fn every_4xx_is_problem_json_and_changes_nothing() -> anyhow::Result<()> {
     let hal = app.customer("hal");
     let url = format!("{}/orders", app.base);
     // Authentication.
-    expect_problem(app.http.post(&url).header("Idempotency-Key", "k").json(&serde_json::json!({"lines": []})).send().await?, 401, "unauthenticated").await?;
+    expect_problem(
+        app.http.post(&url).header("Idempotency-Key", "k").json(&serde_json::json!({"lines": []})).send().await?,
+        401,
+        "unauthenticated",
+    )
+    .await?;
     let stranger = SigningKey::generate_es256()?.mint(&DevClaims::new("hal", vec![Role::Customer], Duration::from_secs(600)))?;
     expect_problem(app.place(&stranger, "k", &[("SKU-1", 1)]).await?, 401, "unauthenticated").await?;
     let mut expired = DevClaims::new("hal", vec![Role::Customer], Duration::from_secs(600));
@@ -225,9 +248,18 @@ async fn every_4xx_is_problem_json_and_changes_nothing() -> anyhow::Result<()> {
     let unknown = expect_problem(app.place(&hal, "k", &[("SKU-1", 1), ("SKU-NOPE", 1)]).await?, 422, "unknown-sku").await?;
     assert_eq!(unknown["skus"], serde_json::json!(["SKU-NOPE"]));
     expect_problem(app.place(&hal, "k", &[("SKU-1", 1), ("SKU-USD", 1)]).await?, 422, "mixed-currency").await?;
-    let no_key = app.http.post(&url).bearer_auth(&hal).json(&serde_json::json!({"lines": [{"sku": "SKU-1", "quantity": 1}]})).send().await?;
+    let no_key =
+        app.http.post(&url).bearer_auth(&hal).json(&serde_json::json!({"lines": [{"sku": "SKU-1", "quantity": 1}]})).send().await?;
     assert_eq!(no_key.status(), 400);
-    let bad_json = app.http.post(&url).bearer_auth(&hal).header("Idempotency-Key", "k").header("content-type", "application/json").body("{").send().await?;
+    let bad_json = app
+        .http
+        .post(&url)
+        .bearer_auth(&hal)
+        .header("Idempotency-Key", "k")
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await?;
     assert_eq!(bad_json.status(), 400);
     assert!(bad_json.headers()["content-type"].to_str()?.starts_with("application/problem+json"));
     // Reading: unknown, malformed and other people's orders all look the same.
@@ -251,7 +283,11 @@ async fn every_4xx_is_problem_json_and_changes_nothing() -> anyhow::Result<()> {
         r#"method="POST",route="/orders/{id}/cancel",status_class="4xx""#,
         r#"route="unmatched",status_class="4xx""#,
     ] {
-        assert!(text.contains(needle), "missing {needle} in\n{}", text.lines().filter(|l| l.contains("http_server_request_duration_seconds_count")).collect::<Vec<_>>().join("\n"));
+        assert!(
+            text.contains(needle),
+            "missing {needle} in\n{}",
+            text.lines().filter(|l| l.contains("http_server_request_duration_seconds_count")).collect::<Vec<_>>().join("\n")
+        );
     }
     assert_eq!(app.get_order(&hal, id).await?.json::<Value>().await?["status"], "PENDING", "the stranger's cancel changed nothing");
     app.stop().await
@@ -295,17 +331,19 @@ async fn graceful_shutdown_loses_no_accepted_order() -> anyhow::Result<()> {
     let app = spawn_app(&cat.url).await?;
     let kim = app.customer("kim");
     // Requests in flight while the stop is triggered.
-    let sends: Vec<_> = (0..30).map(|i| {
-        let (http, base, kim) = (app.http.clone(), app.base.clone(), kim.clone());
-        tokio::spawn(async move {
-            http.post(format!("{base}/orders"))
-                .bearer_auth(kim)
-                .header("Idempotency-Key", format!("s{i}"))
-                .json(&serde_json::json!({ "lines": [{ "sku": "SKU-1", "quantity": 1 }] }))
-                .send()
-                .await
+    let sends: Vec<_> = (0..30)
+        .map(|i| {
+            let (http, base, kim) = (app.http.clone(), app.base.clone(), kim.clone());
+            tokio::spawn(async move {
+                http.post(format!("{base}/orders"))
+                    .bearer_auth(kim)
+                    .header("Idempotency-Key", format!("s{i}"))
+                    .json(&serde_json::json!({ "lines": [{ "sku": "SKU-1", "quantity": 1 }] }))
+                    .send()
+                    .await
+            })
         })
-    }).collect();
+        .collect();
     // Stop once the first order is stored, with the others in flight or not yet sent.
     poll::until("a first accepted order", Duration::from_secs(30), Duration::from_millis(5), || async {
         Ok((app.order_count().await? > 0).then_some(()))
@@ -315,16 +353,18 @@ async fn graceful_shutdown_loses_no_accepted_order() -> anyhow::Result<()> {
     let mut accepted = Vec::new();
     for s in sends {
         if let Ok(Ok(r)) = s.await
-            && r.status() == 202 {
-                accepted.push(r.json::<Value>().await?["id"].as_str().unwrap().to_owned());
-            }
+            && r.status() == 202
+        {
+            accepted.push(r.json::<Value>().await?["id"].as_str().unwrap().to_owned());
+        }
     }
     tokio::time::timeout(Duration::from_secs(30), app.running).await???;
     for id in &accepted {
-        let found: i64 = sqlx::query_scalar("SELECT count(*) FROM orders o JOIN outbox x ON x.partition_key = o.id::text WHERE o.id = $1::uuid")
-            .bind(id)
-            .fetch_one(&app.db.pool)
-            .await?;
+        let found: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM orders o JOIN outbox x ON x.partition_key = o.id::text WHERE o.id = $1::uuid")
+                .bind(id)
+                .fetch_one(&app.db.pool)
+                .await?;
         assert_eq!(found, 1, "accepted order {id} and its event are stored");
     }
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&app.db.pool).await?;

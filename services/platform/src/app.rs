@@ -122,9 +122,7 @@ where
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
-    poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app, async move { shutdown.wait().await }, Some(drain))
-        .await
+    poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, async move { shutdown.wait().await }, Some(drain)).await
 }
 
 #[cfg(test)]

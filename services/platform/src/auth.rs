@@ -27,9 +27,7 @@ use std::time::{Duration, Instant};
 
 use glasshouse_contracts::CustomerId;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
-};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use poem::http::HeaderMap;
 use poem::http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
@@ -97,13 +95,7 @@ impl Principal {
 
     /// `Ok` if the caller has `role`, else the 403 `forbidden` problem.
     pub fn require(&self, role: Role) -> Result<(), Problem> {
-        if self.has_role(role) {
-            Ok(())
-        } else {
-            Err(Problem::forbidden(format!(
-                "This requires the `{role}` role."
-            )))
-        }
+        if self.has_role(role) { Ok(()) } else { Err(Problem::forbidden(format!("This requires the `{role}` role."))) }
     }
 
     /// Whether the caller may see a resource owned by `owner`: the owner
@@ -241,9 +233,7 @@ fn jwk_algorithm(jwk: &Jwk) -> Option<Algorithm> {
     }
     match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
-        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
-            Some(Algorithm::ES256)
-        }
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Some(Algorithm::ES256),
         _ => None,
     }
 }
@@ -312,10 +302,7 @@ impl Authenticator {
         let jwks = fetch(&http, &settings.jwks).await?;
         let keys = key_set(&jwks);
         if keys.keys.is_empty() {
-            anyhow::bail!(
-                "JWKS from {:?} has no RS256/ES256 signing key",
-                settings.jwks
-            );
+            anyhow::bail!("JWKS from {:?} has no RS256/ES256 signing key", settings.jwks);
         }
         Ok(Self::build(
             AuthConfig {
@@ -333,11 +320,7 @@ impl Authenticator {
 
     /// Builds from keys in hand (tests, or keys baked into configuration);
     /// they are never re-read. Leeway 30 s.
-    pub fn from_jwks(
-        jwks: &JwkSet,
-        issuer: impl Into<String>,
-        audience: impl Into<String>,
-    ) -> anyhow::Result<Self> {
+    pub fn from_jwks(jwks: &JwkSet, issuer: impl Into<String>, audience: impl Into<String>) -> anyhow::Result<Self> {
         let keys = key_set(jwks);
         if keys.keys.is_empty() {
             anyhow::bail!("JWKS has no RS256/ES256 signing key");
@@ -381,15 +364,11 @@ impl Authenticator {
     /// Authenticates a request by its `Authorization` header.
     pub async fn authenticate_headers(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
         let value = headers.get(AUTHORIZATION).ok_or(AuthError::Missing)?;
-        let value = value
-            .to_str()
-            .map_err(|_| AuthError::Malformed("the Authorization header is not ASCII".into()))?;
+        let value = value.to_str().map_err(|_| AuthError::Malformed("the Authorization header is not ASCII".into()))?;
         let token = match value.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
             _ => {
-                return Err(AuthError::Malformed(
-                    "the Authorization header is not `Bearer <token>`".into(),
-                ));
+                return Err(AuthError::Malformed("the Authorization header is not `Bearer <token>`".into()));
             }
         };
         self.authenticate(token).await
@@ -397,12 +376,8 @@ impl Authenticator {
 
     /// Validates one token and returns who it names.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| {
-            AuthError::Malformed(format!(
-                "not a JWT ({})",
-                e.to_string().trim_end_matches('.')
-            ))
-        })?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::Malformed(format!("not a JWT ({})", e.to_string().trim_end_matches('.'))))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
             return Err(AuthError::UnsupportedAlgorithm(format!("{:?}", header.alg)));
         }
@@ -411,12 +386,8 @@ impl Authenticator {
         if !has_candidate(&keys, header.kid.as_deref(), header.alg) && self.refetch(false).await {
             keys = self.current_keys();
         }
-        let candidates: Vec<&VerifyingKey> = keys
-            .keys
-            .iter()
-            .filter(|k| k.alg == header.alg)
-            .filter(|k| header.kid.is_none() || k.kid == header.kid)
-            .collect();
+        let candidates: Vec<&VerifyingKey> =
+            keys.keys.iter().filter(|k| k.alg == header.alg).filter(|k| header.kid.is_none() || k.kid == header.kid).collect();
         if candidates.is_empty() {
             return Err(AuthError::UnknownKey(match &header.kid {
                 Some(kid) => format!("kid {kid:?}"),
@@ -430,9 +401,7 @@ impl Authenticator {
                 Ok(data) => return data.claims.into_principal(),
                 // Without a kid several keys may be tried; only a signature
                 // mismatch means "try the next one".
-                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {
-                    last = AuthError::BadSignature
-                }
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => last = AuthError::BadSignature,
                 Err(e) => return Err(map_error(&e)),
             }
         }
@@ -451,19 +420,11 @@ impl Authenticator {
     }
 
     fn current_keys(&self) -> Arc<KeySet> {
-        self.inner
-            .keys
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.inner.keys.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn since_last_fetch(&self) -> Duration {
-        self.inner
-            .last_fetch
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .elapsed()
+        self.inner.last_fetch.lock().unwrap_or_else(PoisonError::into_inner).elapsed()
     }
 
     /// Periodic refresh so removed keys stop being trusted; failures keep
@@ -471,9 +432,7 @@ impl Authenticator {
     /// background: the request that notices the keys are stale does not wait
     /// for the identity provider.
     fn refresh_if_stale(&self) {
-        if self.inner.config.source.is_none()
-            || self.since_last_fetch() < self.inner.config.refresh_every
-        {
+        if self.inner.config.source.is_none() || self.since_last_fetch() < self.inner.config.refresh_every {
             return;
         }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -502,19 +461,11 @@ impl Authenticator {
         };
         // Re-check under the lock: a task that waited here while another
         // fetched must not fetch again.
-        let pause = if periodic {
-            self.inner.config.refresh_every
-        } else {
-            self.inner.config.min_refetch
-        };
+        let pause = if periodic { self.inner.config.refresh_every } else { self.inner.config.min_refetch };
         if self.since_last_fetch() < pause {
             return false;
         }
-        *self
-            .inner
-            .last_fetch
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        *self.inner.last_fetch.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
         match fetch(&self.inner.http, source).await {
             Ok(jwks) => {
                 let keys = key_set(&jwks);
@@ -523,11 +474,7 @@ impl Authenticator {
                     return false;
                 }
                 tracing::info!(source = ?source, keys = keys.keys.len(), "JWKS re-read");
-                *self
-                    .inner
-                    .keys
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+                *self.inner.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
                 true
             }
             Err(e) => {
@@ -539,19 +486,14 @@ impl Authenticator {
 }
 
 fn has_candidate(keys: &KeySet, kid: Option<&str>, alg: Algorithm) -> bool {
-    keys.keys
-        .iter()
-        .any(|k| k.alg == alg && (kid.is_none() || k.kid.as_deref() == kid))
+    keys.keys.iter().any(|k| k.alg == alg && (kid.is_none() || k.kid.as_deref() == kid))
 }
 
 async fn fetch(http: &reqwest::Client, source: &JwksSource) -> anyhow::Result<JwkSet> {
     match source {
         JwksSource::File(path) => {
-            let bytes = tokio::fs::read(path)
-                .await
-                .map_err(|e| anyhow::anyhow!("read JWKS file {}: {e}", path.display()))?;
-            serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("JWKS file {} is not a JWK set: {e}", path.display()))
+            let bytes = tokio::fs::read(path).await.map_err(|e| anyhow::anyhow!("read JWKS file {}: {e}", path.display()))?;
+            serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("JWKS file {} is not a JWK set: {e}", path.display()))
         }
         JwksSource::Url(url) => {
             let resp = http
@@ -560,9 +502,7 @@ async fn fetch(http: &reqwest::Client, source: &JwksSource) -> anyhow::Result<Jw
                 .await
                 .and_then(reqwest::Response::error_for_status)
                 .map_err(|e| anyhow::anyhow!("fetch JWKS from {url}: {e}"))?;
-            resp.json::<JwkSet>()
-                .await
-                .map_err(|e| anyhow::anyhow!("JWKS from {url} is not a JWK set: {e}"))
+            resp.json::<JwkSet>().await.map_err(|e| anyhow::anyhow!("JWKS from {url} is not a JWK set: {e}"))
         }
     }
 }
@@ -575,9 +515,7 @@ fn map_error(e: &jsonwebtoken::errors::Error) -> AuthError {
         ErrorKind::InvalidAudience => AuthError::WrongAudience,
         ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
         ErrorKind::MissingRequiredClaim(c) => AuthError::InvalidClaims(format!("`{c}` is missing")),
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
-            AuthError::UnsupportedAlgorithm("mismatching the key".into())
-        }
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => AuthError::UnsupportedAlgorithm("mismatching the key".into()),
         ErrorKind::Json(err) => AuthError::InvalidClaims(err.to_string()),
         _ => AuthError::Malformed(e.to_string().trim_end_matches('.').to_owned()),
     }
@@ -604,8 +542,7 @@ enum RolesClaim {
 
 impl Claims {
     fn into_principal(self) -> Result<Principal, AuthError> {
-        let customer_id = CustomerId::parse(&self.sub)
-            .map_err(|e| AuthError::InvalidClaims(format!("`sub`: {e}")))?;
+        let customer_id = CustomerId::parse(&self.sub).map_err(|e| AuthError::InvalidClaims(format!("`sub`: {e}")))?;
         let names = match self.roles {
             RolesClaim::None => Vec::new(),
             RolesClaim::One(r) => vec![r],
@@ -617,10 +554,7 @@ impl Claims {
 }
 
 fn missing_authenticator() -> poem::Error {
-    Problem::internal(anyhow::anyhow!(
-        "no Authenticator in the request data: add `.data(authenticator)` to the route"
-    ))
-    .into()
+    Problem::internal(anyhow::anyhow!("no Authenticator in the request data: add `.data(authenticator)` to the route")).into()
 }
 
 /// Handlers take `principal: Principal` as an argument; the request needs an
@@ -631,9 +565,7 @@ impl<'a> FromRequest<'a> for Principal {
         if let Some(p) = req.extensions().get::<Principal>() {
             return Ok(p.clone());
         }
-        let auth = req
-            .data::<Authenticator>()
-            .ok_or_else(missing_authenticator)?;
+        let auth = req.data::<Authenticator>().ok_or_else(missing_authenticator)?;
         Ok(auth.authenticate_headers(req.headers()).await?)
     }
 }
@@ -648,10 +580,7 @@ impl<E: Endpoint> Middleware<E> for RequireRole {
     type Output = RequireRoleEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        RequireRoleEndpoint {
-            inner: ep,
-            role: self.0,
-        }
+        RequireRoleEndpoint { inner: ep, role: self.0 }
     }
 }
 
@@ -686,9 +615,7 @@ impl<E: Endpoint> Endpoint for RequireRoleEndpoint<E> {
 pub struct BearerAuth(pub Principal);
 
 async fn bearer_checker(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
-    let auth = req
-        .data::<Authenticator>()
-        .ok_or_else(missing_authenticator)?;
+    let auth = req.data::<Authenticator>().ok_or_else(missing_authenticator)?;
     Ok(auth.authenticate(&bearer.token).await?)
 }
 
@@ -731,10 +658,7 @@ pub mod dev {
     impl std::fmt::Debug for SigningKey {
         // The key material never prints.
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("SigningKey")
-                .field("alg", &self.alg)
-                .field("kid", &self.kid)
-                .finish_non_exhaustive()
+            f.debug_struct("SigningKey").field("alg", &self.alg).field("kid", &self.kid).finish_non_exhaustive()
         }
     }
 
@@ -742,9 +666,7 @@ pub mod dev {
         /// A fresh ES256 (P-256) key.
         pub fn generate_es256() -> anyhow::Result<Self> {
             let secret = p256::SecretKey::random(&mut rand_core::OsRng);
-            let pem = secret
-                .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| anyhow::anyhow!("encode P-256 key as PKCS#8: {e}"))?;
+            let pem = secret.to_pkcs8_pem(LineEnding::LF).map_err(|e| anyhow::anyhow!("encode P-256 key as PKCS#8: {e}"))?;
             Self::from_pem(pem.as_str())
         }
 
@@ -759,20 +681,11 @@ pub mod dev {
                     }
                 },
             };
-            let mut jwk = Jwk::from_encoding_key(&encoding, alg)
-                .map_err(|e| anyhow::anyhow!("derive the public key: {e}"))?;
-            let kid = jwk
-                .thumbprint(ThumbprintHash::SHA256)
-                .map_err(|e| anyhow::anyhow!("key thumbprint: {e}"))?;
+            let mut jwk = Jwk::from_encoding_key(&encoding, alg).map_err(|e| anyhow::anyhow!("derive the public key: {e}"))?;
+            let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(|e| anyhow::anyhow!("key thumbprint: {e}"))?;
             jwk.common.key_id = Some(kid.clone());
             jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-            Ok(Self {
-                alg,
-                kid,
-                encoding,
-                jwk,
-                pem: SecretString::from(pem.to_owned()),
-            })
+            Ok(Self { alg, kid, encoding, jwk, pem: SecretString::from(pem.to_owned()) })
         }
 
         /// Overrides the key id written into tokens and the JWK (tests: a
@@ -800,9 +713,7 @@ pub mod dev {
 
         /// A JWK set holding just this key.
         pub fn jwks(&self) -> JwkSet {
-            JwkSet {
-                keys: vec![self.jwk.clone()],
-            }
+            JwkSet { keys: vec![self.jwk.clone()] }
         }
 
         /// The private key, PKCS#8 PEM.
@@ -897,12 +808,8 @@ pub mod dev {
         }
         let key = load_key(dir)?;
         let jwks_path = dir.join(JWKS_FILE);
-        let current = std::fs::read(&jwks_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<JwkSet>(&b).ok());
-        let matches = current
-            .as_ref()
-            .is_some_and(|set| set.find(key.kid()).is_some_and(|jwk| jwk == key.jwk()));
+        let current = std::fs::read(&jwks_path).ok().and_then(|b| serde_json::from_slice::<JwkSet>(&b).ok());
+        let matches = current.as_ref().is_some_and(|set| set.find(key.kid()).is_some_and(|jwk| jwk == key.jwk()));
         let kid = key.kid().to_owned();
         if matches && !created {
             return Ok(InitOutcome::Unchanged { kid });
@@ -911,47 +818,26 @@ pub mod dev {
             let text = serde_json::to_string_pretty(&key.jwks()).context("serialize JWKS")?;
             replace_file(&jwks_path, format!("{text}\n").as_bytes(), 0o644)?;
         }
-        Ok(if created {
-            InitOutcome::Created { kid }
-        } else {
-            InitOutcome::JwksRewritten { kid }
-        })
+        Ok(if created { InitOutcome::Created { kid } } else { InitOutcome::JwksRewritten { kid } })
     }
 
     /// Loads the private key of a directory made by [`init_dir`].
     pub fn load_key(dir: &Path) -> anyhow::Result<SigningKey> {
         let path = dir.join(PRIVATE_KEY_FILE);
-        let pem = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "read {} (run `glasshouse-dev-token init --dir {}` first)",
-                path.display(),
-                dir.display()
-            )
-        })?;
+        let pem = std::fs::read_to_string(&path)
+            .with_context(|| format!("read {} (run `glasshouse-dev-token init --dir {}` first)", path.display(), dir.display()))?;
         SigningKey::from_pem(&pem).with_context(|| format!("load {}", path.display()))
     }
 
     /// Mints a token with the key in `dir` (the `mint` subcommand).
-    pub fn mint_from_dir(
-        dir: &Path,
-        sub: &str,
-        roles: Vec<Role>,
-        ttl: std::time::Duration,
-    ) -> anyhow::Result<String> {
+    pub fn mint_from_dir(dir: &Path, sub: &str, roles: Vec<Role>, ttl: std::time::Duration) -> anyhow::Result<String> {
         glasshouse_contracts::CustomerId::parse(sub).context("--sub")?;
         load_key(dir)?.mint(&DevClaims::new(sub, roles, ttl))
     }
 
     fn temp_path(path: &Path) -> PathBuf {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        path.with_file_name(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ))
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        path.with_file_name(format!(".{name}.{}.{}.tmp", std::process::id(), uuid::Uuid::new_v4().simple()))
     }
 
     fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<PathBuf> {
@@ -963,9 +849,7 @@ pub mod dev {
             .mode(mode)
             .open(&tmp)
             .with_context(|| format!("create {}", tmp.display()))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("write {}", tmp.display()))?;
+        f.write_all(bytes).and_then(|()| f.sync_all()).with_context(|| format!("write {}", tmp.display()))?;
         Ok(tmp)
     }
 

@@ -56,10 +56,7 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock stopped at an arbitrary instant.
     pub fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            offset: Mutex::new(Duration::ZERO),
-        }
+        Self { start: Instant::now(), offset: Mutex::new(Duration::ZERO) }
     }
 
     /// Moves the clock forward by `by`.
@@ -155,11 +152,7 @@ pub struct BreakerConfig {
 impl Default for BreakerConfig {
     /// 5 consecutive failures, 5 s open, 1 probe.
     fn default() -> Self {
-        Self {
-            policy: FailurePolicy::Consecutive { threshold: 5 },
-            open_for: Duration::from_secs(5),
-            half_open_trials: 1,
-        }
+        Self { policy: FailurePolicy::Consecutive { threshold: 5 }, open_for: Duration::from_secs(5), half_open_trials: 1 }
     }
 }
 
@@ -203,27 +196,17 @@ fn one() -> u32 {
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| format!("{name} must be a non-negative number of seconds, got {s}"))
+    Duration::try_from_secs_f64(s).map_err(|_| format!("{name} must be a non-negative number of seconds, got {s}"))
 }
 
 impl TryFrom<BreakerSettings> for BreakerConfig {
     type Error = String;
     fn try_from(s: BreakerSettings) -> Result<Self, String> {
         let policy = match s.window_seconds {
-            None => FailurePolicy::Consecutive {
-                threshold: s.failure_threshold,
-            },
-            Some(w) => FailurePolicy::Window {
-                threshold: s.failure_threshold,
-                window: seconds("window_seconds", w)?,
-            },
+            None => FailurePolicy::Consecutive { threshold: s.failure_threshold },
+            Some(w) => FailurePolicy::Window { threshold: s.failure_threshold, window: seconds("window_seconds", w)? },
         };
-        let config = BreakerConfig {
-            policy,
-            open_for: seconds("open_seconds", s.open_seconds)?,
-            half_open_trials: s.half_open_trials,
-        };
+        let config = BreakerConfig { policy, open_for: seconds("open_seconds", s.open_seconds)?, half_open_trials: s.half_open_trials };
         config.validate()?;
         Ok(config)
     }
@@ -301,10 +284,7 @@ enum State {
 
 impl State {
     fn closed() -> Self {
-        State::Closed {
-            consecutive: 0,
-            recent: VecDeque::new(),
-        }
+        State::Closed { consecutive: 0, recent: VecDeque::new() }
     }
 
     fn public(&self) -> BreakerState {
@@ -354,23 +334,15 @@ impl CircuitBreaker {
         let mut config = config;
         config.half_open_trials = config.half_open_trials.max(1);
         config.policy = match config.policy {
-            FailurePolicy::Consecutive { threshold } => FailurePolicy::Consecutive {
-                threshold: threshold.max(1),
-            },
-            FailurePolicy::Window { threshold, window } => FailurePolicy::Window {
-                threshold: threshold.max(1),
-                window,
-            },
+            FailurePolicy::Consecutive { threshold } => FailurePolicy::Consecutive { threshold: threshold.max(1) },
+            FailurePolicy::Window { threshold, window } => FailurePolicy::Window { threshold: threshold.max(1), window },
         };
         Self {
             peer: peer.into(),
             config,
             clock: Arc::new(SystemClock),
             listeners: Vec::new(),
-            inner: Mutex::new(Inner {
-                state: State::closed(),
-                generation: 0,
-            }),
+            inner: Mutex::new(Inner { state: State::closed(), generation: 0 }),
         }
     }
 
@@ -414,21 +386,12 @@ impl CircuitBreaker {
             if now < until {
                 return Err(self.refusal(BreakerState::Open, until - now));
             }
-            self.transition(
-                &mut inner,
-                State::HalfOpen {
-                    in_flight: 0,
-                    successes: 0,
-                },
-            );
+            self.transition(&mut inner, State::HalfOpen { in_flight: 0, successes: 0 });
         }
         let generation = inner.generation;
         match &mut inner.state {
             State::Closed { .. } => Ok(Permit::new(self, generation)),
-            State::HalfOpen {
-                in_flight,
-                successes,
-            } => {
+            State::HalfOpen { in_flight, successes } => {
                 if *in_flight + *successes < self.config.half_open_trials {
                     *in_flight += 1;
                     Ok(Permit::new(self, generation))
@@ -466,11 +429,7 @@ impl CircuitBreaker {
     }
 
     fn refusal(&self, state: BreakerState, retry_after: Duration) -> BreakerOpen {
-        BreakerOpen {
-            peer: self.peer.clone(),
-            state,
-            retry_after,
-        }
+        BreakerOpen { peer: self.peer.clone(), state, retry_after }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -486,10 +445,7 @@ impl CircuitBreaker {
         }
         let now = self.clock.now();
         let next = match &mut inner.state {
-            State::Closed {
-                consecutive,
-                recent,
-            } => match (outcome, self.config.policy) {
+            State::Closed { consecutive, recent } => match (outcome, self.config.policy) {
                 (Outcome::Success, _) => {
                     *consecutive = 0;
                     None
@@ -499,10 +455,7 @@ impl CircuitBreaker {
                     (*consecutive >= threshold).then_some(self.open_state(now))
                 }
                 (Outcome::Failure, FailurePolicy::Window { threshold, window }) => {
-                    while recent
-                        .front()
-                        .is_some_and(|t| now.saturating_duration_since(*t) >= window)
-                    {
+                    while recent.front().is_some_and(|t| now.saturating_duration_since(*t) >= window) {
                         recent.pop_front();
                     }
                     recent.push_back(now);
@@ -510,10 +463,7 @@ impl CircuitBreaker {
                 }
                 (Outcome::Abandoned, _) => None,
             },
-            State::HalfOpen {
-                in_flight,
-                successes,
-            } => {
+            State::HalfOpen { in_flight, successes } => {
                 *in_flight = in_flight.saturating_sub(1);
                 match outcome {
                     Outcome::Success => {
@@ -532,9 +482,7 @@ impl CircuitBreaker {
     }
 
     fn open_state(&self, now: Instant) -> State {
-        State::Open {
-            until: now + self.config.open_for,
-        }
+        State::Open { until: now + self.config.open_for }
     }
 
     fn transition(&self, inner: &mut Inner, next: State) {
@@ -558,11 +506,7 @@ impl CircuitBreaker {
                 "circuit breaker state changed"
             );
         }
-        let change = StateChange {
-            peer: &self.peer,
-            from,
-            to,
-        };
+        let change = StateChange { peer: &self.peer, from, to };
         for listener in &self.listeners {
             listener.on_state_change(&change);
         }
@@ -589,11 +533,7 @@ pub struct Permit<'a> {
 
 impl<'a> Permit<'a> {
     fn new(breaker: &'a CircuitBreaker, generation: u64) -> Self {
-        Self {
-            breaker,
-            generation,
-            reported: false,
-        }
+        Self { breaker, generation, reported: false }
     }
 
     /// The peer answered as it should.

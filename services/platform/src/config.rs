@@ -54,9 +54,7 @@ pub enum ConfigError {
         hint: String,
     },
     /// `APP_ENVIRONMENT` is not a plain name (it becomes a file name).
-    #[error(
-        "{ENVIRONMENT_VAR}={value:?} is not a valid environment name (use letters, digits, '-' or '_')"
-    )]
+    #[error("{ENVIRONMENT_VAR}={value:?} is not a valid environment name (use letters, digits, '-' or '_')")]
     BadEnvironment {
         /// The value found.
         value: String,
@@ -94,12 +92,7 @@ impl ConfigError {
     }
 }
 
-fn describe_invalid(
-    key: Option<&str>,
-    env_var: Option<&str>,
-    origin: Option<&str>,
-    message: &str,
-) -> String {
+fn describe_invalid(key: Option<&str>, env_var: Option<&str>, origin: Option<&str>, message: &str) -> String {
     let mut out = match key {
         Some(k) => format!("setting `{k}`: {message}"),
         None => format!("settings: {message}"),
@@ -120,14 +113,7 @@ pub fn env_var_for(key: &str) -> String {
 }
 
 /// Words that mark a key as secret: its value is never quoted in messages.
-const SECRET_WORDS: [&str; 6] = [
-    "password",
-    "secret",
-    "token",
-    "private",
-    "credential",
-    "key",
-];
+const SECRET_WORDS: [&str; 6] = ["password", "secret", "token", "private", "credential", "key"];
 
 fn looks_secret(key: &str) -> bool {
     let key = key.to_lowercase();
@@ -148,34 +134,22 @@ impl SettingsLoader {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         // vars_os + to_str: a variable that is not UTF-8 is skipped instead of
         // panicking as `std::env::vars` would.
-        let vars = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
         Self::with_vars(dir, vars)
     }
 
     /// Reads from `APP_CONFIG_DIR` if set, else `default_dir`, with the
     /// process environment: what a service's `main` calls.
     pub fn from_env(default_dir: impl Into<PathBuf>) -> Self {
-        let dir = std::env::var_os(CONFIG_DIR_VAR)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| default_dir.into());
+        let dir = std::env::var_os(CONFIG_DIR_VAR).map(PathBuf::from).unwrap_or_else(|| default_dir.into());
         Self::new(dir)
     }
 
     /// Reads from `dir` with exactly `vars` as the environment (tests: no
     /// process-global state, so they can run in parallel).
-    pub fn with_vars(
-        dir: impl Into<PathBuf>,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Self {
+    pub fn with_vars(dir: impl Into<PathBuf>, vars: impl IntoIterator<Item = (String, String)>) -> Self {
         let prefix = format!("{ENV_PREFIX}_");
-        Self {
-            dir: dir.into(),
-            vars: vars
-                .into_iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .collect(),
-        }
+        Self { dir: dir.into(), vars: vars.into_iter().filter(|(k, _)| k.starts_with(&prefix)).collect() }
     }
 
     /// The directory the YAML files are read from.
@@ -185,22 +159,9 @@ impl SettingsLoader {
 
     /// The environment name: `APP_ENVIRONMENT`, or `local`.
     pub fn environment(&self) -> Result<String, ConfigError> {
-        let env = self
-            .vars
-            .get(ENVIRONMENT_VAR)
-            .map(String::as_str)
-            .unwrap_or(DEFAULT_ENVIRONMENT);
-        let plain = !env.is_empty()
-            && env
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if plain {
-            Ok(env.to_owned())
-        } else {
-            Err(ConfigError::BadEnvironment {
-                value: env.to_owned(),
-            })
-        }
+        let env = self.vars.get(ENVIRONMENT_VAR).map(String::as_str).unwrap_or(DEFAULT_ENVIRONMENT);
+        let plain = !env.is_empty() && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if plain { Ok(env.to_owned()) } else { Err(ConfigError::BadEnvironment { value: env.to_owned() }) }
     }
 
     /// Loads and deserializes the three layers into `S`.
@@ -210,18 +171,10 @@ impl SettingsLoader {
         let env_file = self.dir.join(format!("{environment}.yaml"));
         for (path, hint) in [
             (&base, String::new()),
-            (
-                &env_file,
-                format!(
-                    " (chosen by {ENVIRONMENT_VAR}={environment}; every environment needs its file, even if empty)"
-                ),
-            ),
+            (&env_file, format!(" (chosen by {ENVIRONMENT_VAR}={environment}; every environment needs its file, even if empty)")),
         ] {
             if !path.is_file() {
-                return Err(ConfigError::MissingFile {
-                    path: path.clone(),
-                    hint,
-                });
+                return Err(ConfigError::MissingFile { path: path.clone(), hint });
             }
         }
         // Overrides: everything with the prefix except the two variables that
@@ -233,22 +186,10 @@ impl SettingsLoader {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let built = Config::builder()
+            .add_source(File::from(base.as_path()).format(FileFormat::Yaml).required(true))
+            .add_source(File::from(env_file.as_path()).format(FileFormat::Yaml).required(true))
             .add_source(
-                File::from(base.as_path())
-                    .format(FileFormat::Yaml)
-                    .required(true),
-            )
-            .add_source(
-                File::from(env_file.as_path())
-                    .format(FileFormat::Yaml)
-                    .required(true),
-            )
-            .add_source(
-                Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("_")
-                    .separator("__")
-                    .try_parsing(false)
-                    .source(Some(overrides)),
+                Environment::with_prefix(ENV_PREFIX).prefix_separator("_").separator("__").try_parsing(false).source(Some(overrides)),
             )
             .build()
             .map_err(convert)?;
@@ -259,23 +200,13 @@ impl SettingsLoader {
 /// Turns the `config` crate's error into ours, keeping the key.
 fn convert(err: config::ConfigError) -> ConfigError {
     match err {
-        config::ConfigError::FileParse { uri, cause } => ConfigError::Syntax {
-            path: uri.unwrap_or_else(|| "a configuration file".into()),
-            message: cause.to_string(),
-        },
-        config::ConfigError::NotFound(key) => {
-            invalid(Some(key), None, "is required but not set".into())
+        config::ConfigError::FileParse { uri, cause } => {
+            ConfigError::Syntax { path: uri.unwrap_or_else(|| "a configuration file".into()), message: cause.to_string() }
         }
-        config::ConfigError::Type {
-            origin,
-            unexpected,
-            expected,
-            key,
-        } => {
+        config::ConfigError::NotFound(key) => invalid(Some(key), None, "is required but not set".into()),
+        config::ConfigError::Type { origin, unexpected, expected, key } => {
             let found = match &key {
-                Some(k) if looks_secret(k) => {
-                    "a value (not shown: the key looks secret)".to_owned()
-                }
+                Some(k) if looks_secret(k) => "a value (not shown: the key looks secret)".to_owned(),
                 _ => unexpected.to_string(),
             };
             invalid(key, origin, format!("expected {expected}, found {found}"))
@@ -293,12 +224,9 @@ fn convert(err: config::ConfigError) -> ConfigError {
             }
             let inner = convert(*error);
             match inner {
-                ConfigError::Invalid {
-                    key: inner_key,
-                    origin: inner_origin,
-                    message,
-                    ..
-                } => invalid(key.or(inner_key), origin.or(inner_origin), message),
+                ConfigError::Invalid { key: inner_key, origin: inner_origin, message, .. } => {
+                    invalid(key.or(inner_key), origin.or(inner_origin), message)
+                }
                 other => other,
             }
         }
@@ -325,13 +253,7 @@ fn invalid(key: Option<String>, origin: Option<String>, message: String) -> Conf
     ConfigError::Invalid {
         key,
         env_var,
-        origin: origin.map(|o| {
-            if o.to_lowercase().contains("environment") {
-                "the environment".to_owned()
-            } else {
-                o
-            }
-        }),
+        origin: origin.map(|o| if o.to_lowercase().contains("environment") { "the environment".to_owned() } else { o }),
         message,
     }
 }
@@ -370,29 +292,16 @@ mod tests {
     fn env_var_names_follow_the_convention() {
         assert_eq!(env_var_for("database.url"), "APP_DATABASE__URL");
         assert_eq!(env_var_for("port"), "APP_PORT");
-        assert_eq!(
-            env_var_for("kafka.consumer.group_id"),
-            "APP_KAFKA__CONSUMER__GROUP_ID"
-        );
+        assert_eq!(env_var_for("kafka.consumer.group_id"), "APP_KAFKA__CONSUMER__GROUP_ID");
     }
 
     #[test]
     fn environment_names_are_plain() {
-        let l = |v: &str| {
-            SettingsLoader::with_vars("/nowhere", [(ENVIRONMENT_VAR.to_owned(), v.to_owned())])
-        };
+        let l = |v: &str| SettingsLoader::with_vars("/nowhere", [(ENVIRONMENT_VAR.to_owned(), v.to_owned())]);
         assert_eq!(l("production").environment().unwrap(), "production");
-        assert!(matches!(
-            l("../etc/passwd").environment(),
-            Err(ConfigError::BadEnvironment { .. })
-        ));
+        assert!(matches!(l("../etc/passwd").environment(), Err(ConfigError::BadEnvironment { .. })));
         assert!(l("").environment().is_err());
-        assert_eq!(
-            SettingsLoader::with_vars("/nowhere", [])
-                .environment()
-                .unwrap(),
-            "local"
-        );
+        assert_eq!(SettingsLoader::with_vars("/nowhere", []).environment().unwrap(), "local");
     }
 
     #[test]

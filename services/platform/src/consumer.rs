@@ -68,14 +68,23 @@ impl HandleError {
 /// True for database errors that a retry may cure.
 pub fn is_transient_sqlx(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
             // PostgreSQL SQLSTATE: serialization failure, deadlock, connection classes, admin shutdown.
             // MySQL error numbers: 1213 deadlock, 1205 lock wait timeout, 2006/2013 server gone.
-            code == "40001" || code == "40P01" || code.starts_with("08") || code == "57P01"
+            code == "40001"
+                || code == "40P01"
+                || code.starts_with("08")
+                || code == "57P01"
                 || ["1213", "1205", "2006", "2013"].contains(&code.as_str())
-                || (db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|m| [1213, 1205, 2006, 2013].contains(&m.number())))
+                || (db
+                    .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                    .is_some_and(|m| [1213, 1205, 2006, 2013].contains(&m.number())))
         }
         _ => false,
     }

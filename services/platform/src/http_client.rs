@@ -30,7 +30,13 @@ pub struct ClientSettings {
 
 impl Default for ClientSettings {
     fn default() -> Self {
-        Self { base_url: "http://127.0.0.1:8082".into(), timeout_ms: 1000, max_attempts: 3, retry_base_ms: 50, breaker: BreakerConfig::default() }
+        Self {
+            base_url: "http://127.0.0.1:8082".into(),
+            timeout_ms: 1000,
+            max_attempts: 3,
+            retry_base_ms: 50,
+            breaker: BreakerConfig::default(),
+        }
     }
 }
 
@@ -54,7 +60,8 @@ impl ClientError {
     /// True when the peer is unavailable (as opposed to refusing the request):
     /// callers answer 503 with `Retry-After` then.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Open(_) | Self::Timeout { .. } | Self::Connect { .. }) || matches!(self, Self::Status { status, .. } if *status >= 500)
+        matches!(self, Self::Open(_) | Self::Timeout { .. } | Self::Connect { .. })
+            || matches!(self, Self::Status { status, .. } if *status >= 500)
     }
 
     /// How long a caller should wait before trying again.
@@ -104,7 +111,14 @@ impl ServiceClient {
             gauge.set_breaker_state(c.peer, gauge_state(c.to));
             tracing::warn!(peer = c.peer, from = c.from.as_str(), to = c.to.as_str(), "circuit breaker state changed");
         });
-        Ok(Self { peer: peer.to_owned(), base: settings.base_url.trim_end_matches('/').to_owned(), http, breaker: Arc::new(breaker), metrics, settings })
+        Ok(Self {
+            peer: peer.to_owned(),
+            base: settings.base_url.trim_end_matches('/').to_owned(),
+            http,
+            breaker: Arc::new(breaker),
+            metrics,
+            settings,
+        })
     }
 
     pub fn breaker(&self) -> &CircuitBreaker {
@@ -120,7 +134,8 @@ impl ServiceClient {
             attempt += 1;
             match self.attempt(&url).await {
                 Ok(body) => {
-                    return serde_json::from_slice(&body).map_err(|e| ClientError::Decode { peer: self.peer.clone(), reason: e.to_string() });
+                    return serde_json::from_slice(&body)
+                        .map_err(|e| ClientError::Decode { peer: self.peer.clone(), reason: e.to_string() });
                 }
                 Err(e) if e.retryable() && attempt < self.settings.max_attempts => {
                     let pause = crate::backoff::delay(attempt, Duration::from_millis(self.settings.retry_base_ms), Duration::from_secs(2));
@@ -148,16 +163,22 @@ impl ServiceClient {
                     tracing::Span::current().record("http.response.status_code", i64::from(status));
                     let body = resp.bytes().await.map_err(|e| transport_error(peer, timeout, e))?;
                     if status >= 500 {
-                        return Err(ClientError::Status { peer: peer.clone(), status, body: String::from_utf8_lossy(&body).chars().take(512).collect() });
+                        return Err(ClientError::Status {
+                            peer: peer.clone(),
+                            status,
+                            body: String::from_utf8_lossy(&body).chars().take(512).collect(),
+                        });
                     }
                     // 4xx: the peer works; the request was wrong. Not a breaker failure.
                     Ok((status, body))
                 })
                 .await;
             match sent {
-                Ok((status, body)) if status >= 400 => {
-                    Err(ClientError::Status { peer: peer.clone(), status, body: String::from_utf8_lossy(&body).chars().take(512).collect() })
-                }
+                Ok((status, body)) if status >= 400 => Err(ClientError::Status {
+                    peer: peer.clone(),
+                    status,
+                    body: String::from_utf8_lossy(&body).chars().take(512).collect(),
+                }),
                 Ok((_, body)) => Ok(body),
                 Err(CallError::Open(open)) => Err(ClientError::Open(open)),
                 Err(CallError::Inner(e)) => Err(e),

@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use glasshouse_telemetry::metrics::StandardMetrics;
+use opentelemetry::trace::TraceContextExt;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::Row;
 use tokio::sync::watch;
 use tracing::Instrument;
-use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
@@ -64,36 +64,32 @@ impl OutboxMessage {
 /// Inserts `msg` in the caller's PostgreSQL transaction, with the current trace context.
 pub async fn enqueue_pg(conn: &mut sqlx::PgConnection, msg: &OutboxMessage) -> sqlx::Result<()> {
     let span = glasshouse_telemetry::db::client_span("postgresql", "INSERT", "outbox", "");
-    sqlx::query(
-        "INSERT INTO outbox (event_id, topic, partition_key, event_type, payload, trace_carrier) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(msg.event_id)
-    .bind(&msg.topic)
-    .bind(&msg.key)
-    .bind(&msg.event_type)
-    .bind(&msg.payload)
-    .bind(glasshouse_telemetry::propagation::current_carrier())
-    .execute(conn)
-    .instrument(span)
-    .await?;
+    sqlx::query("INSERT INTO outbox (event_id, topic, partition_key, event_type, payload, trace_carrier) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(msg.event_id)
+        .bind(&msg.topic)
+        .bind(&msg.key)
+        .bind(&msg.event_type)
+        .bind(&msg.payload)
+        .bind(glasshouse_telemetry::propagation::current_carrier())
+        .execute(conn)
+        .instrument(span)
+        .await?;
     Ok(())
 }
 
 /// Inserts `msg` in the caller's MySQL transaction, with the current trace context.
 pub async fn enqueue_mysql(conn: &mut sqlx::MySqlConnection, msg: &OutboxMessage) -> sqlx::Result<()> {
     let span = glasshouse_telemetry::db::client_span("mysql", "INSERT", "outbox", "");
-    sqlx::query(
-        "INSERT INTO outbox (event_id, topic, partition_key, event_type, payload, trace_carrier) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(msg.event_id.to_string())
-    .bind(&msg.topic)
-    .bind(&msg.key)
-    .bind(&msg.event_type)
-    .bind(&msg.payload)
-    .bind(glasshouse_telemetry::propagation::current_carrier())
-    .execute(conn)
-    .instrument(span)
-    .await?;
+    sqlx::query("INSERT INTO outbox (event_id, topic, partition_key, event_type, payload, trace_carrier) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(msg.event_id.to_string())
+        .bind(&msg.topic)
+        .bind(&msg.key)
+        .bind(&msg.event_type)
+        .bind(&msg.payload)
+        .bind(glasshouse_telemetry::propagation::current_carrier())
+        .execute(conn)
+        .instrument(span)
+        .await?;
     Ok(())
 }
 
@@ -194,7 +190,11 @@ impl Relay {
             if sent as i64 >= self.config.batch_size && failures == 0 {
                 continue;
             }
-            let pause = if failures > 0 { crate::backoff::delay(failures, Duration::from_millis(100), Duration::from_secs(5)) } else { self.config.idle_poll };
+            let pause = if failures > 0 {
+                crate::backoff::delay(failures, Duration::from_millis(100), Duration::from_secs(5))
+            } else {
+                self.config.idle_poll
+            };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
@@ -290,11 +290,15 @@ impl Relay {
     async fn update_backlog_metrics(&self) -> anyhow::Result<()> {
         let (pending, oldest): (i64, Option<DateTime<Utc>>) = match &self.db {
             OutboxDb::Postgres(pool) => {
-                let row = sqlx::query("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE sent_at IS NULL").fetch_one(pool).await?;
+                let row = sqlx::query("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE sent_at IS NULL")
+                    .fetch_one(pool)
+                    .await?;
                 (row.try_get("n")?, row.try_get("oldest")?)
             }
             OutboxDb::MySql(pool) => {
-                let row = sqlx::query("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE sent_at IS NULL").fetch_one(pool).await?;
+                let row = sqlx::query("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE sent_at IS NULL")
+                    .fetch_one(pool)
+                    .await?;
                 (row.try_get("n")?, row.try_get("oldest")?)
             }
         };

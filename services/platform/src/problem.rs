@@ -52,69 +52,35 @@ pub struct ProblemType {
 impl ProblemType {
     /// A problem type; `slug` should be lower-case words joined by `-`.
     pub const fn new(slug: &'static str, title: &'static str, status: StatusCode) -> Self {
-        Self {
-            slug,
-            title,
-            status,
-        }
+        Self { slug, title, status }
     }
 
     /// 400: the request cannot be read (bad JSON, bad parameter syntax).
     pub const BAD_REQUEST: Self = Self::new("bad-request", "Bad request", StatusCode::BAD_REQUEST);
     /// 401: no, malformed, expired or unverifiable bearer token.
-    pub const UNAUTHENTICATED: Self = Self::new(
-        "unauthenticated",
-        "Authentication required",
-        StatusCode::UNAUTHORIZED,
-    );
+    pub const UNAUTHENTICATED: Self = Self::new("unauthenticated", "Authentication required", StatusCode::UNAUTHORIZED);
     /// 403: authenticated, but the caller's roles do not allow this.
     pub const FORBIDDEN: Self = Self::new("forbidden", "Forbidden", StatusCode::FORBIDDEN);
     /// 404: no such resource (also used for resources the caller may not see).
     pub const NOT_FOUND: Self = Self::new("not-found", "Not found", StatusCode::NOT_FOUND);
     /// 405: the path exists, the method does not.
-    pub const METHOD_NOT_ALLOWED: Self = Self::new(
-        "method-not-allowed",
-        "Method not allowed",
-        StatusCode::METHOD_NOT_ALLOWED,
-    );
+    pub const METHOD_NOT_ALLOWED: Self = Self::new("method-not-allowed", "Method not allowed", StatusCode::METHOD_NOT_ALLOWED);
     /// 409: the request conflicts with the resource's current state.
     pub const CONFLICT: Self = Self::new("conflict", "Conflict", StatusCode::CONFLICT);
     /// 413: the body is larger than the service accepts.
-    pub const PAYLOAD_TOO_LARGE: Self = Self::new(
-        "payload-too-large",
-        "Payload too large",
-        StatusCode::PAYLOAD_TOO_LARGE,
-    );
+    pub const PAYLOAD_TOO_LARGE: Self = Self::new("payload-too-large", "Payload too large", StatusCode::PAYLOAD_TOO_LARGE);
     /// 415: the body is not JSON.
-    pub const UNSUPPORTED_MEDIA_TYPE: Self = Self::new(
-        "unsupported-media-type",
-        "Unsupported media type",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-    );
+    pub const UNSUPPORTED_MEDIA_TYPE: Self =
+        Self::new("unsupported-media-type", "Unsupported media type", StatusCode::UNSUPPORTED_MEDIA_TYPE);
     /// 422: well-formed, but a value breaks a rule (quantity 0, unknown SKU, ...).
-    pub const VALIDATION_FAILED: Self = Self::new(
-        "validation-failed",
-        "Request failed validation",
-        StatusCode::UNPROCESSABLE_ENTITY,
-    );
+    pub const VALIDATION_FAILED: Self = Self::new("validation-failed", "Request failed validation", StatusCode::UNPROCESSABLE_ENTITY);
     /// 429: slow down.
-    pub const TOO_MANY_REQUESTS: Self = Self::new(
-        "too-many-requests",
-        "Too many requests",
-        StatusCode::TOO_MANY_REQUESTS,
-    );
+    pub const TOO_MANY_REQUESTS: Self = Self::new("too-many-requests", "Too many requests", StatusCode::TOO_MANY_REQUESTS);
     /// 500: a bug or an unexpected failure; details only in the log.
-    pub const INTERNAL: Self = Self::new(
-        "internal-error",
-        "Internal server error",
-        StatusCode::INTERNAL_SERVER_ERROR,
-    );
+    pub const INTERNAL: Self = Self::new("internal-error", "Internal server error", StatusCode::INTERNAL_SERVER_ERROR);
     /// 503: a dependency is down or its circuit breaker is open; retry later.
-    pub const SERVICE_UNAVAILABLE: Self = Self::new(
-        "service-unavailable",
-        "Service temporarily unavailable",
-        StatusCode::SERVICE_UNAVAILABLE,
-    );
+    pub const SERVICE_UNAVAILABLE: Self =
+        Self::new("service-unavailable", "Service temporarily unavailable", StatusCode::SERVICE_UNAVAILABLE);
 
     /// Every built-in type (docs and tests).
     pub const BUILT_IN: [Self; 12] = [
@@ -135,14 +101,11 @@ impl ProblemType {
     /// The built-in type for `status`, or a generic `http-error` type that
     /// carries the status, for errors raised by poem with no more meaning.
     pub fn for_status(status: StatusCode) -> Self {
-        Self::BUILT_IN
-            .into_iter()
-            .find(|t| t.status == status)
-            .unwrap_or(Self {
-                slug: "http-error",
-                title: status.canonical_reason().unwrap_or("HTTP error"),
-                status,
-            })
+        Self::BUILT_IN.into_iter().find(|t| t.status == status).unwrap_or(Self {
+            slug: "http-error",
+            title: status.canonical_reason().unwrap_or("HTTP error"),
+            status,
+        })
     }
 
     /// The slug, e.g. `not-found`.
@@ -189,13 +152,7 @@ struct ProblemInner {
 impl Problem {
     /// A problem of kind `kind` with no detail yet.
     pub fn new(kind: ProblemType) -> Self {
-        Self(Box::new(ProblemInner {
-            kind,
-            detail: None,
-            instance: None,
-            extensions: Map::new(),
-            headers: HeaderMap::new(),
-        }))
+        Self(Box::new(ProblemInner { kind, detail: None, instance: None, extensions: Map::new(), headers: HeaderMap::new() }))
     }
 
     /// 400 `bad-request`.
@@ -207,10 +164,7 @@ impl Problem {
     pub fn unauthenticated(detail: impl Into<String>) -> Self {
         Self::new(ProblemType::UNAUTHENTICATED)
             .with_detail(detail)
-            .with_header(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"glasshouse\""),
-            )
+            .with_header(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"glasshouse\""))
     }
 
     /// 403 `forbidden`.
@@ -237,9 +191,7 @@ impl Problem {
     /// least 1), e.g. the remaining open time of a circuit breaker.
     pub fn unavailable(detail: impl Into<String>, retry_after: std::time::Duration) -> Self {
         let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        Self::new(ProblemType::SERVICE_UNAVAILABLE)
-            .with_detail(detail)
-            .with_header(RETRY_AFTER, HeaderValue::from(secs.max(1)))
+        Self::new(ProblemType::SERVICE_UNAVAILABLE).with_detail(detail).with_header(RETRY_AFTER, HeaderValue::from(secs.max(1)))
     }
 
     /// The opaque 500 for an unexpected error.
@@ -281,10 +233,7 @@ impl Problem {
     pub fn with_extension(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
         let key = key.into();
         if RESERVED_MEMBERS.contains(&key.as_str()) {
-            tracing::warn!(
-                key,
-                "problem extension uses a reserved member name; dropped"
-            );
+            tracing::warn!(key, "problem extension uses a reserved member name; dropped");
             return self;
         }
         match serde_json::to_value(value) {
@@ -350,10 +299,7 @@ impl Problem {
     /// Builds the HTTP response without consuming the problem.
     pub fn to_response(&self) -> Response {
         let body = serde_json::to_vec(&self.body()).unwrap_or_else(|_| b"{}".to_vec());
-        let mut resp = Response::builder()
-            .status(self.0.kind.status)
-            .header(CONTENT_TYPE, PROBLEM_CONTENT_TYPE)
-            .body(body);
+        let mut resp = Response::builder().status(self.0.kind.status).header(CONTENT_TYPE, PROBLEM_CONTENT_TYPE).body(body);
         for (name, value) in &self.0.headers {
             resp.headers_mut().insert(name.clone(), value.clone());
         }
@@ -449,10 +395,7 @@ impl ApiResponse for Problem {
                 description: "An error, as RFC 9457 problem details",
                 status: None,
                 status_range: None,
-                content: vec![MetaMediaType {
-                    content_type: PROBLEM_CONTENT_TYPE,
-                    schema: ProblemDetails::schema_ref(),
-                }],
+                content: vec![MetaMediaType { content_type: PROBLEM_CONTENT_TYPE, schema: ProblemDetails::schema_ref() }],
                 headers: vec![],
             }],
         }
@@ -491,9 +434,7 @@ fn problem_from_status(err: poem::Error) -> Problem {
         // same words as `auth::AuthError::Missing`.
         StatusCode::UNAUTHORIZED => Problem::unauthenticated("The request has no bearer token."),
         StatusCode::NOT_FOUND => Problem::not_found("There is no resource at this path."),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            Problem::new(ProblemType::METHOD_NOT_ALLOWED).with_detail(err.to_string())
-        }
+        StatusCode::METHOD_NOT_ALLOWED => Problem::new(ProblemType::METHOD_NOT_ALLOWED).with_detail(err.to_string()),
         _ => Problem::new(ProblemType::for_status(status)).with_detail(err.to_string()),
     }
 }
@@ -556,9 +497,7 @@ mod tests {
 
     #[test]
     fn body_has_the_rfc_members_and_extensions() {
-        let p = Problem::validation("quantity 0 is outside 1..=1000")
-            .with_instance("/orders")
-            .with_extension("field", "lines[0].quantity");
+        let p = Problem::validation("quantity 0 is outside 1..=1000").with_instance("/orders").with_extension("field", "lines[0].quantity");
         assert_eq!(
             p.body(),
             serde_json::json!({
@@ -574,14 +513,9 @@ mod tests {
 
     #[test]
     fn reserved_members_cannot_be_overridden() {
-        let p = Problem::not_found("x")
-            .with_extension("status", 200)
-            .with_extension("type", "y");
+        let p = Problem::not_found("x").with_extension("status", 200).with_extension("type", "y");
         assert_eq!(p.body()["status"], 404);
-        assert_eq!(
-            p.body()["type"],
-            "https://glasshouse.dev/problems/not-found"
-        );
+        assert_eq!(p.body()["type"], "https://glasshouse.dev/problems/not-found");
     }
 
     #[test]
@@ -602,10 +536,7 @@ mod tests {
             assert_eq!(ProblemType::for_status(t.status()), t);
         }
         let teapot = ProblemType::for_status(StatusCode::IM_A_TEAPOT);
-        assert_eq!(
-            (teapot.slug(), teapot.status()),
-            ("http-error", StatusCode::IM_A_TEAPOT)
-        );
+        assert_eq!((teapot.slug(), teapot.status()), ("http-error", StatusCode::IM_A_TEAPOT));
     }
 
     #[test]

@@ -22,7 +22,12 @@ use crate::problem::ProblemJson;
 /// The whole HTTP surface: the API at `/`, its spec at `/openapi.yaml`, a
 /// docs page at `/docs`, `/metrics`, `/health/live` and `/health/ready`;
 /// errors as problem+json, and telemetry outermost (routes named by the spec).
-pub fn http_app<T: OpenApi + 'static>(api: OpenApiService<T, ()>, checks: HealthChecks, metrics: &Metrics, authenticator: Authenticator) -> BoxEndpoint<'static, Response> {
+pub fn http_app<T: OpenApi + 'static>(
+    api: OpenApiService<T, ()>,
+    checks: HealthChecks,
+    metrics: &Metrics,
+    authenticator: Authenticator,
+) -> BoxEndpoint<'static, Response> {
     let spec = api.spec_yaml();
     let telemetry = ServerTelemetry::new(metrics).with_openapi(&spec);
     let docs = api.swagger_ui();
@@ -45,9 +50,11 @@ pub fn kafka_check(brokers: &str) -> anyhow::Result<impl HealthCheck + use<>> {
         let admin = admin.clone();
         async move {
             // librdkafka's metadata call blocks its thread.
-            tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, Duration::from_secs(2)).map(drop).map_err(|e| e.to_string()))
-                .await
-                .map_err(|e| e.to_string())?
+            tokio::task::spawn_blocking(move || {
+                admin.inner().fetch_metadata(None, Duration::from_secs(2)).map(drop).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())?
         }
     }))
 }

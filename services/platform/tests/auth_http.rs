@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use glasshouse_platform::auth::dev::{DEV_AUDIENCE, DEV_ISSUER, DevClaims, SigningKey};
-use glasshouse_platform::auth::{
-    AuthSettings, Authenticator, BearerAuth, JwksSource, Principal, RequireRole, Role,
-};
+use glasshouse_platform::auth::{AuthSettings, Authenticator, BearerAuth, JwksSource, Principal, RequireRole, Role};
 use glasshouse_platform::problem::{Problem, ProblemJson};
 use jsonwebtoken::jwk::JwkSet;
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -35,10 +33,7 @@ enum MeResponse {
 }
 
 fn me(p: &Principal) -> Me {
-    Me {
-        customer_id: p.customer_id.to_string(),
-        roles: p.roles.iter().map(|r| r.to_string()).collect(),
-    }
+    Me { customer_id: p.customer_id.to_string(), roles: p.roles.iter().map(|r| r.to_string()).collect() }
 }
 
 struct Api;
@@ -78,12 +73,9 @@ impl Keys {
         let es = SigningKey::generate_es256().unwrap();
         let rsa = SigningKey::from_pem(RSA_PEM).unwrap();
         assert_eq!(rsa.algorithm(), jsonwebtoken::Algorithm::RS256);
-        let dir =
-            std::env::temp_dir().join(format!("glasshouse-auth-http-{}", uuid::Uuid::new_v4()));
+        let dir = std::env::temp_dir().join(format!("glasshouse-auth-http-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let jwks = JwkSet {
-            keys: vec![es.jwk().clone(), rsa.jwk().clone()],
-        };
+        let jwks = JwkSet { keys: vec![es.jwk().clone(), rsa.jwk().clone()] };
         std::fs::write(dir.join("jwks.json"), serde_json::to_vec(&jwks).unwrap()).unwrap();
         Self { es, rsa, dir }
     }
@@ -107,19 +99,13 @@ impl Drop for Keys {
 }
 
 async fn serve(auth: Authenticator) -> (SocketAddr, oneshot::Sender<()>) {
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .unwrap();
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
     let addr = *acceptor.local_addr()[0].0.as_socket_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let app = Route::new()
         .nest("/", OpenApiService::new(Api, "auth test", "1.0"))
         .at("/plain/me", get(plain_me))
-        .at(
-            "/plain/admin",
-            get(plain_admin).with(RequireRole(Role::Admin)),
-        )
+        .at("/plain/admin", get(plain_admin).with(RequireRole(Role::Admin)))
         .data(auth)
         .with(ProblemJson);
     tokio::spawn(async move {
@@ -149,22 +135,9 @@ async fn call(addr: SocketAddr, path: &str, authorization: Option<String>) -> An
         req = req.header("authorization", a);
     }
     let resp = req.send().await.unwrap();
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-    };
-    let (status, www_authenticate, content_type) = (
-        resp.status().as_u16(),
-        header("www-authenticate"),
-        header("content-type"),
-    );
-    Answer {
-        status,
-        www_authenticate,
-        content_type,
-        body: resp.json().await.unwrap_or(Value::Null),
-    }
+    let header = |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    let (status, www_authenticate, content_type) = (resp.status().as_u16(), header("www-authenticate"), header("content-type"));
+    Answer { status, www_authenticate, content_type, body: resp.json().await.unwrap_or(Value::Null) }
 }
 
 fn bearer(token: &str) -> Option<String> {
@@ -178,24 +151,11 @@ fn claims(sub: &str, roles: Vec<Role>) -> DevClaims {
 fn assert_unauthenticated(a: &Answer, detail_has: &str) {
     assert_eq!(a.status, 401, "{}", a.body);
     assert_eq!(a.content_type.as_deref(), Some("application/problem+json"));
-    assert_eq!(
-        a.body["type"], "https://glasshouse.dev/problems/unauthenticated",
-        "{}",
-        a.body
-    );
+    assert_eq!(a.body["type"], "https://glasshouse.dev/problems/unauthenticated", "{}", a.body);
     assert_eq!(a.body["status"], 401);
     let detail = a.body["detail"].as_str().unwrap_or_default();
-    assert!(
-        detail.contains(detail_has),
-        "detail {detail:?} should mention {detail_has:?}"
-    );
-    assert!(
-        a.www_authenticate
-            .as_deref()
-            .is_some_and(|w| w.starts_with("Bearer")),
-        "{:?}",
-        a.www_authenticate
-    );
+    assert!(detail.contains(detail_has), "detail {detail:?} should mention {detail_has:?}");
+    assert!(a.www_authenticate.as_deref().is_some_and(|w| w.starts_with("Bearer")), "{:?}", a.www_authenticate);
 }
 
 const PROTECTED: [&str; 2] = ["/me", "/plain/me"];
@@ -203,12 +163,7 @@ const PROTECTED: [&str; 2] = ["/me", "/plain/me"];
 #[tokio::test]
 async fn valid_es256_and_rs256_tokens_are_accepted() {
     let keys = Keys::new();
-    let (addr, _stop) = serve(
-        Authenticator::from_settings(&keys.settings())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (addr, _stop) = serve(Authenticator::from_settings(&keys.settings()).await.unwrap()).await;
     for key in [&keys.es, &keys.rsa] {
         let token = key.mint(&claims("cust-42", vec![Role::Customer])).unwrap();
         for path in PROTECTED {
@@ -224,18 +179,11 @@ async fn valid_es256_and_rs256_tokens_are_accepted() {
 #[tokio::test]
 async fn missing_malformed_and_forged_tokens_get_401_problems() {
     let keys = Keys::new();
-    let (addr, _stop) = serve(
-        Authenticator::from_settings(&keys.settings())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (addr, _stop) = serve(Authenticator::from_settings(&keys.settings()).await.unwrap()).await;
     let good = claims("cust-1", vec![Role::Customer]);
 
     // Signed by a different key that claims the trusted key's id.
-    let impostor = SigningKey::generate_es256()
-        .unwrap()
-        .with_kid(keys.es.kid());
+    let impostor = SigningKey::generate_es256().unwrap().with_kid(keys.es.kid());
     let forged = impostor.mint(&good).unwrap();
     // A valid token with one character in the middle of the signature changed
     // (the last one may carry padding bits and fail base64 decoding instead).
@@ -246,12 +194,7 @@ async fn missing_malformed_and_forged_tokens_get_401_problems() {
     // Same claims, HMAC-signed with the public key as secret (algorithm confusion).
     let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs_header.kid = Some(keys.es.kid().to_owned());
-    let hs = jsonwebtoken::encode(
-        &hs_header,
-        &good,
-        &jsonwebtoken::EncodingKey::from_secret(b"x"),
-    )
-    .unwrap();
+    let hs = jsonwebtoken::encode(&hs_header, &good, &jsonwebtoken::EncodingKey::from_secret(b"x")).unwrap();
     let unknown_kid = SigningKey::generate_es256().unwrap().mint(&good).unwrap();
 
     for path in PROTECTED {
@@ -261,10 +204,7 @@ async fn missing_malformed_and_forged_tokens_get_401_problems() {
         assert_unauthenticated(&call(addr, path, bearer(&hs)).await, "algorithm");
         assert_unauthenticated(&call(addr, path, bearer(&unknown_kid)).await, "unknown key");
         assert_unauthenticated(&call(addr, path, bearer("not-a-jwt")).await, "malformed");
-        assert_unauthenticated(
-            &call(addr, path, Some("Basic dXNlcjpwdw==".into())).await,
-            "",
-        );
+        assert_unauthenticated(&call(addr, path, Some("Basic dXNlcjpwdw==".into())).await, "");
     }
     // With a token present the challenge says why (RFC 6750).
     let a = call(addr, "/plain/me", bearer(&forged)).await;
@@ -274,12 +214,7 @@ async fn missing_malformed_and_forged_tokens_get_401_problems() {
 #[tokio::test]
 async fn expiry_audience_and_issuer_are_enforced() {
     let keys = Keys::new();
-    let (addr, _stop) = serve(
-        Authenticator::from_settings(&keys.settings())
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (addr, _stop) = serve(Authenticator::from_settings(&keys.settings()).await.unwrap()).await;
     let now = chrono::Utc::now().timestamp();
 
     let mut expired = claims("cust-1", vec![Role::Customer]);
@@ -307,16 +242,8 @@ async fn expiry_audience_and_issuer_are_enforced() {
 #[tokio::test]
 async fn roles_gate_admin_routes_with_403() {
     let keys = Keys::new();
-    let (addr, _stop) = serve(
-        Authenticator::from_settings(&keys.settings())
-            .await
-            .unwrap(),
-    )
-    .await;
-    let customer = keys
-        .es
-        .mint(&claims("cust-1", vec![Role::Customer]))
-        .unwrap();
+    let (addr, _stop) = serve(Authenticator::from_settings(&keys.settings()).await.unwrap()).await;
+    let customer = keys.es.mint(&claims("cust-1", vec![Role::Customer])).unwrap();
     let admin = keys.rsa.mint(&claims("ops-1", vec![Role::Admin])).unwrap();
 
     for path in ["/admin/report", "/plain/admin"] {
@@ -339,27 +266,17 @@ async fn roles_claim_unknown_roles_are_ignored_and_a_single_string_is_read() {
     let keys = Keys::new();
     let auth = Authenticator::from_jwks(&keys.es.jwks(), DEV_ISSUER, DEV_AUDIENCE).unwrap();
     let now = chrono::Utc::now().timestamp();
-    let base =
-        json!({"sub": "c-9", "iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "iat": now, "exp": now + 60});
+    let base = json!({"sub": "c-9", "iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "iat": now, "exp": now + 60});
     let with = |roles: Value| {
         let mut c = base.clone();
         c["roles"] = roles;
         keys.es.mint(&c).unwrap()
     };
-    let p = auth
-        .authenticate(&with(json!(["customer", "superuser"])))
-        .await
-        .unwrap();
-    assert_eq!(
-        p.roles.iter().copied().collect::<Vec<_>>(),
-        vec![Role::Customer]
-    );
+    let p = auth.authenticate(&with(json!(["customer", "superuser"]))).await.unwrap();
+    assert_eq!(p.roles.iter().copied().collect::<Vec<_>>(), vec![Role::Customer]);
     let p = auth.authenticate(&with(json!("admin"))).await.unwrap();
     assert!(p.is_admin());
-    let p = auth
-        .authenticate(&keys.es.mint(&base).unwrap())
-        .await
-        .unwrap();
+    let p = auth.authenticate(&keys.es.mint(&base).unwrap()).await.unwrap();
     assert!(p.roles.is_empty());
     assert!(p.require(Role::Customer).is_err());
     // Owner-or-admin check used by "GET /orders/{id}".
@@ -369,16 +286,12 @@ async fn roles_claim_unknown_roles_are_ignored_and_a_single_string_is_read() {
 
 #[test]
 fn the_spec_documents_a_bearer_jwt_scheme() {
-    let spec: Value =
-        serde_json::from_str(&OpenApiService::new(Api, "auth test", "1.0").spec()).unwrap();
+    let spec: Value = serde_json::from_str(&OpenApiService::new(Api, "auth test", "1.0").spec()).unwrap();
     let scheme = &spec["components"]["securitySchemes"]["BearerAuth"];
     assert_eq!(scheme["type"], "http");
     assert_eq!(scheme["scheme"], "bearer");
     assert_eq!(scheme["bearerFormat"], "JWT");
-    assert_eq!(
-        spec["paths"]["/me"]["get"]["security"],
-        json!([{"BearerAuth": []}])
-    );
+    assert_eq!(spec["paths"]["/me"]["get"]["security"], json!([{"BearerAuth": []}]));
 }
 
 #[tokio::test]
@@ -393,9 +306,6 @@ async fn start_up_fails_without_usable_keys() {
     std::fs::write(dir.join("empty.json"), r#"{"keys": []}"#).unwrap();
     settings.jwks = JwksSource::File(dir.join("empty.json"));
     let err = Authenticator::from_settings(&settings).await.unwrap_err();
-    assert!(
-        err.to_string().contains("no RS256/ES256 signing key"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no RS256/ES256 signing key"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

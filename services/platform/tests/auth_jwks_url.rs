@@ -28,15 +28,10 @@ fn jwks(state: Data<&Published>) -> Json<JwkSet> {
 }
 
 async fn serve(state: Published) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .unwrap();
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
     let addr = *acceptor.local_addr()[0].0.as_socket_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let app = Route::new()
-        .at("/.well-known/jwks.json", get(jwks))
-        .data(state);
+    let app = Route::new().at("/.well-known/jwks.json", get(jwks)).data(state);
     let task = tokio::spawn(async move {
         let _ = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
@@ -63,47 +58,22 @@ fn settings(addr: SocketAddr, min_refetch: u64) -> AuthSettings {
 }
 
 fn token(key: &SigningKey) -> String {
-    key.mint(&DevClaims::new(
-        "cust-7",
-        vec![Role::Customer],
-        Duration::from_secs(300),
-    ))
-    .unwrap()
+    key.mint(&DevClaims::new("cust-7", vec![Role::Customer], Duration::from_secs(300))).unwrap()
 }
 
 #[tokio::test]
 async fn keys_are_cached_and_rotation_is_picked_up() {
-    let (a, b) = (
-        SigningKey::generate_es256().unwrap(),
-        SigningKey::generate_es256().unwrap(),
-    );
+    let (a, b) = (SigningKey::generate_es256().unwrap(), SigningKey::generate_es256().unwrap());
     let state = Published::default();
     *state.jwks.lock().unwrap() = a.jwks();
     let (addr, _stop, _task) = serve(state.clone()).await;
-    let auth = Authenticator::from_settings(&settings(addr, 0))
-        .await
-        .unwrap();
-    assert_eq!(
-        state.hits.load(Ordering::SeqCst),
-        1,
-        "read once at start-up"
-    );
+    let auth = Authenticator::from_settings(&settings(addr, 0)).await.unwrap();
+    assert_eq!(state.hits.load(Ordering::SeqCst), 1, "read once at start-up");
 
     for _ in 0..5 {
-        assert_eq!(
-            auth.authenticate(&token(&a))
-                .await
-                .unwrap()
-                .customer_id
-                .as_str(),
-            "cust-7"
-        );
+        assert_eq!(auth.authenticate(&token(&a)).await.unwrap().customer_id.as_str(), "cust-7");
     }
-    assert_eq!(
-        state.hits.load(Ordering::SeqCst),
-        1,
-        "known keys come from the cache"
-    );
+    assert_eq!(state.hits.load(Ordering::SeqCst), 1, "known keys come from the cache");
 
     // The IdP rotates: B is published next to A; a B token triggers one re-read.
     state.jwks.lock().unwrap().keys.push(b.jwk().clone());
@@ -126,21 +96,12 @@ async fn unknown_key_ids_cannot_make_it_refetch_in_a_loop() {
     let state = Published::default();
     *state.jwks.lock().unwrap() = a.jwks();
     let (addr, _stop, _task) = serve(state.clone()).await;
-    let auth = Authenticator::from_settings(&settings(addr, 3600))
-        .await
-        .unwrap();
+    let auth = Authenticator::from_settings(&settings(addr, 3600)).await.unwrap();
     for _ in 0..10 {
         let forged = token(&SigningKey::generate_es256().unwrap());
-        assert!(matches!(
-            auth.authenticate(&forged).await,
-            Err(AuthError::UnknownKey(_))
-        ));
+        assert!(matches!(auth.authenticate(&forged).await, Err(AuthError::UnknownKey(_))));
     }
-    assert_eq!(
-        state.hits.load(Ordering::SeqCst),
-        1,
-        "no re-read within jwks_min_refetch_seconds"
-    );
+    assert_eq!(state.hits.load(Ordering::SeqCst), 1, "no re-read within jwks_min_refetch_seconds");
     auth.authenticate(&token(&a)).await.unwrap();
 }
 
@@ -150,34 +111,24 @@ async fn cached_keys_survive_the_jwks_endpoint_going_away() {
     let state = Published::default();
     *state.jwks.lock().unwrap() = a.jwks();
     let (addr, stop, task) = serve(state.clone()).await;
-    let auth = Authenticator::from_settings(&settings(addr, 0))
-        .await
-        .unwrap();
+    let auth = Authenticator::from_settings(&settings(addr, 0)).await.unwrap();
     drop(stop);
     task.await.unwrap();
 
     auth.authenticate(&token(&a)).await.unwrap();
     // An unknown kid now triggers a failing re-read; the old key still works after it.
     let stranger = SigningKey::generate_es256().unwrap();
-    assert!(matches!(
-        auth.authenticate(&token(&stranger)).await,
-        Err(AuthError::UnknownKey(_))
-    ));
+    assert!(matches!(auth.authenticate(&token(&stranger)).await, Err(AuthError::UnknownKey(_))));
     auth.authenticate(&token(&a)).await.unwrap();
 
     // And a service cannot start against a dead JWKS URL.
-    let err = Authenticator::from_settings(&settings(addr, 0))
-        .await
-        .unwrap_err();
+    let err = Authenticator::from_settings(&settings(addr, 0)).await.unwrap_err();
     assert!(err.to_string().contains("fetch JWKS"), "{err}");
 }
 
 #[tokio::test]
 async fn periodic_refresh_stops_trusting_removed_keys() {
-    let (a, b) = (
-        SigningKey::generate_es256().unwrap(),
-        SigningKey::generate_es256().unwrap(),
-    );
+    let (a, b) = (SigningKey::generate_es256().unwrap(), SigningKey::generate_es256().unwrap());
     let state = Published::default();
     *state.jwks.lock().unwrap() = a.jwks();
     let (addr, _stop, _task) = serve(state.clone()).await;

@@ -6,9 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use glasshouse_platform::breaker::{
-    BreakerConfig, BreakerState, CircuitBreaker, FailurePolicy, ManualClock, Permit, StateChange,
-};
+use glasshouse_platform::breaker::{BreakerConfig, BreakerState, CircuitBreaker, FailurePolicy, ManualClock, Permit, StateChange};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -33,10 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn config() -> impl Strategy<Value = BreakerConfig> {
     let policy = prop_oneof![
         (1u32..5).prop_map(|threshold| FailurePolicy::Consecutive { threshold }),
-        (1u32..5, 1u64..400).prop_map(|(threshold, w)| FailurePolicy::Window {
-            threshold,
-            window: Duration::from_millis(w)
-        }),
+        (1u32..5, 1u64..400).prop_map(|(threshold, w)| FailurePolicy::Window { threshold, window: Duration::from_millis(w) }),
     ];
     (policy, 1u64..300, 1u32..4).prop_map(|(policy, open, trials)| BreakerConfig {
         policy,
@@ -99,9 +94,7 @@ impl Model {
         }
         match self.state {
             BreakerState::Closed => Some(self.epoch),
-            BreakerState::HalfOpen
-                if self.in_flight + self.successes < self.cfg.half_open_trials =>
-            {
+            BreakerState::HalfOpen if self.in_flight + self.successes < self.cfg.half_open_trials => {
                 self.in_flight += 1;
                 Some(self.epoch)
             }

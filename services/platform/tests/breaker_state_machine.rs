@@ -3,9 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use glasshouse_platform::breaker::{
-    BreakerConfig, BreakerState, CallError, CircuitBreaker, FailurePolicy, ManualClock, StateChange,
-};
+use glasshouse_platform::breaker::{BreakerConfig, BreakerState, CallError, CircuitBreaker, FailurePolicy, ManualClock, StateChange};
 
 type Log = Arc<Mutex<Vec<(BreakerState, BreakerState)>>>;
 
@@ -13,21 +11,15 @@ fn breaker(config: BreakerConfig) -> (CircuitBreaker, Arc<ManualClock>, Log) {
     let clock = Arc::new(ManualClock::new());
     let log: Log = Arc::default();
     let sink = log.clone();
-    let b = CircuitBreaker::new("inventory", config)
-        .with_clock(clock.clone())
-        .on_state_change(move |c: &StateChange<'_>| {
-            assert_eq!(c.peer, "inventory");
-            sink.lock().unwrap().push((c.from, c.to));
-        });
+    let b = CircuitBreaker::new("inventory", config).with_clock(clock.clone()).on_state_change(move |c: &StateChange<'_>| {
+        assert_eq!(c.peer, "inventory");
+        sink.lock().unwrap().push((c.from, c.to));
+    });
     (b, clock, log)
 }
 
 fn consecutive(threshold: u32, open_ms: u64, trials: u32) -> BreakerConfig {
-    BreakerConfig {
-        policy: FailurePolicy::Consecutive { threshold },
-        open_for: Duration::from_millis(open_ms),
-        half_open_trials: trials,
-    }
+    BreakerConfig { policy: FailurePolicy::Consecutive { threshold }, open_for: Duration::from_millis(open_ms), half_open_trials: trials }
 }
 
 fn fail(b: &CircuitBreaker) {
@@ -64,10 +56,7 @@ fn open_refuses_until_the_pause_is_over_then_probes() {
     assert!(refused.to_string().contains("inventory"));
 
     clock.advance(Duration::from_millis(999));
-    assert_eq!(
-        b.try_acquire().unwrap_err().retry_after,
-        Duration::from_millis(1)
-    );
+    assert_eq!(b.try_acquire().unwrap_err().retry_after, Duration::from_millis(1));
     assert_eq!(b.state(), Open);
 
     clock.advance(Duration::from_millis(1));
@@ -78,10 +67,7 @@ fn open_refuses_until_the_pause_is_over_then_probes() {
     assert_eq!(busy.state, HalfOpen);
     probe.success();
     assert_eq!(b.state(), Closed);
-    assert_eq!(
-        *log.lock().unwrap(),
-        vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]
-    );
+    assert_eq!(*log.lock().unwrap(), vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]);
 }
 
 #[test]
@@ -91,14 +77,8 @@ fn a_failed_probe_reopens_for_a_full_pause() {
     clock.advance(Duration::from_millis(700));
     fail(&b); // the probe
     assert_eq!(b.state(), Open);
-    assert_eq!(
-        b.try_acquire().unwrap_err().retry_after,
-        Duration::from_millis(500)
-    );
-    assert_eq!(
-        *log.lock().unwrap(),
-        vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Open)]
-    );
+    assert_eq!(b.try_acquire().unwrap_err().retry_after, Duration::from_millis(500));
+    assert_eq!(*log.lock().unwrap(), vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Open)]);
 }
 
 #[test]
@@ -112,10 +92,7 @@ fn several_trials_must_all_succeed_to_close() {
     assert!(b.try_acquire().is_err(), "three probes at most");
     p1.success();
     assert_eq!(b.state(), HalfOpen);
-    assert!(
-        b.try_acquire().is_err(),
-        "a finished probe does not free a slot: 3 successes are needed in total"
-    );
+    assert!(b.try_acquire().is_err(), "a finished probe does not free a slot: 3 successes are needed in total");
     p2.success();
     p3.success();
     assert_eq!(b.state(), Closed);
@@ -150,10 +127,7 @@ fn results_of_calls_started_in_an_earlier_state_are_ignored() {
 #[test]
 fn window_policy_counts_failures_within_the_window_only() {
     let config = BreakerConfig {
-        policy: FailurePolicy::Window {
-            threshold: 3,
-            window: Duration::from_secs(10),
-        },
+        policy: FailurePolicy::Window { threshold: 3, window: Duration::from_secs(10) },
         open_for: Duration::from_secs(1),
         half_open_trials: 1,
     };
@@ -193,52 +167,25 @@ async fn call_counts_err_as_failure_and_refuses_when_open() {
 #[test]
 fn gauge_values_match_the_metrics_contract() {
     // telemetry/METRICS.md: circuit_breaker_state 0 closed, 1 half-open, 2 open.
-    assert_eq!(
-        [Closed, HalfOpen, Open].map(BreakerState::gauge_value),
-        [0, 1, 2]
-    );
+    assert_eq!([Closed, HalfOpen, Open].map(BreakerState::gauge_value), [0, 1, 2]);
 }
 
 #[test]
 fn settings_deserialize_and_bad_values_are_refused() {
-    let c: BreakerConfig =
-        serde_json::from_str(r#"{"failure_threshold": 4, "open_seconds": 2.5}"#).unwrap();
+    let c: BreakerConfig = serde_json::from_str(r#"{"failure_threshold": 4, "open_seconds": 2.5}"#).unwrap();
     assert_eq!(c, consecutive(4, 2500, 1));
     let c: BreakerConfig =
         serde_json::from_str(r#"{"failure_threshold": 10, "window_seconds": 30, "open_seconds": 5, "half_open_trials": 2}"#).unwrap();
-    assert_eq!(
-        c.policy,
-        FailurePolicy::Window {
-            threshold: 10,
-            window: Duration::from_secs(30)
-        }
-    );
+    assert_eq!(c.policy, FailurePolicy::Window { threshold: 10, window: Duration::from_secs(30) });
     assert_eq!(c.half_open_trials, 2);
     for (bad, says) in [
-        (
-            r#"{"failure_threshold": 0, "open_seconds": 1}"#,
-            "failure_threshold",
-        ),
-        (
-            r#"{"failure_threshold": 1, "open_seconds": 1, "half_open_trials": 0}"#,
-            "half_open_trials",
-        ),
-        (
-            r#"{"failure_threshold": 1, "open_seconds": -1}"#,
-            "open_seconds",
-        ),
-        (
-            r#"{"failure_threshold": 1, "window_seconds": 0, "open_seconds": 1}"#,
-            "window_seconds",
-        ),
-        (
-            r#"{"failure_threshold": 1, "open_second": 1}"#,
-            "open_second",
-        ),
+        (r#"{"failure_threshold": 0, "open_seconds": 1}"#, "failure_threshold"),
+        (r#"{"failure_threshold": 1, "open_seconds": 1, "half_open_trials": 0}"#, "half_open_trials"),
+        (r#"{"failure_threshold": 1, "open_seconds": -1}"#, "open_seconds"),
+        (r#"{"failure_threshold": 1, "window_seconds": 0, "open_seconds": 1}"#, "window_seconds"),
+        (r#"{"failure_threshold": 1, "open_second": 1}"#, "open_second"),
     ] {
-        let err = serde_json::from_str::<BreakerConfig>(bad)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<BreakerConfig>(bad).unwrap_err().to_string();
         assert!(err.contains(says), "{bad}: {err}");
     }
 }
@@ -255,11 +202,7 @@ fn concurrent_callers_see_a_consistent_machine() {
             s.spawn(move || {
                 for i in 0..2_000u64 {
                     if let Ok(p) = b.try_acquire() {
-                        if (i * 7 + t) % 3 == 0 {
-                            p.failure()
-                        } else {
-                            p.success()
-                        }
+                        if (i * 7 + t) % 3 == 0 { p.failure() } else { p.success() }
                     }
                     if i % 50 == 0 {
                         clock.advance(Duration::from_millis(5));
@@ -269,16 +212,10 @@ fn concurrent_callers_see_a_consistent_machine() {
         }
     });
     let log = log.lock().unwrap();
-    assert!(
-        log.len() > 2,
-        "the workload should move the breaker around: {log:?}"
-    );
+    assert!(log.len() > 2, "the workload should move the breaker around: {log:?}");
     assert_eq!(log[0].0, Closed);
     for pair in log.windows(2) {
-        assert_eq!(
-            pair[0].1, pair[1].0,
-            "notifications form one chain: {pair:?}"
-        );
+        assert_eq!(pair[0].1, pair[1].0, "notifications form one chain: {pair:?}");
     }
     assert_eq!(log.last().unwrap().1, b.state());
 }

@@ -57,9 +57,10 @@ async fn read_all(topic: &str, n: usize) -> anyhow::Result<(HashMap<String, Vec<
         assert_eq!(v["key"], key, "message key is the aggregate key");
         by_key.entry(key).or_default().push(v["seq"].as_u64().unwrap());
         if let Some(h) = msg.headers()
-            && let Some(tp) = h.iter().find(|h| h.key == "traceparent").and_then(|h| h.value) {
-                traceparents.push(String::from_utf8_lossy(tp).into_owned());
-            }
+            && let Some(tp) = h.iter().find(|h| h.key == "traceparent").and_then(|h| h.value)
+        {
+            traceparents.push(String::from_utf8_lossy(tp).into_owned());
+        }
         seen += 1;
     }
     Ok((by_key, traceparents))
@@ -155,7 +156,12 @@ async fn mysql_outbox_publishes_in_order_with_trace_context() -> anyhow::Result<
     tx.rollback().await?;
 
     let metrics = Metrics::new("outbox-test");
-    let relay = Relay::new(OutboxDb::MySql(db.pool.clone()), producer(), metrics.standard.clone(), RelayConfig { batch_size: 10, ..RelayConfig::default() });
+    let relay = Relay::new(
+        OutboxDb::MySql(db.pool.clone()),
+        producer(),
+        metrics.standard.clone(),
+        RelayConfig { batch_size: 10, ..RelayConfig::default() },
+    );
     let mut sent = 0;
     while sent < 50 {
         let n = relay.relay_once().await?;

@@ -36,21 +36,12 @@ impl Api {
     #[oai(path = "/widgets/:id", method = "get")]
     async fn get(&self, id: Path<u32>) -> Result<WidgetResponse, Problem> {
         match id.0 {
-            1 => Ok(WidgetResponse::Ok(Json(Widget {
-                id: 1,
-                name: "one".into(),
-            }))),
+            1 => Ok(WidgetResponse::Ok(Json(Widget { id: 1, name: "one".into() }))),
             2 => {
-                let cause = std::io::Error::new(
-                    std::io::ErrorKind::ConnectionRefused,
-                    "connection refused by 10.1.2.3:5432",
-                );
-                Err(Problem::internal(
-                    anyhow::Error::new(cause).context("load widget 2 from postgres"),
-                ))
+                let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused by 10.1.2.3:5432");
+                Err(Problem::internal(anyhow::Error::new(cause).context("load widget 2 from postgres")))
             }
-            n => Err(Problem::not_found(format!("There is no widget {n}."))
-                .with_extension("widget_id", n)),
+            n => Err(Problem::not_found(format!("There is no widget {n}.")).with_extension("widget_id", n)),
         }
     }
 
@@ -58,9 +49,7 @@ impl Api {
     #[oai(path = "/widgets", method = "post")]
     async fn create(&self, body: Json<Widget>) -> Result<WidgetResponse, Problem> {
         if body.0.name.is_empty() {
-            return Err(
-                Problem::validation("name must not be empty").with_extension("field", "name")
-            );
+            return Err(Problem::validation("name must not be empty").with_extension("field", "name"));
         }
         Ok(WidgetResponse::Ok(body))
     }
@@ -68,20 +57,14 @@ impl Api {
     /// A dependency is down.
     #[oai(path = "/unavailable", method = "get")]
     async fn unavailable(&self) -> Result<WidgetResponse, Problem> {
-        Err(Problem::unavailable(
-            "Inventory is unreachable.",
-            Duration::from_secs(3),
-        ))
+        Err(Problem::unavailable("Inventory is unreachable.", Duration::from_secs(3)))
     }
 
     /// `?` on an anyhow error gives the opaque 500.
     #[oai(path = "/anyhow", method = "get")]
     async fn anyhow(&self) -> Result<WidgetResponse, Problem> {
         let n: u32 = "not a number".parse().context("parse the secret sauce")?;
-        Ok(WidgetResponse::Ok(Json(Widget {
-            id: n,
-            name: String::new(),
-        })))
+        Ok(WidgetResponse::Ok(Json(Widget { id: n, name: String::new() })))
     }
 }
 
@@ -97,18 +80,11 @@ fn api_service() -> OpenApiService<Api, ()> {
 
 /// Starts the app on 127.0.0.1:0; the server stops when the sender drops.
 async fn serve(with_middleware: bool) -> (SocketAddr, oneshot::Sender<()>) {
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .unwrap();
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
     let addr = *acceptor.local_addr()[0].0.as_socket_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let route = Route::new().nest("/", api_service()).at("/plain", plain);
-    let app = if with_middleware {
-        route.with(ProblemJson).boxed()
-    } else {
-        route.map_to_response().boxed()
-    };
+    let app = if with_middleware { route.with(ProblemJson).boxed() } else { route.map_to_response().boxed() };
     tokio::spawn(async move {
         Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
@@ -123,10 +99,7 @@ async fn serve(with_middleware: bool) -> (SocketAddr, oneshot::Sender<()>) {
     (addr, tx)
 }
 
-async fn get(
-    addr: SocketAddr,
-    path: &str,
-) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Value) {
+async fn get(addr: SocketAddr, path: &str) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Value) {
     let resp = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -135,21 +108,10 @@ async fn get(
 }
 
 fn assert_problem(headers: &reqwest::header::HeaderMap, body: &Value, slug: &str, status: u16) {
-    assert_eq!(
-        headers[reqwest::header::CONTENT_TYPE],
-        PROBLEM_CONTENT_TYPE,
-        "{body}"
-    );
-    assert_eq!(
-        body["type"],
-        format!("https://glasshouse.dev/problems/{slug}"),
-        "{body}"
-    );
+    assert_eq!(headers[reqwest::header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE, "{body}");
+    assert_eq!(body["type"], format!("https://glasshouse.dev/problems/{slug}"), "{body}");
     assert_eq!(body["status"], status, "{body}");
-    assert!(
-        body["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "{body}"
-    );
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
     // The typed client-side form parses it too.
     let parsed: ProblemDetails = serde_json::from_value(body.clone()).unwrap();
     assert_eq!(parsed.slug(), Some(slug));
@@ -187,10 +149,7 @@ async fn handler_problems_are_problem_json_with_type_status_and_extensions() {
     assert_problem(&headers404, &body, "not-found", 404);
     assert_eq!(body["detail"], "There is no widget 7.");
     assert_eq!(body["widget_id"], 7);
-    assert_eq!(
-        body["instance"], "/widgets/7",
-        "the middleware fills in the path"
-    );
+    assert_eq!(body["instance"], "/widgets/7", "the middleware fills in the path");
     drop(headers);
 
     let (status, headers, body) = get(addr, "/unavailable").await;
@@ -198,12 +157,8 @@ async fn handler_problems_are_problem_json_with_type_status_and_extensions() {
     assert_problem(&headers, &body, "service-unavailable", 503);
     assert_eq!(headers[reqwest::header::RETRY_AFTER], "3");
 
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/widgets"))
-        .json(&serde_json::json!({"id": 3, "name": ""}))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        reqwest::Client::new().post(format!("http://{addr}/widgets")).json(&serde_json::json!({"id": 3, "name": ""})).send().await.unwrap();
     assert_eq!(resp.status(), 422);
     let headers = resp.headers().clone();
     let body: Value = resp.json().await.unwrap();
@@ -245,11 +200,7 @@ async fn framework_errors_become_problem_json_too() {
     assert_problem(&headers, &body, "bad-request", 400);
 
     // Wrong method on an existing path.
-    let resp = reqwest::Client::new()
-        .delete(format!("http://{addr}/widgets/1"))
-        .send()
-        .await
-        .unwrap();
+    let resp = reqwest::Client::new().delete(format!("http://{addr}/widgets/1")).send().await.unwrap();
     assert_eq!(resp.status(), 405);
     let headers = resp.headers().clone();
     let body: Value = resp.json().await.unwrap();
@@ -271,21 +222,14 @@ async fn without_the_middleware_handler_problems_still_keep_their_body() {
 async fn internal_errors_are_opaque_to_the_client_and_fully_logged() {
     let captured = Captured::default();
     let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
     // Current-thread runtime: the server's tasks run on this thread, under this subscriber.
     let _guard = tracing::subscriber::set_default(subscriber);
     let (addr, _stop) = serve(true).await;
 
-    for (path, secret_bits) in [
-        (
-            "/widgets/2",
-            vec!["postgres", "10.1.2.3", "connection refused"],
-        ),
-        ("/anyhow", vec!["secret sauce", "invalid digit"]),
-    ] {
+    for (path, secret_bits) in
+        [("/widgets/2", vec!["postgres", "10.1.2.3", "connection refused"]), ("/anyhow", vec!["secret sauce", "invalid digit"])]
+    {
         let (status, headers, body) = get(addr, path).await;
         assert_eq!(status, 500);
         assert_problem(&headers, &body, "internal-error", 500);
@@ -294,16 +238,11 @@ async fn internal_errors_are_opaque_to_the_client_and_fully_logged() {
             assert!(!text.contains(bit), "{bit:?} leaked to the client: {text}");
         }
         let instance = body["instance"].as_str().unwrap();
-        let error_id = instance
-            .strip_prefix("urn:uuid:")
-            .expect("instance is the error id");
+        let error_id = instance.strip_prefix("urn:uuid:").expect("instance is the error id");
         uuid::Uuid::parse_str(error_id).unwrap();
 
         let logs = captured.text();
-        let line = logs
-            .lines()
-            .find(|l| l.contains(error_id))
-            .unwrap_or_else(|| panic!("no log line with error id {error_id}:\n{logs}"));
+        let line = logs.lines().find(|l| l.contains(error_id)).unwrap_or_else(|| panic!("no log line with error id {error_id}:\n{logs}"));
         assert!(line.contains("ERROR"), "{line}");
         for bit in &secret_bits {
             assert!(line.contains(bit), "log line lacks {bit:?}: {line}");
@@ -324,13 +263,7 @@ fn the_openapi_spec_documents_problem_json() {
     assert_eq!(schema_ref, "#/components/schemas/Problem", "{default}");
     let problem = &spec["components"]["schemas"]["Problem"];
     for member in ["type", "title", "status", "detail", "instance"] {
-        assert!(
-            problem["properties"][member].is_object(),
-            "{member} missing: {problem}"
-        );
+        assert!(problem["properties"][member].is_object(), "{member} missing: {problem}");
     }
-    assert_eq!(
-        spec["paths"]["/widgets/{id}"]["get"]["responses"]["200"]["description"],
-        "The widget."
-    );
+    assert_eq!(spec["paths"]["/widgets/{id}"]["get"]["responses"]["200"]["description"], "The widget.");
 }

@@ -89,10 +89,7 @@ async fn flush(Data(shared): Data<&Arc<Shared>>) -> &'static str {
 async fn serve(service: &str, port_file: &str, brokers: &str, topic: &str) -> anyhow::Result<()> {
     let guard = glasshouse_telemetry::init(service, &config()?)?;
     let metrics = guard.metrics().clone();
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("message.timeout.ms", "5000")
-        .create()?;
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers).set("message.timeout.ms", "5000").create()?;
     let shared = Arc::new(Shared { producer, topic: topic.to_owned(), guard });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
@@ -109,7 +106,13 @@ async fn serve(service: &str, port_file: &str, brokers: &str, topic: &str) -> an
     std::fs::write(&tmp, port.to_string())?;
     std::fs::rename(&tmp, port_file)?;
     poem::Server::new(TcpListener::bind(format!("127.0.0.1:{port}")))
-        .run_with_graceful_shutdown(app, async { let _ = tokio::signal::ctrl_c().await; }, Some(Duration::from_secs(5)))
+        .run_with_graceful_shutdown(
+            app,
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+            Some(Duration::from_secs(5)),
+        )
         .await?;
     Ok(())
 }
@@ -177,10 +180,26 @@ async fn ping(port: &str, telemetry: bool) -> anyhow::Result<()> {
         let guard = glasshouse_telemetry::init("telemetry-bench", &config()?)?;
         let metrics = guard.metrics().clone();
         let app = route.at("/metrics", metrics_endpoint(metrics.clone())).with(ServerTelemetry::new(&metrics));
-        poem::Server::new(TcpListener::bind(addr)).run_with_graceful_shutdown(app, async { let _ = tokio::signal::ctrl_c().await; }, None).await?;
+        poem::Server::new(TcpListener::bind(addr))
+            .run_with_graceful_shutdown(
+                app,
+                async {
+                    let _ = tokio::signal::ctrl_c().await;
+                },
+                None,
+            )
+            .await?;
         guard.shutdown().await;
     } else {
-        poem::Server::new(TcpListener::bind(addr)).run_with_graceful_shutdown(route, async { let _ = tokio::signal::ctrl_c().await; }, None).await?;
+        poem::Server::new(TcpListener::bind(addr))
+            .run_with_graceful_shutdown(
+                route,
+                async {
+                    let _ = tokio::signal::ctrl_c().await;
+                },
+                None,
+            )
+            .await?;
     }
     Ok(())
 }

@@ -74,11 +74,8 @@ impl Served {
 pub async fn serve(service: &str, topic: &str, telemetry_json: Option<&str>) -> anyhow::Result<Served> {
     let dir = TempDir::new("demo-serve");
     let port_file = dir.path().join("port");
-    let child = demo(
-        &["serve", service, port_file.to_str().unwrap(), &KAFKA.addr(), topic],
-        telemetry_json,
-        &dir.path().join("stdout.log"),
-    )?;
+    let child =
+        demo(&["serve", service, port_file.to_str().unwrap(), &KAFKA.addr(), topic], telemetry_json, &dir.path().join("stdout.log"))?;
     let port = poll::until("the demo server's port file", Duration::from_secs(30), Duration::from_millis(50), || {
         let port_file = port_file.clone();
         async move { Ok(std::fs::read_to_string(&port_file).ok().and_then(|s| s.trim().parse::<u16>().ok())) }
@@ -107,7 +104,8 @@ pub async fn call(service: &str, url: &str, telemetry_json: Option<&str>) -> any
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await??;
     let out = std::fs::read_to_string(&log)?;
     anyhow::ensure!(status.success(), "demo call failed ({status}):\n{out}");
-    let last = out.lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v.get("demo_trace_id").is_some()));
+    let last =
+        out.lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v.get("demo_trace_id").is_some()));
     let id = last.and_then(|v| v["demo_trace_id"].as_str().map(str::to_owned)).unwrap_or_default();
     anyhow::ensure!(id.len() == 32, "no trace id printed by the demo client:\n{out}");
     Ok(id)

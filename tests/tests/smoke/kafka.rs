@@ -16,11 +16,8 @@ async fn kafka_roundtrip_keeps_traceparent_header() -> anyhow::Result<()> {
     stack::require(KAFKA).await?;
     let brokers = KAFKA.addr();
     let topic = stack::unique_name("smoke");
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
-    let created = admin
-        .create_topics(&[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))], &AdminOptions::new())
-        .await?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+    let created = admin.create_topics(&[NewTopic::new(&topic, 3, TopicReplication::Fixed(1))], &AdminOptions::new()).await?;
     for r in created {
         r.map_err(|(t, e)| anyhow::anyhow!("create topic {t}: {e}"))?;
     }

@@ -16,10 +16,7 @@ async fn otlp_span_is_found_in_jaeger() -> anyhow::Result<()> {
     stack::require(JAEGER_QUERY).await?;
     // A service name of its own, so the query finds exactly this test's trace.
     let service = stack::unique_name("smoke-otlp");
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(JAEGER_OTLP_GRPC.http())
-        .build()?;
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(JAEGER_OTLP_GRPC.http()).build()?;
     let provider = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service.clone()).build())
         .with_batch_exporter(exporter)

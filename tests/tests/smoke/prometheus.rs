@@ -84,8 +84,7 @@ async fn prometheus_sends_alerts_to_the_stack_alertmanager() -> anyhow::Result<(
     let active = poll::until("Prometheus to discover Alertmanager", Duration::from_secs(30), Duration::from_millis(500), || {
         let http = http.clone();
         async move {
-            let resp: serde_json::Value =
-                http.get(format!("{}/api/v1/alertmanagers", PROMETHEUS.http())).send().await?.json().await?;
+            let resp: serde_json::Value = http.get(format!("{}/api/v1/alertmanagers", PROMETHEUS.http())).send().await?.json().await?;
             let urls: Vec<String> = resp["data"]["activeAlertmanagers"]
                 .as_array()
                 .into_iter()

@@ -21,17 +21,12 @@ async fn postgres_scratch_database_migrates_writes_and_reads() -> anyhow::Result
             .bind(3_i32)
             .execute(&pool)
             .await?;
-        let row = sqlx::query("SELECT sku, quantity FROM smoke_orders WHERE id = $1")
-            .bind(id)
-            .fetch_one(&pool)
-            .await?;
+        let row = sqlx::query("SELECT sku, quantity FROM smoke_orders WHERE id = $1").bind(id).fetch_one(&pool).await?;
         assert_eq!(row.get::<String, _>("sku"), "SKU-1");
         assert_eq!(row.get::<i32, _>("quantity"), 3);
         // The CHECK constraint is enforced by the real server.
-        let bad = sqlx::query("INSERT INTO smoke_orders (id, sku, quantity) VALUES ($1, 'X', 0)")
-            .bind(uuid::Uuid::new_v4())
-            .execute(&pool)
-            .await;
+        let bad =
+            sqlx::query("INSERT INTO smoke_orders (id, sku, quantity) VALUES ($1, 'X', 0)").bind(uuid::Uuid::new_v4()).execute(&pool).await;
         assert!(bad.is_err(), "quantity 0 must violate the CHECK constraint");
         pool.close().await;
         anyhow::Ok(())
@@ -53,11 +48,7 @@ async fn mariadb_scratch_database_migrates_writes_and_reads() -> anyhow::Result<
     let result = async {
         let pool = sqlx::MySqlPool::connect(&format!("{server}/{db}")).await?;
         sqlx::migrate!("migrations/mysql").run(&pool).await?;
-        sqlx::query("INSERT INTO smoke_stock (sku, stock) VALUES (?, ?)")
-            .bind("SKU-1")
-            .bind(10_i32)
-            .execute(&pool)
-            .await?;
+        sqlx::query("INSERT INTO smoke_stock (sku, stock) VALUES (?, ?)").bind("SKU-1").bind(10_i32).execute(&pool).await?;
         // A conditional decrement, the shape Inventory's reservation will use.
         let done = sqlx::query("UPDATE smoke_stock SET stock = stock - ? WHERE sku = ? AND stock >= ?")
             .bind(4_i32)
@@ -73,10 +64,7 @@ async fn mariadb_scratch_database_migrates_writes_and_reads() -> anyhow::Result<
             .execute(&pool)
             .await?;
         assert_eq!(refused.rows_affected(), 0, "stock 6 cannot give 7");
-        let stock: i32 = sqlx::query_scalar("SELECT stock FROM smoke_stock WHERE sku = ?")
-            .bind("SKU-1")
-            .fetch_one(&pool)
-            .await?;
+        let stock: i32 = sqlx::query_scalar("SELECT stock FROM smoke_stock WHERE sku = ?").bind("SKU-1").fetch_one(&pool).await?;
         assert_eq!(stock, 6);
         pool.close().await;
         anyhow::Ok(())

@@ -26,10 +26,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!(
-                "glasshouse-event-schemas: cannot write to {}: {e}",
-                dir.display()
-            );
+            eprintln!("glasshouse-event-schemas: cannot write to {}: {e}", dir.display());
             ExitCode::from(74)
         }
     }

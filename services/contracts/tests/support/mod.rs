@@ -4,9 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use glasshouse_contracts::{
-    Currency, CustomerId, Event, EventId, InventoryRejected, InventoryReleased, InventoryReserved,
-    Money, NonEmpty, OrderCancelled, OrderConfirmed, OrderCreated, OrderId, OrderLine,
-    OrderRejected, Payload, Quantity, RejectionReason, ShortLine, Sku, StockLine,
+    Currency, CustomerId, Event, EventId, InventoryRejected, InventoryReleased, InventoryReserved, Money, NonEmpty, OrderCancelled,
+    OrderConfirmed, OrderCreated, OrderId, OrderLine, OrderRejected, Payload, Quantity, RejectionReason, ShortLine, Sku, StockLine,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -28,9 +27,7 @@ pub fn customer() -> impl Strategy<Value = CustomerId> {
 }
 
 fn non_nil_uuid() -> impl Strategy<Value = Uuid> {
-    any::<[u8; 16]>()
-        .prop_map(Uuid::from_bytes)
-        .prop_filter("nil is not an id", |u| !u.is_nil())
+    any::<[u8; 16]>().prop_map(Uuid::from_bytes).prop_filter("nil is not an id", |u| !u.is_nil())
 }
 
 pub fn order_id() -> impl Strategy<Value = OrderId> {
@@ -43,19 +40,16 @@ pub fn event_id() -> impl Strategy<Value = EventId> {
 
 /// Microsecond precision between 1970 and ~2096, what the services produce.
 pub fn occurred_at() -> impl Strategy<Value = DateTime<Utc>> {
-    (0i64..4_000_000_000, 0u32..1_000_000)
-        .prop_map(|(s, us)| DateTime::from_timestamp(s, us * 1000).expect("in range"))
+    (0i64..4_000_000_000, 0u32..1_000_000).prop_map(|(s, us)| DateTime::from_timestamp(s, us * 1000).expect("in range"))
 }
 
 fn order_lines() -> impl Strategy<Value = NonEmpty<OrderLine>> {
     currency().prop_flat_map(|cur| {
         prop::collection::vec(
-            (sku(), quantity(), 0i64..1_000_000_000).prop_map(move |(sku, quantity, amount)| {
-                OrderLine {
-                    sku,
-                    quantity,
-                    unit_price: Money::new(amount, cur).expect("non-negative"),
-                }
+            (sku(), quantity(), 0i64..1_000_000_000).prop_map(move |(sku, quantity, amount)| OrderLine {
+                sku,
+                quantity,
+                unit_price: Money::new(amount, cur).expect("non-negative"),
             }),
             1..=50,
         )
@@ -64,42 +58,27 @@ fn order_lines() -> impl Strategy<Value = NonEmpty<OrderLine>> {
 }
 
 fn stock_lines() -> impl Strategy<Value = NonEmpty<StockLine>> {
-    prop::collection::vec(
-        (sku(), quantity()).prop_map(|(sku, quantity)| StockLine { sku, quantity }),
-        1..=20,
-    )
-    .prop_map(|v| NonEmpty::new(v).expect("non-empty"))
+    prop::collection::vec((sku(), quantity()).prop_map(|(sku, quantity)| StockLine { sku, quantity }), 1..=20)
+        .prop_map(|v| NonEmpty::new(v).expect("non-empty"))
 }
 
 pub fn reason() -> impl Strategy<Value = RejectionReason> {
     prop_oneof![
         prop::collection::vec(
-            (sku(), quantity(), any::<u32>()).prop_map(|(sku, requested, available)| ShortLine {
-                sku,
-                requested,
-                available
-            }),
+            (sku(), quantity(), any::<u32>()).prop_map(|(sku, requested, available)| ShortLine { sku, requested, available }),
             1..=10
         )
-        .prop_map(|v| RejectionReason::OutOfStock {
-            lines: NonEmpty::new(v).expect("non-empty")
-        }),
-        prop::collection::vec(sku(), 1..=10).prop_map(|v| RejectionReason::UnknownSku {
-            skus: NonEmpty::new(v).expect("non-empty")
-        }),
+        .prop_map(|v| RejectionReason::OutOfStock { lines: NonEmpty::new(v).expect("non-empty") }),
+        prop::collection::vec(sku(), 1..=10).prop_map(|v| RejectionReason::UnknownSku { skus: NonEmpty::new(v).expect("non-empty") }),
     ]
 }
 
 pub fn payload() -> impl Strategy<Value = Payload> {
     prop_oneof![
-        (customer(), order_lines()).prop_map(|(c, l)| Payload::from(
-            OrderCreated::new(c, l).expect("amounts are small enough not to overflow")
-        )),
+        (customer(), order_lines())
+            .prop_map(|(c, l)| Payload::from(OrderCreated::new(c, l).expect("amounts are small enough not to overflow"))),
         customer().prop_map(|customer_id| Payload::from(OrderConfirmed { customer_id })),
-        (customer(), reason()).prop_map(|(customer_id, reason)| Payload::from(OrderRejected {
-            customer_id,
-            reason
-        })),
+        (customer(), reason()).prop_map(|(customer_id, reason)| Payload::from(OrderRejected { customer_id, reason })),
         customer().prop_map(|customer_id| Payload::from(OrderCancelled { customer_id })),
         stock_lines().prop_map(|lines| Payload::from(InventoryReserved { lines })),
         reason().prop_map(|reason| Payload::from(InventoryRejected { reason })),
@@ -108,6 +87,5 @@ pub fn payload() -> impl Strategy<Value = Payload> {
 }
 
 pub fn event() -> impl Strategy<Value = Event> {
-    (event_id(), occurred_at(), order_id(), payload())
-        .prop_map(|(id, at, order, payload)| Event::from_parts(id, at, order, payload))
+    (event_id(), occurred_at(), order_id(), payload()).prop_map(|(id, at, order, payload)| Event::from_parts(id, at, order, payload))
 }

@@ -149,7 +149,9 @@ impl Running {
 
 /// The value of `series` in an OpenMetrics text, if present.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.split_whitespace().next()?.parse().ok()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    })
 }
 
 /// One environment with one replica: the usual test.
@@ -182,7 +184,8 @@ impl TestApp {
 }
 
 pub async fn put_item(http: &reqwest::Client, base: &str, token: &str, sku: &str, stock: i64) -> anyhow::Result<()> {
-    let body = serde_json::json!({ "name": format!("Test item {sku}"), "price": { "amount_minor": 1250, "currency": "EUR" }, "stock": stock });
+    let body =
+        serde_json::json!({ "name": format!("Test item {sku}"), "price": { "amount_minor": 1250, "currency": "EUR" }, "stock": stock });
     let resp = http.put(format!("{base}/items/{sku}")).bearer_auth(token).json(&body).send().await?;
     anyhow::ensure!(resp.status().is_success(), "PUT /items/{sku}: {} {}", resp.status(), resp.text().await?);
     Ok(())
@@ -244,7 +247,11 @@ impl TopicReader {
         while !done(&self.events) {
             let msg = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Ok(m) => m?,
-                Err(_) => anyhow::bail!("timed out after {timeout:?} waiting for {what}; got {} events: {:?}", self.events.len(), summary(&self.events)),
+                Err(_) => anyhow::bail!(
+                    "timed out after {timeout:?} waiting for {what}; got {} events: {:?}",
+                    self.events.len(),
+                    summary(&self.events)
+                ),
             };
             let event = Event::from_slice(msg.payload().unwrap_or_default())?;
             anyhow::ensure!(msg.key() == Some(event.key().as_bytes()), "message key is not the order id");
@@ -277,19 +284,24 @@ pub async fn group_stable(group: &str, members: usize) -> anyhow::Result<()> {
     let admin: rdkafka::consumer::BaseConsumer = ClientConfig::new().set("bootstrap.servers", KAFKA.addr()).create()?;
     let admin = std::sync::Arc::new(admin);
     let group = group.to_owned();
-    poll::until(&format!("consumer group {group} stable with {members} members"), Duration::from_secs(60), Duration::from_millis(100), || {
-        let (admin, group) = (admin.clone(), group.clone());
-        async move {
-            // GroupList is not Send: look at it on the blocking thread.
-            let stable = tokio::task::spawn_blocking(move || {
-                admin.fetch_group_list(Some(&group), Duration::from_secs(5)).map(|list| {
-                    list.groups().first().is_some_and(|g| g.state() == "Stable" && g.members().len() == members)
+    poll::until(
+        &format!("consumer group {group} stable with {members} members"),
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let (admin, group) = (admin.clone(), group.clone());
+            async move {
+                // GroupList is not Send: look at it on the blocking thread.
+                let stable = tokio::task::spawn_blocking(move || {
+                    admin
+                        .fetch_group_list(Some(&group), Duration::from_secs(5))
+                        .map(|list| list.groups().first().is_some_and(|g| g.state() == "Stable" && g.members().len() == members))
                 })
-            })
-            .await??;
-            Ok(stable.then_some(()))
-        }
-    })
+                .await??;
+                Ok(stable.then_some(()))
+            }
+        },
+    )
     .await
 }
 

@@ -40,11 +40,7 @@ pub struct TestApp {
 /// Settings pointing at the local stack, unique names everywhere, port 0.
 pub fn test_settings(jwks: PathBuf) -> Settings {
     Settings {
-        http: HttpSettings {
-            host: "127.0.0.1".into(),
-            port: 0,
-            drain_ms: 2_000,
-        },
+        http: HttpSettings { host: "127.0.0.1".into(), port: 0, drain_ms: 2_000 },
         database: DatabaseSettings {
             url: format!("mongodb://{}/", FERRETDB.addr()).into(),
             name: stack::unique_name("notif"),
@@ -88,15 +84,11 @@ pub async fn spawn_app() -> anyhow::Result<TestApp> {
     let store = app.store();
     let shutdown = app.shutdown_handle();
     let task = tokio::spawn(app.run_until_stopped());
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", KAFKA.addr())
-        .set("message.timeout.ms", "10000")
-        .create()?;
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", KAFKA.addr()).set("message.timeout.ms", "10000").create()?;
     Ok(TestApp {
         base,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .build()?,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?,
         key,
         orders_topic,
         store,
@@ -111,17 +103,11 @@ pub async fn spawn_app() -> anyhow::Result<TestApp> {
 impl TestApp {
     /// A token for `sub` with `roles`, valid for ten minutes.
     pub fn token(&self, sub: &str, roles: Vec<Role>) -> String {
-        self.key
-            .mint(&DevClaims::new(sub, roles, Duration::from_secs(600)))
-            .expect("minting a dev token cannot fail with a generated key")
+        self.key.mint(&DevClaims::new(sub, roles, Duration::from_secs(600))).expect("minting a dev token cannot fail with a generated key")
     }
 
     /// `GET <path_and_query>`, with a bearer token when given.
-    pub async fn get(
-        &self,
-        path_and_query: &str,
-        token: Option<&str>,
-    ) -> anyhow::Result<reqwest::Response> {
+    pub async fn get(&self, path_and_query: &str, token: Option<&str>) -> anyhow::Result<reqwest::Response> {
         let mut req = self.http.get(format!("{}{path_and_query}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -130,11 +116,7 @@ impl TestApp {
     }
 
     /// `GET` answering 200; the JSON body.
-    pub async fn get_ok(
-        &self,
-        path_and_query: &str,
-        token: &str,
-    ) -> anyhow::Result<serde_json::Value> {
+    pub async fn get_ok(&self, path_and_query: &str, token: &str) -> anyhow::Result<serde_json::Value> {
         let resp = self.get(path_and_query, Some(token)).await?;
         let status = resp.status();
         let body = resp.text().await?;
@@ -149,34 +131,19 @@ impl TestApp {
 
     pub async fn produce_raw(&self, key: &str, payload: &[u8]) -> anyhow::Result<()> {
         self.producer
-            .send(
-                FutureRecord::to(&self.orders_topic)
-                    .key(key)
-                    .payload(payload),
-                Duration::from_secs(10),
-            )
+            .send(FutureRecord::to(&self.orders_topic).key(key).payload(payload), Duration::from_secs(10))
             .await
             .map_err(|(e, _)| anyhow::anyhow!("produce to {}: {e}", self.orders_topic))?;
         Ok(())
     }
 
     /// Waits until `GET path_and_query` (as `token`) lists at least `n` items; returns the page.
-    pub async fn wait_for_items(
-        &self,
-        path_and_query: &str,
-        token: &str,
-        n: usize,
-    ) -> anyhow::Result<serde_json::Value> {
-        poll::until(
-            &format!("{n} notifications at {path_and_query}"),
-            Duration::from_secs(60),
-            Duration::from_millis(100),
-            || async {
-                let page = self.get_ok(path_and_query, token).await?;
-                let len = page["items"].as_array().map_or(0, Vec::len);
-                Ok((len >= n).then_some(page))
-            },
-        )
+    pub async fn wait_for_items(&self, path_and_query: &str, token: &str, n: usize) -> anyhow::Result<serde_json::Value> {
+        poll::until(&format!("{n} notifications at {path_and_query}"), Duration::from_secs(60), Duration::from_millis(100), || async {
+            let page = self.get_ok(path_and_query, token).await?;
+            let len = page["items"].as_array().map_or(0, Vec::len);
+            Ok((len >= n).then_some(page))
+        })
         .await
     }
 
@@ -196,29 +163,13 @@ impl TestApp {
 }
 
 /// Asserts `resp` is a problem+json answer with `status` and type slug `slug`; returns the body.
-pub async fn assert_problem(
-    resp: reqwest::Response,
-    status: u16,
-    slug: &str,
-) -> anyhow::Result<serde_json::Value> {
+pub async fn assert_problem(resp: reqwest::Response, status: u16, slug: &str) -> anyhow::Result<serde_json::Value> {
     let got = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let body: serde_json::Value = resp.json().await?;
     anyhow::ensure!(got == status, "status {got}, expected {status}: {body}");
-    anyhow::ensure!(
-        content_type.starts_with("application/problem+json"),
-        "content-type {content_type:?}: {body}"
-    );
-    anyhow::ensure!(
-        body["type"] == format!("https://glasshouse.dev/problems/{slug}"),
-        "type {}, expected {slug}: {body}",
-        body["type"]
-    );
+    anyhow::ensure!(content_type.starts_with("application/problem+json"), "content-type {content_type:?}: {body}");
+    anyhow::ensure!(body["type"] == format!("https://glasshouse.dev/problems/{slug}"), "type {}, expected {slug}: {body}", body["type"]);
     anyhow::ensure!(body["status"] == status, "{body}");
     Ok(body)
 }

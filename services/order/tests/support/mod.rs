@@ -148,7 +148,8 @@ impl TestApp {
 
     /// `POST /orders` with a token, key and lines `[(sku, qty)]`.
     pub async fn place(&self, token: &str, key: &str, lines: &[(&str, i64)]) -> anyhow::Result<reqwest::Response> {
-        let body = serde_json::json!({ "lines": lines.iter().map(|(s, q)| serde_json::json!({ "sku": s, "quantity": q })).collect::<Vec<_>>() });
+        let body =
+            serde_json::json!({ "lines": lines.iter().map(|(s, q)| serde_json::json!({ "sku": s, "quantity": q })).collect::<Vec<_>>() });
         Ok(self.http.post(format!("{}/orders", self.base)).bearer_auth(token).header("Idempotency-Key", key).json(&body).send().await?)
     }
 

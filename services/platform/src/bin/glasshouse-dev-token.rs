@@ -29,47 +29,28 @@ const USAGE: &str = "usage:
 const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
 
 enum Command {
-    Init {
-        dir: PathBuf,
-    },
-    Mint {
-        dir: PathBuf,
-        sub: String,
-        roles: Vec<Role>,
-        ttl: Duration,
-    },
+    Init { dir: PathBuf },
+    Mint { dir: PathBuf, sub: String, roles: Vec<Role>, ttl: Duration },
 }
 
 fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let mut args = args.into_iter();
     let sub = args.next().ok_or("missing subcommand (init or mint)")?;
-    let sub = sub
-        .to_str()
-        .ok_or("the subcommand is not UTF-8")?
-        .to_owned();
+    let sub = sub.to_str().ok_or("the subcommand is not UTF-8")?.to_owned();
     let (mut dir, mut subject, mut roles, mut ttl) = (None, None, Vec::new(), None);
     while let Some(flag) = args.next() {
-        let flag = flag
-            .to_str()
-            .map(str::to_owned)
-            .ok_or("an argument is not UTF-8")?;
+        let flag = flag.to_str().map(str::to_owned).ok_or("an argument is not UTF-8")?;
         let mut value = || {
             args.next()
                 .ok_or_else(|| format!("{flag} needs a value"))
-                .and_then(|v| {
-                    v.into_string()
-                        .map_err(|_| format!("the value of {flag} is not UTF-8"))
-                })
+                .and_then(|v| v.into_string().map_err(|_| format!("the value of {flag} is not UTF-8")))
         };
         match flag.as_str() {
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--sub" if sub == "mint" => subject = Some(value()?),
             "--role" if sub == "mint" => {
                 let v = value()?;
-                roles.push(
-                    Role::parse(&v)
-                        .ok_or_else(|| format!("--role {v:?}: expected customer or admin"))?,
-                );
+                roles.push(Role::parse(&v).ok_or_else(|| format!("--role {v:?}: expected customer or admin"))?);
             }
             "--ttl" if sub == "mint" => {
                 let v = value()?;
@@ -77,9 +58,7 @@ fn parse(args: Vec<OsString>) -> Result<Command, String> {
                     .parse()
                     .ok()
                     .filter(|s| (1..=MAX_TTL_SECS).contains(s))
-                    .ok_or_else(|| {
-                        format!("--ttl {v:?}: expected whole seconds from 1 to {MAX_TTL_SECS}")
-                    })?;
+                    .ok_or_else(|| format!("--ttl {v:?}: expected whole seconds from 1 to {MAX_TTL_SECS}"))?;
                 ttl = Some(Duration::from_secs(secs));
             }
             other => return Err(format!("unexpected argument {other:?} for {sub}")),
@@ -92,22 +71,13 @@ fn parse(args: Vec<OsString>) -> Result<Command, String> {
             let sub = subject.ok_or("--sub CUSTOMER is required")?;
             glasshouse_contracts::CustomerId::parse(&sub).map_err(|e| format!("--sub: {e}"))?;
             if roles.is_empty() {
-                return Err(
-                    "--role customer|admin is required (repeat it for several roles)".into(),
-                );
+                return Err("--role customer|admin is required (repeat it for several roles)".into());
             }
             roles.sort();
             roles.dedup();
-            Ok(Command::Mint {
-                dir,
-                sub,
-                roles,
-                ttl: ttl.unwrap_or(Duration::from_secs(3600)),
-            })
+            Ok(Command::Mint { dir, sub, roles, ttl: ttl.unwrap_or(Duration::from_secs(3600)) })
         }
-        other => Err(format!(
-            "unknown subcommand {other:?} (expected init or mint)"
-        )),
+        other => Err(format!("unknown subcommand {other:?} (expected init or mint)")),
     }
 }
 
@@ -126,18 +96,9 @@ fn main() -> ExitCode {
                 InitOutcome::Unchanged { kid } => ("unchanged", kid),
                 InitOutcome::JwksRewritten { kid } => ("jwks rewritten", kid),
             };
-            println!(
-                "{what}: {} and {} (kid {kid})",
-                dir.join(PRIVATE_KEY_FILE).display(),
-                dir.join(JWKS_FILE).display()
-            );
+            println!("{what}: {} and {} (kid {kid})", dir.join(PRIVATE_KEY_FILE).display(), dir.join(JWKS_FILE).display());
         }),
-        Command::Mint {
-            dir,
-            sub,
-            roles,
-            ttl,
-        } => dev::mint_from_dir(&dir, &sub, roles, ttl).map(|token| println!("{token}")),
+        Command::Mint { dir, sub, roles, ttl } => dev::mint_from_dir(&dir, &sub, roles, ttl).map(|token| println!("{token}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
