@@ -3,7 +3,7 @@
 //! Everything a service needs that is not business logic lives here, written
 //! once, so that Order, Inventory and Notification differ only in their domain.
 //!
-//! # Layout (planned, see issue "Order service and the shared service platform")
+//! # Layout
 //! - [`config`]: typed layered settings (`base.yaml`, `<APP_ENVIRONMENT>.yaml`,
 //!   `APP_SECTION__KEY` env overrides); invalid config exits 64 naming the key.
 //! - [`app`]: the shutdown signal and the draining HTTP server each service's
