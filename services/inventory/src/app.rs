@@ -1,16 +1,16 @@
-//! Wiring: settings in, a running service out (HTTP API, outbox relay,
-//! order-event consumer, fault-flag watcher, low-stock gauge), and a graceful stop.
+//! Wiring: settings in, the Inventory service's parts (HTTP API, outbox relay,
+//! order-event consumer, fault-flag watcher, low-stock gauge) handed to the
+//! platform's lifecycle.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use glasshouse_platform::app::{Shutdown, serve};
+use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::consumer::{ConsumerLoop, ensure_topics};
-use glasshouse_platform::outbox::{OutboxDb, Relay, RelayConfig};
-use glasshouse_platform::service::{http_app, kafka_check, report_pool, sql_check};
+use glasshouse_platform::consumer::ensure_topics;
+use glasshouse_platform::outbox::{OutboxDb, RelayConfig};
+use glasshouse_platform::service::{kafka_check, report_pool, sql_check};
 use glasshouse_telemetry::Metrics;
-use glasshouse_telemetry::health::HealthChecks;
 use poem_openapi::OpenApiService;
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlPoolOptions;
@@ -33,38 +33,17 @@ fn api_service(state: Arc<ApiState>) -> OpenApiService<InventoryApi, ()> {
 }
 
 /// The spec the code serves, as YAML (the drift test compares it with the
-/// committed `services/inventory/openapi.yaml`). Needs no database or network,
-/// and no Tokio runtime (it makes a throwaway one when called outside one).
-pub fn spec_yaml() -> anyhow::Result<String> {
-    // A lazy pool never connects, but sqlx spawns its maintenance task on the
-    // current runtime.
-    let throwaway = match tokio::runtime::Handle::try_current() {
-        Ok(_) => None,
-        Err(_) => Some(tokio::runtime::Builder::new_current_thread().build()?),
-    };
-    let _entered = throwaway.as_ref().map(|rt| rt.enter());
+/// committed `services/inventory/openapi.yaml`). Connects to nothing; async
+/// like every service's, because the lazy pool needs a Tokio runtime.
+pub async fn spec_yaml() -> anyhow::Result<String> {
     let pool = MySqlPoolOptions::new().connect_lazy("mysql://spec@127.0.0.1:1/spec")?;
     let state = Arc::new(ApiState { pool, faults: Faults::new(), low_stock: LowStock::new() });
     Ok(api_service(state).spec_yaml())
 }
 
-/// A built, not yet running, Inventory service.
-pub struct Application {
-    listener: std::net::TcpListener,
-    port: u16,
-    app: poem::endpoint::BoxEndpoint<'static, poem::Response>,
-    relay: Relay,
-    consumer: ConsumerLoop,
-    watcher: FaultWatcher,
-    low_stock: LowStock,
-    low_threshold: u32,
-    low_refresh: Duration,
-    inventory_metrics: InventoryMetrics,
-    pool: MySqlPool,
-    metrics: Metrics,
-    shutdown: Shutdown,
-    drain: Duration,
-}
+/// A built, not yet running, Inventory service (the platform's [`App`] and
+/// the database pool, which tests and the seed use).
+pub struct Application(App, MySqlPool);
 
 impl Application {
     /// Connects, migrates, ensures topics, loads the fault flags, binds the
@@ -76,116 +55,61 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("migrate the inventory database: {e}"))?;
         let k = &settings.kafka;
-        let (orders_topic, inventory_topic) =
-            (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
+        let (orders_topic, inventory_topic) = (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
         ensure_topics(&k.brokers, &[&orders_topic, &inventory_topic], k.partitions).await?;
 
         let inventory_metrics = InventoryMetrics::register(&metrics);
         let faults = Faults::new();
-        let watcher = FaultWatcher::new(
-            settings.faults.file.clone(),
-            Duration::from_millis(settings.faults.poll_ms.max(10)),
-            faults.clone(),
-            inventory_metrics.clone(),
-        );
         let low_stock = LowStock::new();
         let state = Arc::new(ApiState { pool: pool.clone(), faults: faults.clone(), low_stock: low_stock.clone() });
-        let authenticator = Authenticator::from_settings(&settings.auth).await?;
-
-        let producer = k.producer()?;
-        let relay = Relay::new(OutboxDb::MySql(pool.clone()), producer.clone(), metrics.standard.clone(), RelayConfig::default());
         let handler = OrderEvents {
             pool: pool.clone(),
             metrics: inventory_metrics.clone(),
             topic_prefix: k.topic_prefix.clone(),
-            faults,
+            faults: faults.clone(),
             low_stock: low_stock.clone(),
         };
-        let consumer = ConsumerLoop::new(k.consumer(&[&orders_topic]), Arc::new(handler), metrics.standard.clone())?;
-
-        let checks = HealthChecks::new().with(sql_check("mariadb", pool.clone())).with(kafka_check(&k.brokers)?);
-        let app = http_app(api_service(state), checks, &metrics, authenticator);
-
-        let listener = settings.http.bind()?;
-        let port = listener.local_addr()?.port();
-        Ok(Self {
-            listener,
-            port,
-            app,
-            relay,
-            consumer,
-            watcher,
-            low_stock,
-            low_threshold: settings.stock.low_threshold,
-            low_refresh: Duration::from_secs(settings.stock.low_refresh_seconds.max(1)),
-            inventory_metrics,
-            pool,
-            metrics,
-            shutdown: Shutdown::new(),
-            drain: settings.http.drain(),
-        })
-    }
-
-    /// The bound HTTP port (the one chosen when settings said 0).
-    pub fn port(&self) -> u16 {
-        self.port
+        let mut app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
+            .check(sql_check("mariadb", pool.clone()))
+            .check(kafka_check(&k.brokers)?)
+            .consumer(k.consumer(&[&orders_topic]), Arc::new(handler))?
+            .relay(OutboxDb::MySql(pool.clone()), k.producer()?, RelayConfig::default());
+        // The watcher loads the flags once now, so they hold from the first request.
+        let poll = Duration::from_millis(settings.faults.poll_ms.max(10));
+        let first = FaultWatcher::new(settings.faults.file.clone(), poll, faults.clone(), inventory_metrics.clone());
+        if let Some(file) = settings.faults.file.clone() {
+            let (faults, flag_metrics) = (faults.clone(), inventory_metrics.clone());
+            let first = std::sync::Mutex::new(Some(first));
+            app = app.task("fault-flag-watcher", move |stop| {
+                let ready = first.lock().ok().and_then(|mut w| w.take());
+                let watcher = ready.unwrap_or_else(|| FaultWatcher::new(Some(file.clone()), poll, faults.clone(), flag_metrics.clone()));
+                async move {
+                    watcher.run(stop).await;
+                    Ok(())
+                }
+            });
+        }
+        let (threshold, every) = (settings.stock.low_threshold, Duration::from_secs(settings.stock.low_refresh_seconds.max(1)));
+        let (low_pool, gauge_pool, gauge_metrics, closing) = (pool.clone(), pool.clone(), metrics.clone(), pool.clone());
+        let app = app
+            .task("low-stock-gauge", move |stop| {
+                let run = low_stock.clone().run(low_pool.clone(), threshold, every, inventory_metrics.clone(), stop);
+                async move {
+                    run.await;
+                    Ok(())
+                }
+            })
+            .task("db-pool-gauge", move |stop| report_pool(gauge_pool.clone(), gauge_metrics.clone(), stop))
+            .on_stop(async move { closing.close().await })
+            .build(api_service(state), Authenticator::from_settings(&settings.auth).await?)?;
+        Ok(Self(app, pool))
     }
 
     /// The service's database pool (tests and the seed use it; sessions are
     /// set up as in `store::connect`).
     pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
-
-    /// Trigger it to stop the service (main wires SIGTERM/SIGINT to it).
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
-    }
-
-    /// Runs until shutdown: stops accepting, drains in-flight requests, lets
-    /// the consumer finish its message and the relay its batch.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self {
-            listener,
-            app,
-            relay,
-            consumer,
-            watcher,
-            low_stock,
-            low_threshold,
-            low_refresh,
-            inventory_metrics,
-            pool,
-            metrics,
-            shutdown,
-            drain,
-            ..
-        } = self;
-        let relay_task = tokio::spawn(relay.run(shutdown.subscribe()));
-        let consumer_task = tokio::spawn(consumer.run(shutdown.subscribe()));
-        let watcher_task = tokio::spawn(watcher.run(shutdown.subscribe()));
-        let low_task = tokio::spawn(low_stock.run(pool.clone(), low_threshold, low_refresh, inventory_metrics, shutdown.subscribe()));
-        let pool_task = tokio::spawn(report_pool(pool.clone(), metrics, shutdown.subscribe()));
-        tracing::info!(port = listener.local_addr()?.port(), "inventory service listening");
-        let served = serve(listener, app, shutdown.clone(), drain).await;
-        // The server returns on shutdown (or a fatal accept error): stop the rest too.
-        shutdown.trigger();
-        let _ = relay_task.await;
-        if let Ok(Err(e)) = consumer_task.await {
-            tracing::error!(error = %format!("{e:#}"), "consumer stopped with an error");
-        }
-        let _ = tokio::join!(watcher_task, low_task, pool_task);
-        pool.close().await;
-        served.map_err(Into::into)
+        &self.1
     }
 }
 
-impl glasshouse_platform::app::Service for Application {
-    fn shutdown_handle(&self) -> Shutdown {
-        Application::shutdown_handle(self)
-    }
-
-    fn run_until_stopped(self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
-        Application::run_until_stopped(self)
-    }
-}
+glasshouse_platform::app::service_application!(Application);

@@ -126,7 +126,7 @@ async fn public_catalog_reads() -> anyhow::Result<()> {
 
     // The served contract is the code's spec.
     let served = t.http.get(t.url("/openapi.yaml")).send().await?.text().await?;
-    assert_eq!(served, glasshouse_inventory::app::spec_yaml()?);
+    assert_eq!(served, glasshouse_inventory::app::spec_yaml().await?);
     t.stop().await
 }
 

@@ -1,17 +1,16 @@
-//! Wiring: settings in, a running service out (HTTP API, outbox relay,
-//! inventory-event consumer), and a graceful stop.
+//! Wiring: settings in, the Order service's parts (HTTP API, outbox relay,
+//! inventory-event consumer) handed to the platform's lifecycle.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use glasshouse_platform::app::{Shutdown, serve};
+use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::consumer::{ConsumerLoop, ensure_topics};
+use glasshouse_platform::consumer::ensure_topics;
 use glasshouse_platform::http_client::ServiceClient;
-use glasshouse_platform::outbox::{OutboxDb, Relay, RelayConfig};
-use glasshouse_platform::service::{http_app, kafka_check, report_pool, sql_check};
+use glasshouse_platform::outbox::{OutboxDb, RelayConfig};
+use glasshouse_platform::service::{kafka_check, report_pool, sql_check};
 use glasshouse_telemetry::Metrics;
-use glasshouse_telemetry::health::HealthChecks;
 use poem_openapi::OpenApiService;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
@@ -33,8 +32,9 @@ fn api_service(state: Arc<ApiState>) -> OpenApiService<OrderApi, ()> {
 }
 
 /// The spec the code serves, as YAML (the drift test compares it with the
-/// committed `services/order/openapi.yaml`). Needs no database or network.
-pub fn spec_yaml() -> anyhow::Result<String> {
+/// committed `services/order/openapi.yaml`). Connects to nothing; async like
+/// every service's, because lazy database clients need a Tokio runtime.
+pub async fn spec_yaml() -> anyhow::Result<String> {
     let metrics = Metrics::new(SERVICE);
     let pool = PgPoolOptions::new().connect_lazy("postgres://spec@127.0.0.1:1/spec")?;
     let client = ServiceClient::new("inventory", Default::default(), metrics.standard.clone())?;
@@ -47,18 +47,8 @@ pub fn spec_yaml() -> anyhow::Result<String> {
     Ok(api_service(state).spec_yaml())
 }
 
-/// A built, not yet running, Order service.
-pub struct Application {
-    listener: std::net::TcpListener,
-    port: u16,
-    app: poem::endpoint::BoxEndpoint<'static, poem::Response>,
-    relay: Relay,
-    consumer: ConsumerLoop,
-    pool: sqlx::PgPool,
-    metrics: Metrics,
-    shutdown: Shutdown,
-    drain: Duration,
-}
+/// A built, not yet running, Order service (the platform's [`App`]).
+pub struct Application(App);
 
 impl Application {
     /// Connects, migrates, ensures topics, binds the port. `metrics` is the
@@ -72,8 +62,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("connect to the orders database: {e}"))?;
         glasshouse_platform::migrations::run_postgres(&pool, Some(sqlx::migrate!("./migrations"))).await?;
         let k = &settings.kafka;
-        let (orders_topic, inventory_topic) =
-            (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
+        let (orders_topic, inventory_topic) = (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
         ensure_topics(&k.brokers, &[&orders_topic, &inventory_topic], k.partitions).await?;
 
         let order_metrics = OrderMetrics::register(&metrics);
@@ -84,59 +73,18 @@ impl Application {
             metrics: order_metrics.clone(),
             topic_prefix: k.topic_prefix.clone(),
         });
-        let authenticator = Authenticator::from_settings(&settings.auth).await?;
-
-        let producer = k.producer()?;
-        let relay = Relay::new(OutboxDb::Postgres(pool.clone()), producer.clone(), metrics.standard.clone(), RelayConfig::default());
-        let consumer = ConsumerLoop::new(
-            k.consumer(&[&inventory_topic]),
-            Arc::new(InventoryEvents { pool: pool.clone(), metrics: order_metrics, topic_prefix: k.topic_prefix.clone() }),
-            metrics.standard.clone(),
-        )?;
-        let checks = HealthChecks::new().with(sql_check("postgres", pool.clone())).with(kafka_check(&k.brokers)?);
-        let app = http_app(api_service(state), checks, &metrics, authenticator);
-
-        let listener = settings.http.bind()?;
-        let port = listener.local_addr()?.port();
-        Ok(Self { listener, port, app, relay, consumer, pool, metrics, shutdown: Shutdown::new(), drain: settings.http.drain() })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Trigger it to stop the service (main wires SIGTERM/SIGINT to it).
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
-    }
-
-    /// Runs until shutdown: stops accepting, drains in-flight requests, lets
-    /// the consumer finish its message and the relay its batch.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, app, relay, consumer, pool, metrics, shutdown, drain, .. } = self;
-        let relay_task = tokio::spawn(relay.run(shutdown.subscribe()));
-        let consumer_task = tokio::spawn(consumer.run(shutdown.subscribe()));
-        let pool_task = tokio::spawn(report_pool(pool.clone(), metrics, shutdown.subscribe()));
-        tracing::info!(port = listener.local_addr()?.port(), "order service listening");
-        let served = serve(listener, app, shutdown.clone(), drain).await;
-        // The server returns on shutdown (or a fatal accept error): stop the rest too.
-        shutdown.trigger();
-        let _ = relay_task.await;
-        if let Ok(Err(e)) = consumer_task.await {
-            tracing::error!(error = %format!("{e:#}"), "consumer stopped with an error");
-        }
-        let _ = pool_task.await;
-        pool.close().await;
-        served.map_err(Into::into)
+        let handler = InventoryEvents { pool: pool.clone(), metrics: order_metrics, topic_prefix: k.topic_prefix.clone() };
+        let (gauge_pool, gauge_metrics, closing) = (pool.clone(), metrics.clone(), pool.clone());
+        let app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
+            .check(sql_check("postgres", pool.clone()))
+            .check(kafka_check(&k.brokers)?)
+            .consumer(k.consumer(&[&inventory_topic]), Arc::new(handler))?
+            .relay(OutboxDb::Postgres(pool.clone()), k.producer()?, RelayConfig::default())
+            .task("db-pool-gauge", move |stop| report_pool(gauge_pool.clone(), gauge_metrics.clone(), stop))
+            .on_stop(async move { closing.close().await })
+            .build(api_service(state), Authenticator::from_settings(&settings.auth).await?)?;
+        Ok(Self(app))
     }
 }
 
-impl glasshouse_platform::app::Service for Application {
-    fn shutdown_handle(&self) -> Shutdown {
-        Application::shutdown_handle(self)
-    }
-
-    fn run_until_stopped(self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
-        Application::run_until_stopped(self)
-    }
-}
+glasshouse_platform::app::service_application!(Application);

@@ -6,8 +6,11 @@
 //! # Layout
 //! - [`config`]: typed layered settings (`base.yaml`, `<APP_ENVIRONMENT>.yaml`,
 //!   `APP_SECTION__KEY` env overrides); invalid config exits 64 naming the key.
-//! - [`app`]: the shutdown signal and the draining HTTP server each service's
-//!   `Application::run_until_stopped()` is built from.
+//! - [`app`]: the service lifecycle every service shares: [`app::ServiceBuilder`]
+//!   takes the API, checks, consumers, relay and tasks; [`app::App`] runs them and
+//!   stops them in order (HTTP drain, consumers, relay last); [`app::run_main`].
+//! - [`supervise`]: a background task that dies fails readiness, is logged,
+//!   counted (`service_task_up`, `service_task_restarts_total`) and restarted.
 //! - [`backoff`]: exponential backoff with full jitter for every retry loop.
 //! - [`service`]: the HTTP surface, readiness checks and pool gauge every service assembles.
 //! - [`settings`]: the `http` and `kafka` settings sections every service shares.
@@ -35,3 +38,4 @@ pub mod outbox;
 pub mod problem;
 pub mod service;
 pub mod settings;
+pub mod supervise;
