@@ -16,8 +16,10 @@
 //! # Layout
 //! - [`config`]: [`TelemetryConfig`], the part of a service's settings that says
 //!   which exporters run and where.
+//! - [`context`]: the current trace as business code sees it (ids for log
+//!   lines, the exemplar for latency histograms); depends on no other module.
 //! - [`traces`]: the OTLP tracer provider (batch export, parent-based ratio
-//!   sampler, resource attributes) and the current trace ids.
+//!   sampler, resource attributes).
 //! - [`propagation`]: W3C trace context + baggage over HTTP, Kafka headers and a
 //!   database column (the outbox).
 //! - [`metrics`]: the standard Prometheus families of `telemetry/METRICS.md`,
@@ -31,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod context;
 pub mod db;
 pub mod health;
 pub mod http;

@@ -22,11 +22,7 @@ pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; versio
 /// SLO is "99% under 300 ms": the SLI reads that bucket exactly.
 pub const LATENCY_BUCKETS: [f64; 14] = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// The exemplar attached to latency observations.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TraceExemplar {
-    pub trace_id: String,
-}
+pub use crate::context::TraceExemplar;
 
 /// A latency histogram with trace-id exemplars.
 pub type LatencyHistogram = HistogramWithExemplars<TraceExemplar>;
@@ -232,17 +228,17 @@ impl StandardMetrics {
             route: route.to_owned(),
             status_class: status_class(status),
         };
-        self.http_server_request_duration.get_or_create(&labels).observe(seconds, crate::traces::current_exemplar(), None);
+        self.http_server_request_duration.get_or_create(&labels).observe(seconds, crate::context::current_exemplar(), None);
     }
 
     pub fn observe_http_client(&self, peer: &str, outcome: ClientOutcome, seconds: f64) {
         let labels = HttpClientLabels { service: self.service.clone(), peer: peer.to_owned(), outcome };
-        self.http_client_request_duration.get_or_create(&labels).observe(seconds, crate::traces::current_exemplar(), None);
+        self.http_client_request_duration.get_or_create(&labels).observe(seconds, crate::context::current_exemplar(), None);
     }
 
     pub fn observe_consume(&self, topic: &str, outcome: ConsumeOutcome, seconds: f64) {
         let labels = ConsumeLabels { service: self.service.clone(), topic: topic.to_owned(), outcome };
-        self.messaging_consume_duration.get_or_create(&labels).observe(seconds, crate::traces::current_exemplar(), None);
+        self.messaging_consume_duration.get_or_create(&labels).observe(seconds, crate::context::current_exemplar(), None);
     }
 
     pub fn set_consumer_lag(&self, topic: &str, partition: i32, lag: i64) {

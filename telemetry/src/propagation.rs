@@ -80,7 +80,7 @@ pub fn from_carrier(carrier: Option<&str>) -> Context {
 
 /// The current span's context as a carrier string (see [`to_carrier`]).
 pub fn current_carrier() -> Option<String> {
-    to_carrier(&crate::traces::current_context())
+    to_carrier(&crate::context::current_context())
 }
 
 #[cfg(test)]

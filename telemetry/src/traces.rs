@@ -1,5 +1,5 @@
-//! Traces: the OTLP tracer provider, and the current trace as seen from
-//! business code (ids for logs and exemplars).
+//! Traces: the OTLP tracer provider (the current trace as business code sees
+//! it lives in [`crate::context`], re-exported here).
 
 use std::sync::Arc;
 
@@ -12,29 +12,8 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporte
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::{OtlpProtocol, TelemetryConfig};
-use crate::metrics::{Exporter, Signal, StandardMetrics, TraceExemplar};
-
-/// The OpenTelemetry context of the current `tracing` span.
-pub fn current_context() -> Context {
-    tracing::Span::current().context()
-}
-
-/// `(trace_id, span_id)` of the current span as lowercase hex, if it is part of a valid trace.
-pub fn current_ids() -> Option<(String, String)> {
-    let cx = current_context();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid().then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
-}
-
-/// The exemplar for a latency observation: the current trace, if sampled
-/// (an unsampled trace id would link to nothing in Jaeger).
-pub fn current_exemplar() -> Option<TraceExemplar> {
-    let cx = current_context();
-    let span = cx.span();
-    let sc = span.span_context();
-    (sc.is_valid() && sc.is_sampled()).then(|| TraceExemplar { trace_id: sc.trace_id().to_string() })
-}
+pub use crate::context::{current_context, current_exemplar, current_ids};
+use crate::metrics::{Exporter, Signal, StandardMetrics};
 
 pub(crate) fn resource(service: &str, config: &TelemetryConfig) -> Resource {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown".into());

@@ -262,7 +262,7 @@ where
                 }
             }
         }
-        let (trace_id, span_id) = match crate::traces::current_ids() {
+        let (trace_id, span_id) = match crate::context::current_ids() {
             Some((t, s)) => (Some(t), Some(s)),
             None => (None, None),
         };
