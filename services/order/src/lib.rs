@@ -7,7 +7,8 @@
 //! to `CONFIRMED` or `REJECTED`; `POST /orders/{id}/cancel` compensates.
 //!
 //! # Layout
-//! - [`app`]: `Application::build(settings, metrics)`, `port()`, `run_until_stopped()`.
+//! - [`app`]: builds the service's parts and hands them to the platform lifecycle:
+//!   `Application::build(settings, metrics)`, `port()`, `run_until_stopped()`; [`app::spec_yaml`].
 //! - [`settings`]: typed settings (`config/*.yaml`, `APP_...` overrides).
 //! - [`api`]: the HTTP API (poem-openapi; contract in `openapi.yaml`).
 //! - [`domain`]: the order state machine, pure.

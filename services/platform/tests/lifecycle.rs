@@ -45,8 +45,8 @@ async fn authenticator() -> anyhow::Result<Authenticator> {
     Authenticator::from_jwks(&key.jwks(), "test-issuer", "test-audience")
 }
 
-fn build(builder: ServiceBuilder) -> impl std::future::Future<Output = anyhow::Result<App>> {
-    async move { builder.build(OpenApiService::new(Api, "lifecycle test", "1.0.0"), authenticator().await?) }
+async fn build(builder: ServiceBuilder) -> anyhow::Result<App> {
+    builder.build(OpenApiService::new(Api, "lifecycle test", "1.0.0"), authenticator().await?)
 }
 
 async fn ready_status(port: u16) -> anyhow::Result<(u16, serde_json::Value)> {
