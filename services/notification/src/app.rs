@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use glasshouse_platform::app::{Shutdown, serve};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::consumer::{ConsumerLoop, ensure_topics};
+use glasshouse_platform::consumer::ConsumerLoop;
 use glasshouse_platform::service::{http_app, kafka_check};
 use glasshouse_telemetry::Metrics;
 use glasshouse_telemetry::health::{HealthCheck, HealthChecks};
@@ -71,7 +71,7 @@ impl Application {
         store.ensure_indexes().await?;
         let k = &settings.kafka;
         let orders_topic = k.topic(glasshouse_contracts::topics::ORDERS);
-        ensure_topics(&k.brokers, &[&orders_topic], k.partitions).await?;
+        k.ensure_topics(&[&orders_topic]).await?;
 
         let notification_metrics = NotificationMetrics::register(&metrics);
         let authenticator = Authenticator::from_settings(&settings.auth).await?;

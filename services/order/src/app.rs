@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use glasshouse_platform::app::{Shutdown, serve};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::consumer::{ConsumerLoop, ensure_topics};
+use glasshouse_platform::consumer::ConsumerLoop;
 use glasshouse_platform::http_client::ServiceClient;
 use glasshouse_platform::outbox::{OutboxDb, Relay, RelayConfig};
 use glasshouse_platform::service::{http_app, kafka_check, report_pool, sql_check};
@@ -74,7 +74,7 @@ impl Application {
         let k = &settings.kafka;
         let (orders_topic, inventory_topic) =
             (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
-        ensure_topics(&k.brokers, &[&orders_topic, &inventory_topic], k.partitions).await?;
+        k.ensure_topics(&[&orders_topic, &inventory_topic]).await?;
 
         let order_metrics = OrderMetrics::register(&metrics);
         let client = ServiceClient::new("inventory", settings.inventory.clone(), metrics.standard.clone())?;
