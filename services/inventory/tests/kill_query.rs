@@ -32,20 +32,24 @@ fn created(sku: &str, quantity: u32) -> Event {
 /// The PROCESSLIST id of a session of database `db` (other than `except`)
 /// that is running the locking read, once one is.
 async fn blocked_reader(pool: &sqlx::MySqlPool, db: &str, except: i64) -> anyhow::Result<i64> {
-    let found = poll::until("the consumer's locking read blocked on the row lock", Duration::from_secs(60), Duration::from_millis(20), || async {
-        Ok(sqlx::query_scalar::<_, i64>(
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> ? AND INFO LIKE ? ORDER BY TIME DESC LIMIT 1",
-        )
-        .bind(db)
-        .bind(except)
-        .bind(LOCKING_READ)
-        .fetch_optional(pool)
-        .await?)
-    })
-    .await;
+    let found =
+        poll::until("the consumer's locking read blocked on the row lock", Duration::from_secs(60), Duration::from_millis(20), || async {
+            Ok(sqlx::query_scalar::<_, i64>(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> ? AND INFO LIKE ? ORDER BY TIME DESC LIMIT 1",
+            )
+            .bind(db)
+            .bind(except)
+            .bind(LOCKING_READ)
+            .fetch_optional(pool)
+            .await?)
+        })
+        .await;
     if found.is_err() {
         let sessions: Vec<(i64, Option<String>, String, Option<String>)> =
-            sqlx::query_as("SELECT ID, DB, COMMAND, INFO FROM information_schema.PROCESSLIST WHERE DB = ?").bind(db).fetch_all(pool).await?;
+            sqlx::query_as("SELECT ID, DB, COMMAND, INFO FROM information_schema.PROCESSLIST WHERE DB = ?")
+                .bind(db)
+                .fetch_all(pool)
+                .await?;
         return found.map_err(|e| e.context(format!("sessions of {db}: {sessions:?}")));
     }
     found
