@@ -190,8 +190,9 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> a
 ///
 /// Dead-letter topics get an explicit `retention.ms` of `dlq_retention`, so
 /// how long a dead letter survives is a decision of ours, not the broker's
-/// default (7 days). Topics that already exist are left as they are: change
-/// their retention with `kafka-configs.sh --alter`.
+/// `log.retention.hours` (7 days by default, 24 h on the local stack). Topics
+/// that already exist are left as they are: change their retention with
+/// `kafka-configs.sh --alter --add-config retention.ms=...`.
 pub async fn ensure_topics_with(brokers: &str, topics: &[&str], partitions: i32, dlq_retention: Duration) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
     let retention_ms = dlq_retention.as_millis().to_string();

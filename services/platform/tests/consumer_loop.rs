@@ -5,7 +5,7 @@
 //! past finished messages, and a prompt shutdown in the middle of a retry.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -135,11 +135,12 @@ async fn effects_once_retries_transients_and_dead_letters_poison() -> anyhow::Re
 /// Applies `{"event_id": ..}` events in a table (`applied`, in arrival order),
 /// deduplicated by event id. An event listed in `stubborn` fails transiently
 /// until it has failed that many times AND `for_at_least` has passed since its
-/// first attempt. Counts every call per event.
+/// first attempt, or until `released`. Counts every call per event.
 struct Stubborn {
     pool: sqlx::PgPool,
     stubborn: HashMap<Uuid, u32>,
     for_at_least: Duration,
+    released: AtomicBool,
     calls: Mutex<HashMap<Uuid, (u32, Instant)>>,
 }
 
@@ -163,6 +164,7 @@ impl MessageHandler for Stubborn {
         };
         if let Some(failures) = self.stubborn.get(&id)
             && (n <= *failures || first.elapsed() < self.for_at_least)
+            && !self.released.load(Ordering::SeqCst)
         {
             return Err(HandleError::Transient(anyhow::anyhow!("simulated outage, call {n}")));
         }
@@ -244,8 +246,13 @@ async fn a_transient_failure_is_retried_until_it_succeeds_never_dead_lettered() 
     config.retry_cap = Duration::from_millis(300);
     config.max_poll_interval = Duration::from_secs(10);
     let outage = Duration::from_secs(12);
-    let handler =
-        Arc::new(Stubborn { pool: db.pool.clone(), stubborn: HashMap::from([(a, 40)]), for_at_least: outage, calls: Mutex::default() });
+    let handler = Arc::new(Stubborn {
+        pool: db.pool.clone(),
+        stubborn: HashMap::from([(a, 40)]),
+        for_at_least: outage,
+        released: AtomicBool::new(false),
+        calls: Mutex::default(),
+    });
     let consumer = ConsumerLoop::new(config, handler.clone(), metrics.standard.clone())?;
     let shutdown = Shutdown::new();
     let running = tokio::spawn(consumer.run(shutdown.subscribe()));
@@ -320,6 +327,7 @@ async fn shutdown_during_a_retry_returns_promptly_and_commits_nothing() -> anyho
         pool: db.pool.clone(),
         stubborn: HashMap::from([(stuck, u32::MAX)]),
         for_at_least: Duration::MAX,
+        released: AtomicBool::new(false),
         calls: Mutex::default(),
     });
     let shutdown = Shutdown::new();
@@ -338,8 +346,13 @@ async fn shutdown_during_a_retry_returns_promptly_and_commits_nothing() -> anyho
     assert_eq!(committed(&group, &topic).await?, 1, "committed past the finished message only");
 
     // The next consumer of the group gets the stuck message again.
-    let healthy =
-        Arc::new(Stubborn { pool: db.pool.clone(), stubborn: HashMap::new(), for_at_least: Duration::ZERO, calls: Mutex::default() });
+    let healthy = Arc::new(Stubborn {
+        pool: db.pool.clone(),
+        stubborn: HashMap::new(),
+        for_at_least: Duration::ZERO,
+        released: AtomicBool::new(false),
+        calls: Mutex::default(),
+    });
     let shutdown = Shutdown::new();
     let running = tokio::spawn(ConsumerLoop::new(config, healthy.clone(), metrics.standard.clone())?.run(shutdown.subscribe()));
     let pool = db.pool.clone();
@@ -355,6 +368,91 @@ async fn shutdown_during_a_retry_returns_promptly_and_commits_nothing() -> anyho
     assert_eq!(healthy.calls(done), 0, "the finished message is not redelivered");
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(30), running).await???;
+    assert_eq!(written(&dlq_topic(&topic)).await?, 0, "nothing was dead-lettered");
+    db.drop_db().await
+}
+
+/// A rebalance that takes away the partition of the message being retried:
+/// the retrying consumer gives the message up uncommitted (its retry gauge
+/// restarts or drops to 0 instead of growing on), the partition's owner after
+/// the rebalance retries it, and once the outage ends it is applied once,
+/// followed by the next message, with nothing dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_partition_gives_up_the_message_in_hand_uncommitted() -> anyhow::Result<()> {
+    stack::require(KAFKA).await?;
+    let db = ScratchPg::new().await?;
+    migrations::run_postgres(&db.pool, None).await?;
+    sqlx::query("CREATE TABLE applied (seq BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL)").execute(&db.pool).await?;
+    let topic = stack::unique_name("revoked");
+    ensure_topics(&KAFKA.addr(), &[&topic], 1).await?;
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", KAFKA.addr()).create()?;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    for id in [a, b] {
+        send(&producer, &topic, &serde_json::json!({ "event_id": id }).to_string()).await?;
+    }
+
+    let group = stack::unique_name("revoked");
+    let mut config = ConsumerConfig::new(&KAFKA.addr(), &group, &[&topic]);
+    config.retry_base = Duration::from_millis(5);
+    config.retry_cap = Duration::from_millis(200);
+    // One handler for both consumers: a fails until released, whoever has it.
+    let handler = Arc::new(Stubborn {
+        pool: db.pool.clone(),
+        stubborn: HashMap::from([(a, u32::MAX)]),
+        for_at_least: Duration::MAX,
+        released: AtomicBool::new(false),
+        calls: Mutex::default(),
+    });
+    let gauge = |m: &Metrics, service: &str| {
+        sample(&m.encode(), &format!(r#"messaging_consumer_retry_seconds{{service="{service}",topic="{topic}"}}"#)).unwrap_or(0.0)
+    };
+    let (metrics_1, metrics_2) = (Metrics::new("consumer-1"), Metrics::new("consumer-2"));
+    let shutdown = Shutdown::new();
+    let first = tokio::spawn(ConsumerLoop::new(config.clone(), handler.clone(), metrics_1.standard.clone())?.run(shutdown.subscribe()));
+    poll::until("consumer 1 retrying a for 6 s", Duration::from_secs(60), Duration::from_millis(50), || {
+        let retrying = gauge(&metrics_1, "consumer-1");
+        async move { Ok((retrying >= 6.0).then_some(())) }
+    })
+    .await?;
+
+    // A second member joins: the group rebalances and revokes consumer 1's partition.
+    let before = gauge(&metrics_1, "consumer-1");
+    let second = tokio::spawn(ConsumerLoop::new(config, handler.clone(), metrics_2.standard.clone())?.run(shutdown.subscribe()));
+    poll::until("consumer 1 giving a up at the rebalance", Duration::from_secs(60), Duration::from_millis(20), || {
+        let now = gauge(&metrics_1, "consumer-1");
+        async move { Ok((now < before).then_some(())) }
+    })
+    .await?;
+    poll::until("the partition's new owner alone retrying a", Duration::from_secs(60), Duration::from_millis(50), || {
+        let owners = [gauge(&metrics_1, "consumer-1"), gauge(&metrics_2, "consumer-2")].iter().filter(|g| **g > 0.0).count();
+        let group = group.clone();
+        async move { Ok((owners == 1 && group_state(&group).await? == ("Stable".to_owned(), 2)).then_some(())) }
+    })
+    .await?;
+    assert!(applied(&db.pool).await?.is_empty());
+    assert_eq!(committed(&group, &topic).await?, -1, "a was given up, not committed");
+
+    handler.released.store(true, Ordering::SeqCst);
+    let pool = db.pool.clone();
+    let got = poll::until("a and b applied", Duration::from_secs(60), Duration::from_millis(100), || {
+        let pool = pool.clone();
+        async move {
+            let got = applied(&pool).await?;
+            Ok((got.len() >= 2).then_some(got))
+        }
+    })
+    .await?;
+    assert_eq!(got, vec![a, b], "each once, in partition order");
+    assert_eq!(handler.calls(b), 1, "b handled by the owner only");
+    poll::until("offset 2 committed", Duration::from_secs(30), Duration::from_millis(100), || {
+        let (group, topic) = (group.clone(), topic.clone());
+        async move { Ok((committed(&group, &topic).await? == 2).then_some(())) }
+    })
+    .await?;
+    shutdown.trigger();
+    for running in [first, second] {
+        tokio::time::timeout(Duration::from_secs(30), running).await???;
+    }
     assert_eq!(written(&dlq_topic(&topic)).await?, 0, "nothing was dead-lettered");
     db.drop_db().await
 }
