@@ -2,7 +2,9 @@
 //! event despite redelivery, transient failures retried for as long as they
 //! last (never dead-lettered) while the consumer stays in its group, poison
 //! messages dead-lettered with the error attached, the offset moving on only
-//! past finished messages, and a prompt shutdown in the middle of a retry.
+//! past finished messages, a prompt shutdown in the middle of a retry, a
+//! revoked partition's message given up uncommitted, and dead-letter topics
+//! created with their own retention.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -455,4 +457,28 @@ async fn a_revoked_partition_gives_up_the_message_in_hand_uncommitted() -> anyho
     }
     assert_eq!(written(&dlq_topic(&topic)).await?, 0, "nothing was dead-lettered");
     db.drop_db().await
+}
+
+/// `retention.ms` of a topic, as the broker reports it.
+async fn retention_ms(topic: &str) -> anyhow::Result<Option<String>> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", KAFKA.addr()).create()?;
+    let described = admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new()).await?;
+    let resource = described.into_iter().next().ok_or_else(|| anyhow::anyhow!("no description of {topic}"))??;
+    Ok(resource.get("retention.ms").and_then(|e| e.value.clone()))
+}
+
+/// Dead-letter topics are created with an explicit retention: 14 days unless
+/// configured otherwise. The source topics keep the broker's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_topics_are_created_with_their_own_retention() -> anyhow::Result<()> {
+    stack::require(KAFKA).await?;
+    let default = stack::unique_name("retention");
+    ensure_topics(&KAFKA.addr(), &[&default], 1).await?;
+    assert_eq!(retention_ms(&dlq_topic(&default)).await?.as_deref(), Some("1209600000"), "14 days");
+    let configured = stack::unique_name("retention");
+    glasshouse_platform::consumer::ensure_topics_with(&KAFKA.addr(), &[&configured], 1, Duration::from_secs(3 * 24 * 3600)).await?;
+    assert_eq!(retention_ms(&dlq_topic(&configured)).await?.as_deref(), Some("259200000"), "3 days");
+    assert_ne!(retention_ms(&configured).await?.as_deref(), Some("259200000"), "only the dead-letter topic");
+    Ok(())
 }
