@@ -252,6 +252,15 @@ enum Retried {
     GivenUp,
 }
 
+/// What the loop carries from one message to the next.
+struct Polling {
+    shutdown: watch::Receiver<bool>,
+    /// A message that arrived while another one was retried, handled next.
+    next: Option<OwnedMessage>,
+    /// When `messaging_consumer_lag` was last refreshed.
+    last_lag: Instant,
+}
+
 /// Runs a handler over a consumer group until shutdown.
 pub struct ConsumerLoop {
     consumer: Arc<StreamConsumer<GroupContext>>,
@@ -286,18 +295,16 @@ impl ConsumerLoop {
     /// Consumes until `shutdown` turns true. A message whose attempt is under
     /// way when it does is finished and committed first; one being retried is
     /// given up uncommitted (module doc).
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         for topic in &self.config.topics {
             self.metrics.set_consumer_retry_seconds(topic, 0.0);
         }
-        let mut last_lag = Instant::now();
-        // A message that arrived while another one was retried, handled next.
-        let mut next: Option<OwnedMessage> = None;
+        let mut polling = Polling { shutdown, next: None, last_lag: Instant::now() };
         loop {
-            if *shutdown.borrow() {
+            if *polling.shutdown.borrow() {
                 break;
             }
-            let msg = match next.take() {
+            let msg = match polling.next.take() {
                 Some(msg) => msg,
                 None => tokio::select! {
                     m = self.consumer.recv() => match m {
@@ -308,18 +315,17 @@ impl ConsumerLoop {
                             continue;
                         }
                     },
-                    _ = signalled(&mut shutdown) => break,
-                    _ = tokio::time::sleep(self.config.lag_interval) => { self.refresh_lag().await; last_lag = Instant::now(); continue; }
+                    _ = signalled(&mut polling.shutdown) => break,
+                    _ = tokio::time::sleep(self.config.lag_interval) => { self.refresh_lag(&mut polling).await; continue; }
                 },
             };
             // Revocations served before this message arrived were about earlier ones.
             self.consumer.context().forget_revocations();
-            if self.process(&msg, &mut shutdown, &mut next, &mut last_lag).await {
+            if self.process(&msg, &mut polling).await {
                 self.commit(&msg);
             }
-            if last_lag.elapsed() >= self.config.lag_interval {
-                self.refresh_lag().await;
-                last_lag = Instant::now();
+            if polling.last_lag.elapsed() >= self.config.lag_interval {
+                self.refresh_lag(&mut polling).await;
             }
         }
         // Leave with every finished offset committed, so the next owner of
@@ -353,13 +359,7 @@ impl ConsumerLoop {
     }
 
     /// Handles one message; true when it is done and its offset may be committed.
-    async fn process(
-        &self,
-        msg: &OwnedMessage,
-        shutdown: &mut watch::Receiver<bool>,
-        next: &mut Option<OwnedMessage>,
-        last_lag: &mut Instant,
-    ) -> bool {
+    async fn process(&self, msg: &OwnedMessage, polling: &mut Polling) -> bool {
         let inbound = InboundMessage {
             topic: msg.topic().to_owned(),
             partition: msg.partition(),
@@ -374,7 +374,7 @@ impl ConsumerLoop {
         async {
             let start = Instant::now();
             let outcome = match self.handler.handle(&inbound).await {
-                Err(HandleError::Transient(e)) => match self.retry(msg, &inbound, e, start, shutdown, next, last_lag).await {
+                Err(HandleError::Transient(e)) => match self.retry(msg, &inbound, e, start, polling).await {
                     Retried::Settled(outcome) => outcome,
                     Retried::GivenUp => return false,
                 },
@@ -407,16 +407,13 @@ impl ConsumerLoop {
     /// Retries `msg` after its first attempt failed transiently with `error`,
     /// with every assigned partition paused, until it settles, its partition
     /// is revoked, or shutdown (module doc).
-    #[allow(clippy::too_many_arguments)]
     async fn retry(
         &self,
         msg: &OwnedMessage,
         inbound: &InboundMessage,
         error: anyhow::Error,
         start: Instant,
-        shutdown: &mut watch::Receiver<bool>,
-        next: &mut Option<OwnedMessage>,
-        last_lag: &mut Instant,
+        polling: &mut Polling,
     ) -> Retried {
         let mut paused = match self.consumer.assignment() {
             Ok(assigned) => assigned,
@@ -428,7 +425,7 @@ impl ConsumerLoop {
         if let Err(e) = self.consumer.pause(&paused) {
             tracing::warn!(error = %e, "pausing the assigned partitions failed; stray messages will be rewound");
         }
-        let retried = self.retry_paused(msg, inbound, error, start, shutdown, next, &mut paused, last_lag).await;
+        let retried = self.retry_paused(msg, inbound, error, start, polling, &mut paused).await;
         // Fetching restarts after the last message handed to this loop (or,
         // for a partition revoked and assigned again, at its committed offset).
         if let Err(e) = self.consumer.resume(&paused) {
@@ -438,17 +435,15 @@ impl ConsumerLoop {
         retried
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The retry loop proper; `paused` grows if a stray message is rewound.
     async fn retry_paused(
         &self,
         msg: &OwnedMessage,
         inbound: &InboundMessage,
         mut error: anyhow::Error,
         start: Instant,
-        shutdown: &mut watch::Receiver<bool>,
-        next: &mut Option<OwnedMessage>,
+        polling: &mut Polling,
         paused: &mut TopicPartitionList,
-        last_lag: &mut Instant,
     ) -> Retried {
         let context = self.consumer.context().clone();
         let (topic, partition) = (inbound.topic.as_str(), inbound.partition);
@@ -469,16 +464,15 @@ impl ConsumerLoop {
             loop {
                 tokio::select! {
                     _ = &mut backoff => break,
-                    _ = signalled(shutdown) => {
+                    _ = signalled(&mut polling.shutdown) => {
                         tracing::info!(attempt, "shutdown while retrying; the message is left uncommitted for the next owner");
                         return Retried::GivenUp;
                     }
                     _ = context.revocation.notified() => {}
                     _ = ticks.tick() => {
                         self.metrics.set_consumer_retry_seconds(topic, start.elapsed().as_secs_f64());
-                        if last_lag.elapsed() >= self.config.lag_interval {
-                            self.refresh_lag().await;
-                            *last_lag = Instant::now();
+                        if polling.last_lag.elapsed() >= self.config.lag_interval {
+                            self.refresh_lag(polling).await;
                         }
                     }
                     m = self.consumer.recv() => match m {
@@ -487,7 +481,7 @@ impl ConsumerLoop {
                             if context.was_revoked(topic, partition) {
                                 // A new assignment started delivering; the message
                                 // in hand is no longer ours. Handle this one next.
-                                *next = Some(stray);
+                                polling.next = Some(stray);
                             } else {
                                 self.rewind(&stray, paused);
                             }
@@ -504,7 +498,7 @@ impl ConsumerLoop {
             attempt += 1;
             let result = tokio::select! {
                 r = self.handler.handle(inbound) => r,
-                _ = signalled(shutdown) => {
+                _ = signalled(&mut polling.shutdown) => {
                     tracing::info!(attempt, "shutdown during a retry; the attempt is dropped and the message left uncommitted");
                     return Retried::GivenUp;
                 }
@@ -579,7 +573,8 @@ impl ConsumerLoop {
     }
 
     /// High watermark minus the committed offset, for each assigned partition.
-    async fn refresh_lag(&self) {
+    async fn refresh_lag(&self, polling: &mut Polling) {
+        polling.last_lag = Instant::now();
         let consumer = self.consumer.clone();
         let metrics = self.metrics.clone();
         let _ = tokio::task::spawn_blocking(move || {
