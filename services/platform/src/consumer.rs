@@ -214,7 +214,7 @@ pub async fn ensure_topics_with(brokers: &str, topics: &[&str], partitions: i32,
 /// Rebalances are served on the polling task (inside `recv`), so the hook
 /// runs on the same task as the loop; the mutex only satisfies `Sync`.
 #[derive(Default)]
-pub struct GroupContext {
+struct GroupContext {
     revoked: Mutex<Vec<(String, i32)>>,
     /// Woken on every revocation, so a retry notices at once.
     revocation: Notify,
