@@ -157,6 +157,8 @@ pub struct StandardMetrics {
     pub messaging_consume_duration: LatencyFamily<ConsumeLabels>,
     pub messaging_consumer_lag: Family<PartitionLabels, Gauge>,
     pub messaging_dead_letter: Family<TopicLabels, Counter>,
+    /// How long the message in hand has been retried (0 when none is).
+    pub messaging_consumer_retry_seconds: Family<TopicLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub outbox_pending: Family<ServiceLabels, Gauge>,
     pub outbox_oldest_age_seconds: Family<ServiceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub outbox_published: Family<TopicLabels, Counter>,
@@ -174,6 +176,7 @@ impl StandardMetrics {
             messaging_consume_duration: latency_family(),
             messaging_consumer_lag: Family::default(),
             messaging_dead_letter: Family::default(),
+            messaging_consumer_retry_seconds: Family::default(),
             outbox_pending: Family::default(),
             outbox_oldest_age_seconds: Family::default(),
             outbox_published: Family::default(),
@@ -201,6 +204,12 @@ impl StandardMetrics {
         );
         r.register("messaging_consumer_lag", "High watermark minus committed offset", m.messaging_consumer_lag.clone());
         r.register("messaging_dead_letter", "Messages sent to the dead-letter topic", m.messaging_dead_letter.clone());
+        r.register_with_unit(
+            "messaging_consumer_retry",
+            "How long the message in hand has been retried after transient failures (0 when none is)",
+            Unit::Seconds,
+            m.messaging_consumer_retry_seconds.clone(),
+        );
         r.register("outbox_pending", "Outbox rows not yet published", m.outbox_pending.clone());
         r.register_with_unit(
             "outbox_oldest_age",
@@ -248,6 +257,14 @@ impl StandardMetrics {
 
     pub fn inc_dead_letter(&self, topic: &str) {
         self.messaging_dead_letter.get_or_create(&TopicLabels { service: self.service.clone(), topic: topic.to_owned() }).inc();
+    }
+
+    /// How long the consumer of `topic` has been retrying the message in
+    /// hand; 0 when it is not retrying one.
+    pub fn set_consumer_retry_seconds(&self, topic: &str, seconds: f64) {
+        self.messaging_consumer_retry_seconds
+            .get_or_create(&TopicLabels { service: self.service.clone(), topic: topic.to_owned() })
+            .set(seconds);
     }
 
     pub fn set_outbox(&self, pending: i64, oldest_age_seconds: f64) {
@@ -360,6 +377,7 @@ mod tests {
         m.standard.observe_http_client("inventory", ClientOutcome::timeout, 1.0);
         m.standard.set_consumer_lag("orders.v1", 2, 7);
         m.standard.inc_dead_letter("orders.v1");
+        m.standard.set_consumer_retry_seconds("orders.v1", 12.5);
         m.standard.set_outbox(3, 1.5);
         m.standard.inc_outbox_published("orders.v1", 2);
         m.standard.set_breaker_state("inventory", BreakerState::Open);
@@ -372,6 +390,7 @@ mod tests {
             r#"http_client_request_duration_seconds_count{service="order",peer="inventory",outcome="timeout"} 1"#,
             r#"messaging_consumer_lag{service="order",topic="orders.v1",partition="2"} 7"#,
             r#"messaging_dead_letter_total{service="order",topic="orders.v1"} 1"#,
+            r#"messaging_consumer_retry_seconds{service="order",topic="orders.v1"} 12.5"#,
             r#"outbox_pending{service="order"} 3"#,
             r#"outbox_oldest_age_seconds{service="order"} 1.5"#,
             r#"outbox_published_total{service="order",topic="orders.v1"} 2"#,

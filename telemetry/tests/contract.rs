@@ -81,6 +81,7 @@ fn standard_families_match_metrics_md_exactly() {
     s.observe_consume("orders.v1", ConsumeOutcome::success, 0.01);
     s.set_consumer_lag("orders.v1", 0, 1);
     s.inc_dead_letter("orders.v1");
+    s.set_consumer_retry_seconds("orders.v1", 0.0);
     s.set_outbox(1, 2.0);
     s.inc_outbox_published("orders.v1", 1);
     s.set_breaker_state("inventory", BreakerState::Closed);
@@ -88,7 +89,7 @@ fn standard_families_match_metrics_md_exactly() {
     s.add_dropped(Signal::traces, Exporter::otlp, 1);
 
     let want = contract();
-    assert!(want.len() >= 11, "the table was not parsed: {want:?}");
+    assert!(want.len() >= 12, "the table was not parsed: {want:?}");
     let got = exposed(&m.encode());
     assert_eq!(got, want, "code (left) and METRICS.md (right) disagree");
 }

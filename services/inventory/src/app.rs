@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::consumer::ensure_topics;
 use glasshouse_platform::outbox::{OutboxDb, RelayConfig};
 use glasshouse_platform::service::{kafka_check, report_pool, sql_check};
 use glasshouse_telemetry::Metrics;
@@ -57,7 +56,7 @@ impl Application {
         let k = &settings.kafka;
         let (orders_topic, inventory_topic) =
             (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
-        ensure_topics(&k.brokers, &[&orders_topic, &inventory_topic], k.partitions).await?;
+        k.ensure_topics(&[&orders_topic, &inventory_topic]).await?;
 
         let inventory_metrics = InventoryMetrics::register(&metrics);
         let faults = Faults::new();

@@ -25,9 +25,10 @@
 //! order's unreleased reservation rows, then their items in SKU order, adds the
 //! units back and marks the rows released, once.
 //!
-//! Deadlocks (1213), lock wait timeouts (1205) and lost connections are
-//! [`HandleError::Transient`]: the consumer loop retries the whole transaction
-//! with backoff; they never turn into a rejection.
+//! Deadlocks (1213), lock wait timeouts (1205), killed statements (1317) and
+//! lost connections are [`HandleError::Transient`] (`glasshouse_platform::errors`
+//! decides): the consumer loop retries the whole transaction with backoff until
+//! it succeeds; they never turn into a rejection or a dead letter.
 
 use glasshouse_contracts::{Event, InventoryRejected, InventoryReleased, InventoryReserved, NonEmpty, OrderCreated, OrderId, Payload};
 use glasshouse_platform::consumer::{HandleError, Handled, InboundMessage, MessageHandler, mark_processed_mysql};

@@ -13,8 +13,8 @@
 //! - `*_latency_ms` (0..=60000): added before the work.
 //! - `*_error_rate` (0.0..=1.0): probability of failing: a catalog `GET`
 //!   answers 503 `injected-fault` problem+json; an `order.created` fails with
-//!   a transient error, so the consumer retries it (and dead-letters it only
-//!   after its retry budget, like any persistent outage).
+//!   a transient error, so the consumer retries it until it succeeds, like
+//!   any outage (never dead-lettered, never rejected).
 //!
 //! The file is polled every `faults.poll_ms` (default 1 s). An invalid file is
 //! logged and the previous flags stay; every change is logged and exported as

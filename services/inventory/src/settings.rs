@@ -105,7 +105,8 @@ mod tests {
         assert_eq!(s.database.url.expose_secret(), "mysql://glasshouse:glasshouse@127.0.0.1:3306/inventory");
         assert_eq!((s.kafka.group_id.as_str(), s.kafka.topic_prefix.as_str()), ("inventory", ""));
         assert_eq!(s.kafka.topic(glasshouse_contracts::topics::ORDERS), "orders.v1");
-        assert_eq!((s.stock.low_threshold, s.database.lock_wait_timeout_seconds, s.kafka.max_attempts), (5, 5, 8));
+        assert_eq!((s.stock.low_threshold, s.database.lock_wait_timeout_seconds), (5, 5));
+        assert_eq!((s.kafka.retry_base_ms.get(), s.kafka.retry_cap_ms.get(), s.kafka.dlq_retention_days.get()), (50, 30_000, 14));
         assert!(s.faults.file.is_some());
     }
 

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::consumer::ensure_topics;
 use glasshouse_platform::service::kafka_check;
 use glasshouse_telemetry::Metrics;
 use glasshouse_telemetry::health::HealthCheck;
@@ -62,7 +61,7 @@ impl Application {
         store.ensure_indexes().await?;
         let k = &settings.kafka;
         let orders_topic = k.topic(glasshouse_contracts::topics::ORDERS);
-        ensure_topics(&k.brokers, &[&orders_topic], k.partitions).await?;
+        k.ensure_topics(&[&orders_topic]).await?;
 
         let handler = OrderEvents { store: store.clone(), metrics: NotificationMetrics::register(&metrics) };
         let app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)

@@ -18,9 +18,8 @@ pub struct OrderEvents {
     pub metrics: NotificationMetrics,
 }
 
-/// Classifies a MongoDB error for the consumer loop: retried in place when a
-/// later attempt may succeed, dead-lettered otherwise. (The platform's
-/// `HandleError::from_sqlx` is for SQL databases only.)
+/// Classifies a MongoDB error for the consumer loop ([`store::is_transient`]):
+/// retried in place until it succeeds when transient, dead-lettered otherwise.
 pub fn handle_error(e: mongodb::error::Error) -> HandleError {
     let transient = store::is_transient(&e);
     let e = anyhow::Error::new(e).context("store the notification");

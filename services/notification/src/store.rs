@@ -41,11 +41,6 @@ pub const EVENT_ID_INDEX: &str = "event_id_unique";
 /// MongoDB's duplicate-key error code (FerretDB returns the same).
 pub const DUPLICATE_KEY: i32 = 11000;
 
-/// Server error codes that mean "this server cannot serve now, another try
-/// may succeed": not reachable, shutting down, stepping down, out of time.
-/// The same codes the driver itself retries reads on, plus MaxTimeMSExpired.
-const TRANSIENT_CODES: [i32; 13] = [6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436];
-
 /// One stored notification. Ids and times are stored as the API shows them:
 /// uuids as hyphenated strings (readable in a shell, exact-match queries),
 /// times as BSON dates (milliseconds: the precision MongoDB keeps).
@@ -257,25 +252,12 @@ pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     }
 }
 
-/// True for errors a later attempt may not meet: the server is unreachable
-/// or not ready (network, server selection, pool cleared, DNS), the driver
-/// labelled the error retryable, a write concern could not be satisfied, or
-/// the server answered with a code from [`TRANSIENT_CODES`]. Everything
-/// else (a document the server refuses, a bad argument) would fail again.
+/// True for errors a later attempt may not meet (server unreachable or not
+/// ready, a retryable label, a write concern, a transient server code,
+/// SQLite busy under FerretDB). The decision is the platform's, shared by
+/// every consumer: [`glasshouse_platform::errors::is_transient_mongo`].
 pub fn is_transient(e: &mongodb::error::Error) -> bool {
-    use mongodb::error::{RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
-    if [RETRYABLE_WRITE_ERROR, RETRYABLE_ERROR, TRANSIENT_TRANSACTION_ERROR].iter().any(|l| e.contains_label(l)) {
-        return true;
-    }
-    match e.kind.as_ref() {
-        ErrorKind::Io(_) | ErrorKind::ServerSelection { .. } | ErrorKind::ConnectionPoolCleared { .. } | ErrorKind::DnsResolve { .. } => {
-            true
-        }
-        ErrorKind::Write(WriteFailure::WriteConcernError(_)) => true,
-        ErrorKind::Write(WriteFailure::WriteError(w)) => TRANSIENT_CODES.contains(&w.code),
-        ErrorKind::Command(c) => TRANSIENT_CODES.contains(&c.code),
-        _ => false,
-    }
+    glasshouse_platform::errors::is_transient_mongo(e)
 }
 
 /// A short, low-cardinality name of the error for the span's `error.type`.

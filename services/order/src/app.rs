@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::consumer::ensure_topics;
 use glasshouse_platform::http_client::ServiceClient;
 use glasshouse_platform::outbox::{OutboxDb, RelayConfig};
 use glasshouse_platform::service::{kafka_check, report_pool, sql_check};
@@ -64,7 +63,7 @@ impl Application {
         let k = &settings.kafka;
         let (orders_topic, inventory_topic) =
             (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
-        ensure_topics(&k.brokers, &[&orders_topic, &inventory_topic], k.partitions).await?;
+        k.ensure_topics(&[&orders_topic, &inventory_topic]).await?;
 
         let order_metrics = OrderMetrics::register(&metrics);
         let client = ServiceClient::new("inventory", settings.inventory.clone(), metrics.standard.clone())?;

@@ -1,30 +1,61 @@
 //! The Kafka consumer loop every service uses.
 //!
+//! # At least once, effectively once
 //! For each message, in partition order: a consumer span continuing the
 //! producer's trace; the service's [`MessageHandler`] (which does its work and
 //! records the event id in `processed_events` in ONE database transaction, see
 //! [`mark_processed_pg`]); then the offset is committed, only after that
-//! transaction committed. So a crash between the two redelivers the message,
-//! and the dedupe row makes the second delivery a no-op: effectively once.
+//! transaction committed. librdkafka's automatic offset store is off
+//! (`enable.auto.offset.store=false`): an offset moves only when this loop
+//! stores it for a message that is done, never because a message was merely
+//! delivered. So a crash, a shutdown or a lost partition anywhere between
+//! delivery and commit redelivers the message, and the dedupe row makes the
+//! second delivery a no-op: effectively once.
 //!
-//! Failures: a [`HandleError::Transient`] one (database away, deadlock) is
-//! retried in place with jittered backoff, up to `max_attempts`; a
-//! [`HandleError::Permanent`] one (malformed event) or a transient one that
-//! outlived its attempts goes to `<topic>.dlq` with the error in its headers,
-//! and the offset moves on. Nothing is dropped: the dead-letter topic keeps it.
+//! # Failures
+//! A [`HandleError::Permanent`] one (malformed event, contract violation)
+//! goes to `<topic>.dlq` untouched, with the error in its headers, and then
+//! its offset is committed. Nothing is dropped: the dead-letter topic keeps
+//! it (14 days by default, see [`ensure_topics_with`]) for a replay.
+//!
+//! A [`HandleError::Transient`] one (database away, deadlock, statement
+//! killed; [`crate::errors`] decides) is retried in place, with jittered
+//! backoff capped at `retry_cap`, for as long as it takes. It is never
+//! dead-lettered: the message is fine, and a database outage must not turn
+//! every event consumed during it into a dead letter. While it is retried:
+//! - Every assigned partition is paused and the loop keeps polling the
+//!   consumer. Polling tells librdkafka the application is alive (so
+//!   `max.poll.interval.ms` never expires and the member is not evicted) and
+//!   serves rebalances; being paused, the partitions deliver nothing, so the
+//!   messages behind the one in hand wait in Kafka, in order. Pausing sets each
+//!   partition's fetch position back to just after the last message handed to
+//!   this loop, and the loop asks for the next message only when the previous
+//!   one is done, so resuming afterwards skips nothing and repeats nothing.
+//! - The offset stays put. If a rebalance revokes the message's partition,
+//!   the message is given up uncommitted: the partition's next owner (maybe
+//!   this consumer again) starts at the committed offset, so it redelivers the
+//!   message; an attempt of ours whose commit raced the revocation is
+//!   deduplicated there.
+//! - A shutdown gives the message up at once (an attempt in flight is dropped,
+//!   which rolls its transaction back), uncommitted, for the next owner.
+//! - `messaging_consumer_retry_seconds{topic}` reports how long it has been
+//!   retried; the `ConsumerStuck` alert fires when that is too long.
+//!
+//! An attempt itself is not interrupted by polling: each must end well within
+//! `max.poll.interval.ms` (5 min), which the databases' own timeouts ensure.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use glasshouse_telemetry::metrics::{ConsumeOutcome, StandardMetrics};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::watch;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -49,47 +80,35 @@ pub enum Handled {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
-    /// Worth retrying: the same message may succeed later.
+    /// Worth retrying: the same message may succeed later. Retried until it
+    /// does; never dead-lettered.
     #[error("transient: {0:#}")]
     Transient(anyhow::Error),
-    /// Will never succeed (malformed, unknown type, violates the contract).
+    /// Will never succeed (malformed, unknown type, violates the contract):
+    /// dead-lettered.
     #[error("permanent: {0:#}")]
     Permanent(anyhow::Error),
 }
 
 impl HandleError {
-    /// Classifies a database error: connection trouble, pool exhaustion,
-    /// deadlocks, serialization failures and lock timeouts are transient.
+    /// Classifies a SQL database error with [`crate::errors::is_transient_sqlx`].
     pub fn from_sqlx(e: sqlx::Error) -> Self {
-        if is_transient_sqlx(&e) { Self::Transient(e.into()) } else { Self::Permanent(e.into()) }
+        if crate::errors::is_transient_sqlx(&e) { Self::Transient(e.into()) } else { Self::Permanent(e.into()) }
+    }
+
+    /// Classifies a MongoDB error with [`crate::errors::is_transient_mongo`].
+    pub fn from_mongo(e: mongodb::error::Error) -> Self {
+        if crate::errors::is_transient_mongo(&e) { Self::Transient(e.into()) } else { Self::Permanent(e.into()) }
     }
 }
 
-/// True for database errors that a retry may cure.
-pub fn is_transient_sqlx(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            // PostgreSQL SQLSTATE: serialization failure, deadlock, connection classes, admin shutdown.
-            // MySQL error numbers: 1213 deadlock, 1205 lock wait timeout, 2006/2013 server gone.
-            code == "40001"
-                || code == "40P01"
-                || code.starts_with("08")
-                || code == "57P01"
-                || ["1213", "1205", "2006", "2013"].contains(&code.as_str())
-                || (db
-                    .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                    .is_some_and(|m| [1213, 1205, 2006, 2013].contains(&m.number())))
-        }
-        _ => false,
-    }
-}
-
+/// A service's work for one message.
+///
+/// The loop may call `handle` again for the same message (a retry, a
+/// redelivery) and may drop a retry attempt's future at an `.await` when the
+/// service shuts down: do the work in ONE transaction together with the dedupe
+/// row, so a repeat is a [`Handled::Duplicate`] and a dropped attempt leaves
+/// nothing behind.
 #[async_trait::async_trait]
 pub trait MessageHandler: Send + Sync {
     async fn handle(&self, msg: &InboundMessage) -> Result<Handled, HandleError>;
@@ -122,12 +141,19 @@ pub struct ConsumerConfig {
     pub brokers: String,
     pub group_id: String,
     pub topics: Vec<String>,
-    /// Attempts for a transiently failing message before it is dead-lettered.
-    pub max_attempts: u32,
+    /// First backoff of a transiently failing message; doubles per attempt
+    /// (full jitter, see [`crate::backoff`]).
     pub retry_base: Duration,
+    /// Longest backoff between two attempts at one message. There is no limit
+    /// on the number of attempts.
     pub retry_cap: Duration,
     /// How often `messaging_consumer_lag` is refreshed.
     pub lag_interval: Duration,
+    /// librdkafka's `max.poll.interval.ms`: the longest the loop may go
+    /// without polling before the group evicts it. The loop polls between
+    /// messages and throughout a retry's backoff, so only one handler attempt
+    /// must fit in it. At least `session.timeout.ms` (10 s). Default 5 min.
+    pub max_poll_interval: Duration,
 }
 
 impl ConsumerConfig {
@@ -136,10 +162,10 @@ impl ConsumerConfig {
             brokers: brokers.to_owned(),
             group_id: group_id.to_owned(),
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
-            max_attempts: 8,
             retry_base: Duration::from_millis(50),
-            retry_cap: Duration::from_secs(5),
+            retry_cap: Duration::from_secs(30),
             lag_interval: Duration::from_secs(5),
+            max_poll_interval: Duration::from_secs(300),
         }
     }
 }
@@ -149,12 +175,30 @@ pub fn dlq_topic(topic: &str) -> String {
     format!("{topic}.dlq")
 }
 
+/// How long a dead-letter topic keeps a message unless configured otherwise:
+/// long enough to get the `DeadLetterQueueReceiving` ticket, fix the cause and
+/// replay, without keeping poison forever.
+pub const DEFAULT_DLQ_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// [`ensure_topics_with`] with [`DEFAULT_DLQ_RETENTION`].
+pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
+    ensure_topics_with(brokers, topics, partitions, DEFAULT_DLQ_RETENTION).await
+}
+
 /// Creates `topics` (and their dead-letter topics) if missing; the broker does
 /// not auto-create topics, so each service ensures what it uses at start-up.
-pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> anyhow::Result<()> {
+///
+/// Dead-letter topics get an explicit `retention.ms` of `dlq_retention`, so
+/// how long a dead letter survives is a decision of ours, not the broker's
+/// `log.retention.hours` (7 days by default, 24 h on the local stack). Topics
+/// that already exist are left as they are: change their retention with
+/// `kafka-configs.sh --alter --add-config retention.ms=...`.
+pub async fn ensure_topics_with(brokers: &str, topics: &[&str], partitions: i32, dlq_retention: Duration) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let names: Vec<String> = topics.iter().flat_map(|t| [(*t).to_owned(), dlq_topic(t)]).collect();
-    let new: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
+    let retention_ms = dlq_retention.as_millis().to_string();
+    let dlqs: Vec<String> = topics.iter().map(|t| dlq_topic(t)).collect();
+    let mut new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
+    new.extend(dlqs.iter().map(|d| NewTopic::new(d, partitions, TopicReplication::Fixed(1)).set("retention.ms", &retention_ms)));
     for result in admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -164,9 +208,62 @@ pub async fn ensure_topics(brokers: &str, topics: &[&str], partitions: i32) -> a
     Ok(())
 }
 
+/// The consumer's rebalance hook: remembers which partitions were revoked,
+/// so a message being retried can tell whether it is still ours.
+///
+/// Rebalances are served on the polling task (inside `recv`), so the hook
+/// runs on the same task as the loop; the mutex only satisfies `Sync`.
+#[derive(Default)]
+struct GroupContext {
+    revoked: Mutex<Vec<(String, i32)>>,
+    /// Woken on every revocation, so a retry notices at once.
+    revocation: Notify,
+}
+
+impl GroupContext {
+    /// Forgets what was revoked so far (a new message is in hand).
+    fn forget_revocations(&self) {
+        self.revoked.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Whether `topic`/`partition` was revoked since [`Self::forget_revocations`].
+    fn was_revoked(&self, topic: &str, partition: i32) -> bool {
+        self.revoked.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|(t, p)| t == topic && *p == partition)
+    }
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            revoked.extend(tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
+            self.revocation.notify_one();
+        }
+    }
+}
+
+/// What became of a message whose first attempt failed transiently.
+enum Retried {
+    /// Handled, or dead-lettered after a permanent error: commit its offset.
+    Settled(ConsumeOutcome),
+    /// Revoked or shut down: left uncommitted for the partition's next owner.
+    GivenUp,
+}
+
+/// What the loop carries from one message to the next.
+struct Polling {
+    shutdown: watch::Receiver<bool>,
+    /// A message that arrived while another one was retried, handled next.
+    next: Option<OwnedMessage>,
+    /// When `messaging_consumer_lag` was last refreshed.
+    last_lag: Instant,
+}
+
 /// Runs a handler over a consumer group until shutdown.
 pub struct ConsumerLoop {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<GroupContext>>,
     dlq: FutureProducer,
     handler: Arc<dyn MessageHandler>,
     metrics: StandardMetrics,
@@ -175,13 +272,16 @@ pub struct ConsumerLoop {
 
 impl ConsumerLoop {
     pub fn new(config: ConsumerConfig, handler: Arc<dyn MessageHandler>, metrics: StandardMetrics) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = ClientConfig::new()
+        let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "false")
+            // Offsets are stored by `commit` for finished messages only (module doc).
+            .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .create()?;
+            .set("max.poll.interval.ms", config.max_poll_interval.as_millis().to_string())
+            .create_with_context(GroupContext::default())?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let dlq: FutureProducer = ClientConfig::new()
@@ -192,40 +292,45 @@ impl ConsumerLoop {
         Ok(Self { consumer: Arc::new(consumer), dlq, handler, metrics, config })
     }
 
-    /// Consumes until `shutdown` turns true. The message in hand is finished
-    /// and its offset committed before returning.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut last_lag = Instant::now();
+    /// Consumes until `shutdown` turns true. A message whose attempt is under
+    /// way when it does is finished and committed first; one being retried is
+    /// given up uncommitted (module doc).
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        for topic in &self.config.topics {
+            self.metrics.set_consumer_retry_seconds(topic, 0.0);
+        }
+        let mut polling = Polling { shutdown, next: None, last_lag: Instant::now() };
         loop {
-            if *shutdown.borrow() {
+            if *polling.shutdown.borrow() {
                 break;
             }
-            let msg = tokio::select! {
-                m = self.consumer.recv() => m,
-                _ = shutdown.changed() => continue,
-                _ = tokio::time::sleep(self.config.lag_interval) => { self.refresh_lag().await; last_lag = Instant::now(); continue; }
+            let msg = match polling.next.take() {
+                Some(msg) => msg,
+                None => tokio::select! {
+                    m = self.consumer.recv() => match m {
+                        Ok(m) => m.detach(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "kafka receive error");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    },
+                    _ = signalled(&mut polling.shutdown) => break,
+                    _ = tokio::time::sleep(self.config.lag_interval) => { self.refresh_lag(&mut polling).await; continue; }
+                },
             };
-            match msg {
-                Ok(msg) => {
-                    self.process(&msg).await;
-                    // Only after the handler's transaction (or the DLQ write) is done.
-                    // Async: a lost commit only means a redelivery, which dedupe absorbs.
-                    if let Err(e) = self.consumer.commit_message(&msg, CommitMode::Async) {
-                        tracing::warn!(error = %e, "offset commit failed; the message may be redelivered (deduplicated)");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "kafka receive error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+            // Revocations served before this message arrived were about earlier ones.
+            self.consumer.context().forget_revocations();
+            if self.process(&msg, &mut polling).await {
+                self.commit(&msg);
             }
-            if last_lag.elapsed() >= self.config.lag_interval {
-                self.refresh_lag().await;
-                last_lag = Instant::now();
+            if polling.last_lag.elapsed() >= self.config.lag_interval {
+                self.refresh_lag(&mut polling).await;
             }
         }
-        // Leave with every processed offset committed, so the next owner of
-        // these partitions starts where this one stopped.
+        // Leave with every finished offset committed, so the next owner of
+        // these partitions starts where this one stopped. Only finished
+        // messages' offsets were stored, so this never skips one.
         let consumer = self.consumer.clone();
         let committed = tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await;
         if let Ok(Err(e)) = committed {
@@ -234,7 +339,27 @@ impl ConsumerLoop {
         Ok(())
     }
 
-    async fn process(&self, msg: &BorrowedMessage<'_>) {
+    /// Stores and commits the offset after `msg`: it is done (effects
+    /// committed, or on the dead-letter topic). A partition revoked meanwhile
+    /// refuses the store, and its next owner redelivers (deduplicated).
+    fn commit(&self, msg: &OwnedMessage) {
+        let mut tpl = TopicPartitionList::new();
+        if let Err(e) = tpl.add_partition_offset(msg.topic(), msg.partition(), Offset::Offset(msg.offset() + 1)) {
+            tracing::warn!(error = %e, "offset not committed; the message may be redelivered (deduplicated)");
+            return;
+        }
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            tracing::info!(error = %e, "offset not stored (partition no longer assigned); the next owner redelivers (deduplicated)");
+            return;
+        }
+        // Async: a lost commit only means a redelivery, which dedupe absorbs.
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+            tracing::warn!(error = %e, "offset commit failed; the message may be redelivered (deduplicated)");
+        }
+    }
+
+    /// Handles one message; true when it is done and its offset may be committed.
+    async fn process(&self, msg: &OwnedMessage, polling: &mut Polling) -> bool {
         let inbound = InboundMessage {
             topic: msg.topic().to_owned(),
             partition: msg.partition(),
@@ -248,38 +373,168 @@ impl ConsumerLoop {
         }
         async {
             let start = Instant::now();
-            let mut attempt = 0u32;
-            let outcome = loop {
-                attempt += 1;
-                match self.handler.handle(&inbound).await {
-                    Ok(Handled::Processed) => break ConsumeOutcome::success,
-                    Ok(Handled::Duplicate) => {
-                        tracing::info!("duplicate event skipped");
-                        break ConsumeOutcome::duplicate;
-                    }
-                    Err(HandleError::Transient(e)) if attempt < self.config.max_attempts => {
-                        let pause = crate::backoff::delay(attempt, self.config.retry_base, self.config.retry_cap);
-                        tracing::warn!(error = %format!("{e:#}"), attempt, ?pause, "transient failure; retrying");
-                        self.metrics.observe_consume(&inbound.topic, ConsumeOutcome::retry, start.elapsed().as_secs_f64());
-                        tokio::time::sleep(pause).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, attempt, "message sent to the dead-letter topic");
-                        tracing::Span::current().record("otel.status_code", "ERROR");
-                        self.dead_letter(msg, &e.to_string()).await;
-                        break ConsumeOutcome::dead_letter;
-                    }
-                }
+            let outcome = match self.handler.handle(&inbound).await {
+                Err(HandleError::Transient(e)) => match self.retry(msg, &inbound, e, start, polling).await {
+                    Retried::Settled(outcome) => outcome,
+                    Retried::GivenUp => return false,
+                },
+                settled => self.settle(msg, settled, 1).await,
             };
             self.metrics.observe_consume(&inbound.topic, outcome, start.elapsed().as_secs_f64());
+            true
         }
         .instrument(span)
         .await
     }
 
+    /// Finishes a message whose attempt number `attempt` did not fail transiently.
+    async fn settle(&self, msg: &OwnedMessage, result: Result<Handled, HandleError>, attempt: u32) -> ConsumeOutcome {
+        match result {
+            Ok(Handled::Processed) => ConsumeOutcome::success,
+            Ok(Handled::Duplicate) => {
+                tracing::info!("duplicate event skipped");
+                ConsumeOutcome::duplicate
+            }
+            Err(e) => {
+                tracing::error!(error = %e, attempt, "message sent to the dead-letter topic");
+                tracing::Span::current().record("otel.status_code", "ERROR");
+                self.dead_letter(msg, &e.to_string()).await;
+                ConsumeOutcome::dead_letter
+            }
+        }
+    }
+
+    /// Retries `msg` after its first attempt failed transiently with `error`,
+    /// with every assigned partition paused, until it settles, its partition
+    /// is revoked, or shutdown (module doc).
+    async fn retry(
+        &self,
+        msg: &OwnedMessage,
+        inbound: &InboundMessage,
+        error: anyhow::Error,
+        start: Instant,
+        polling: &mut Polling,
+    ) -> Retried {
+        let mut paused = match self.consumer.assignment() {
+            Ok(assigned) => assigned,
+            Err(e) => {
+                tracing::warn!(error = %e, "no assignment to pause; stray messages will be rewound");
+                TopicPartitionList::new()
+            }
+        };
+        if let Err(e) = self.consumer.pause(&paused) {
+            tracing::warn!(error = %e, "pausing the assigned partitions failed; stray messages will be rewound");
+        }
+        let retried = self.retry_paused(msg, inbound, error, start, polling, &mut paused).await;
+        // Fetching restarts after the last message handed to this loop (or,
+        // for a partition revoked and assigned again, at its committed offset).
+        if let Err(e) = self.consumer.resume(&paused) {
+            tracing::warn!(error = %e, "resuming the paused partitions failed");
+        }
+        self.metrics.set_consumer_retry_seconds(&inbound.topic, 0.0);
+        retried
+    }
+
+    /// The retry loop proper; `paused` grows if a stray message is rewound.
+    async fn retry_paused(
+        &self,
+        msg: &OwnedMessage,
+        inbound: &InboundMessage,
+        mut error: anyhow::Error,
+        start: Instant,
+        polling: &mut Polling,
+        paused: &mut TopicPartitionList,
+    ) -> Retried {
+        let context = self.consumer.context().clone();
+        let (topic, partition) = (inbound.topic.as_str(), inbound.partition);
+        let mut attempt = 1u32;
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let pause = crate::backoff::delay(attempt, self.config.retry_base, self.config.retry_cap);
+            let retrying = start.elapsed();
+            tracing::warn!(error = %format!("{error:#}"), attempt, ?pause, retrying_s = retrying.as_secs_f64(), "transient failure; retrying");
+            self.metrics.observe_consume(topic, ConsumeOutcome::retry, retrying.as_secs_f64());
+            self.metrics.set_consumer_retry_seconds(topic, retrying.as_secs_f64());
+
+            // Wait out the backoff polling the consumer: heartbeat of the
+            // application, rebalances served, nothing delivered (paused).
+            let backoff = tokio::time::sleep(pause);
+            tokio::pin!(backoff);
+            loop {
+                tokio::select! {
+                    _ = &mut backoff => break,
+                    _ = signalled(&mut polling.shutdown) => {
+                        tracing::info!(attempt, "shutdown while retrying; the message is left uncommitted for the next owner");
+                        return Retried::GivenUp;
+                    }
+                    _ = context.revocation.notified() => {}
+                    _ = ticks.tick() => {
+                        self.metrics.set_consumer_retry_seconds(topic, start.elapsed().as_secs_f64());
+                        if polling.last_lag.elapsed() >= self.config.lag_interval {
+                            self.refresh_lag(polling).await;
+                        }
+                    }
+                    m = self.consumer.recv() => match m {
+                        Ok(m) => {
+                            let stray = m.detach();
+                            if context.was_revoked(topic, partition) {
+                                // A new assignment started delivering; the message
+                                // in hand is no longer ours. Handle this one next.
+                                polling.next = Some(stray);
+                            } else {
+                                self.rewind(&stray, paused);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "kafka receive error while retrying"),
+                    },
+                }
+                if context.was_revoked(topic, partition) {
+                    tracing::info!(attempt, "partition revoked while retrying; its next owner redelivers the message");
+                    return Retried::GivenUp;
+                }
+            }
+
+            attempt += 1;
+            let result = tokio::select! {
+                r = self.handler.handle(inbound) => r,
+                _ = signalled(&mut polling.shutdown) => {
+                    tracing::info!(attempt, "shutdown during a retry; the attempt is dropped and the message left uncommitted");
+                    return Retried::GivenUp;
+                }
+            };
+            match result {
+                Err(HandleError::Transient(e)) => error = e,
+                settled => {
+                    if settled.is_ok() {
+                        tracing::info!(attempt, retried_s = start.elapsed().as_secs_f64(), "handled after retries");
+                    }
+                    return Retried::Settled(self.settle(msg, settled, attempt).await);
+                }
+            }
+        }
+    }
+
+    /// A message arrived from a partition that is not paused (assigned while
+    /// another message is retried, under an incremental rebalance): pause its
+    /// partition too and seek back to it, so it is delivered again, in order,
+    /// after the retry.
+    fn rewind(&self, stray: &OwnedMessage, paused: &mut TopicPartitionList) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(stray.topic(), stray.partition());
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(error = %e, "pausing a newly assigned partition failed");
+        }
+        // Zero timeout: queue the seek, do not wait for it (it follows the pause in order).
+        if let Err(e) = self.consumer.seek(stray.topic(), stray.partition(), Offset::Offset(stray.offset()), Duration::ZERO) {
+            tracing::warn!(error = %e, topic = stray.topic(), partition = stray.partition(), "seek back failed");
+        }
+        paused.add_partition(stray.topic(), stray.partition());
+    }
+
     /// Writes the message, untouched, with the error in its headers, to
     /// `<topic>.dlq`; retried until the broker takes it, so it is never lost.
-    async fn dead_letter(&self, msg: &BorrowedMessage<'_>, error: &str) {
+    async fn dead_letter(&self, msg: &OwnedMessage, error: &str) {
         let topic = dlq_topic(msg.topic());
         let mut headers = OwnedHeaders::new();
         if let Some(h) = msg.headers() {
@@ -318,7 +573,8 @@ impl ConsumerLoop {
     }
 
     /// High watermark minus the committed offset, for each assigned partition.
-    async fn refresh_lag(&self) {
+    async fn refresh_lag(&self, polling: &mut Polling) {
+        polling.last_lag = Instant::now();
         let consumer = self.consumer.clone();
         let metrics = self.metrics.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -334,6 +590,11 @@ impl ConsumerLoop {
     }
 }
 
-fn header(msg: &BorrowedMessage<'_>, key: &str) -> Option<String> {
+/// Resolves once shutdown is signalled (a dropped sender counts as one).
+async fn signalled(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn header(msg: &OwnedMessage, key: &str) -> Option<String> {
     msg.headers()?.iter().find(|h| h.key == key).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
 }

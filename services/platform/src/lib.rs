@@ -19,6 +19,8 @@
 //!   opaque logged 500s, and the [`problem::ProblemJson`] middleware.
 //! - [`outbox`]: the transactional outbox and its relay, for PostgreSQL and MySQL.
 //! - [`consumer`]: the Kafka consumer loop (dedupe, retries, dead-letter topic).
+//! - [`errors`]: which database errors are transient (retried) or permanent
+//!   (dead-lettered), for SQL (sqlx) and MongoDB, by server code.
 //! - [`http_client`]: timeout, jittered retry and circuit breaker for service-to-service calls.
 //! - [`auth`]: JWT bearer validation (RS256/ES256, JWKS file or URL) into a
 //!   [`auth::Principal`]; 401/403 problems; dev keys and tokens (`glasshouse-dev-token`).
@@ -32,6 +34,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod config;
 pub mod consumer;
+pub mod errors;
 pub mod http_client;
 pub mod migrations;
 pub mod outbox;

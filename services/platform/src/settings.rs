@@ -2,6 +2,9 @@
 //! and how it talks to Kafka. Each service's own `Settings` embeds these next
 //! to what is its own (its database, its peers).
 
+use std::num::{NonZeroU32, NonZeroU64};
+use std::time::Duration;
+
 use serde::Deserialize;
 
 /// `http:` — where the service listens.
@@ -38,16 +41,41 @@ pub struct KafkaSettings {
     /// parallel tests or several stacks can share one broker. Empty in production.
     #[serde(default)]
     pub topic_prefix: String,
-    /// Attempts at a transiently failing message before it is dead-lettered.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-}
-
-fn default_max_attempts() -> u32 {
-    8
+    /// First backoff after a transient consumer failure, milliseconds; doubles
+    /// per attempt up to `retry_cap_ms` (full jitter). Default 50.
+    #[serde(default = "KafkaSettings::default_retry_base_ms")]
+    pub retry_base_ms: NonZeroU64,
+    /// Longest backoff between two attempts at one message, milliseconds.
+    /// Default 30000. A transiently failing message is retried for as long as
+    /// it takes, never dead-lettered (`glasshouse_platform::consumer`).
+    #[serde(default = "KafkaSettings::default_retry_cap_ms")]
+    pub retry_cap_ms: NonZeroU64,
+    /// `retention.ms` given to the `<topic>.dlq` topics this service creates,
+    /// in days. Default 14. Existing topics keep theirs.
+    #[serde(default = "KafkaSettings::default_dlq_retention_days")]
+    pub dlq_retention_days: NonZeroU32,
 }
 
 impl KafkaSettings {
+    /// Default of `retry_base_ms`.
+    pub const DEFAULT_RETRY_BASE_MS: NonZeroU64 = NonZeroU64::new(50).unwrap();
+    /// Default of `retry_cap_ms`.
+    pub const DEFAULT_RETRY_CAP_MS: NonZeroU64 = NonZeroU64::new(30_000).unwrap();
+    /// Default of `dlq_retention_days`.
+    pub const DEFAULT_DLQ_RETENTION_DAYS: NonZeroU32 = NonZeroU32::new(14).unwrap();
+
+    fn default_retry_base_ms() -> NonZeroU64 {
+        Self::DEFAULT_RETRY_BASE_MS
+    }
+
+    fn default_retry_cap_ms() -> NonZeroU64 {
+        Self::DEFAULT_RETRY_CAP_MS
+    }
+
+    fn default_dlq_retention_days() -> NonZeroU32 {
+        Self::DEFAULT_DLQ_RETENTION_DAYS
+    }
+
     /// The full name of a contract topic (`glasshouse_contracts::topics::ORDERS`).
     pub fn topic(&self, name: &str) -> String {
         format!("{}{name}", self.topic_prefix)
@@ -56,8 +84,16 @@ impl KafkaSettings {
     /// The consumer configuration for `topics` (full names) with these settings.
     pub fn consumer(&self, topics: &[&str]) -> crate::consumer::ConsumerConfig {
         let mut c = crate::consumer::ConsumerConfig::new(&self.brokers, &self.group_id, topics);
-        c.max_attempts = self.max_attempts;
+        c.retry_base = Duration::from_millis(self.retry_base_ms.get());
+        c.retry_cap = Duration::from_millis(self.retry_cap_ms.get());
         c
+    }
+
+    /// Creates `topics` (full names) and their dead-letter topics if missing,
+    /// the latter with `dlq_retention_days`.
+    pub async fn ensure_topics(&self, topics: &[&str]) -> anyhow::Result<()> {
+        let retention = Duration::from_secs(u64::from(self.dlq_retention_days.get()) * 24 * 3600);
+        crate::consumer::ensure_topics_with(&self.brokers, topics, self.partitions, retention).await
     }
 
     /// The producer every service's outbox relay uses: idempotent, acks from

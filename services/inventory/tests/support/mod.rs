@@ -34,8 +34,6 @@ pub struct Env {
     /// Holds `jwks.json` and the fault flag file.
     pub dir: PathBuf,
     pub faults_file: PathBuf,
-    /// `kafka.max_attempts` of the replicas.
-    pub max_attempts: u32,
 }
 
 impl Env {
@@ -56,7 +54,6 @@ impl Env {
             key,
             faults_file: dir.join("faults.json"),
             dir,
-            max_attempts: 8,
         })
     }
 
@@ -69,7 +66,9 @@ impl Env {
                 group_id: self.group.clone(),
                 partitions: self.partitions,
                 topic_prefix: self.prefix.clone(),
-                max_attempts: self.max_attempts,
+                retry_base_ms: KafkaSettings::DEFAULT_RETRY_BASE_MS,
+                retry_cap_ms: KafkaSettings::DEFAULT_RETRY_CAP_MS,
+                dlq_retention_days: KafkaSettings::DEFAULT_DLQ_RETENTION_DAYS,
             },
             auth: AuthSettings {
                 issuer: DEV_ISSUER.into(),

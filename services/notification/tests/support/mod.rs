@@ -53,7 +53,9 @@ pub fn test_settings(jwks: PathBuf) -> Settings {
             // after the ones produced before it", whatever their keys.
             partitions: 1,
             topic_prefix: format!("{}.", stack::unique_name("t")),
-            max_attempts: 8,
+            retry_base_ms: KafkaSettings::DEFAULT_RETRY_BASE_MS,
+            retry_cap_ms: KafkaSettings::DEFAULT_RETRY_CAP_MS,
+            dlq_retention_days: KafkaSettings::DEFAULT_DLQ_RETENTION_DAYS,
         },
         auth: AuthSettings {
             issuer: DEV_ISSUER.into(),
