@@ -15,6 +15,8 @@
 //! - [`problem`]: RFC 9457 problem+json errors with a stable `type` URI per error,
 //!   opaque logged 500s, and the [`problem::ProblemJson`] middleware.
 //! - [`outbox`]: the transactional outbox and its relay, for PostgreSQL and MySQL.
+//! - [`prune`]: batched deletion of rows past their retention (`processed_events`,
+//!   idempotency keys, sent outbox rows), counted in `db_rows_pruned_total`.
 //! - [`consumer`]: the Kafka consumer loop (dedupe, retries, dead-letter topic).
 //! - [`http_client`]: timeout, jittered retry and circuit breaker for service-to-service calls.
 //! - [`auth`]: JWT bearer validation (RS256/ES256, JWKS file or URL) into a
@@ -33,5 +35,6 @@ pub mod http_client;
 pub mod migrations;
 pub mod outbox;
 pub mod problem;
+pub mod prune;
 pub mod service;
 pub mod settings;
