@@ -212,13 +212,13 @@ fn first_seen(seqs: &[u64]) -> Vec<u64> {
 
 /// Inventory runs one relay per replica on MariaDB, and its consumers keep
 /// writing outbox rows while the relays claim. Rows of many keys arrive from
-/// several writers while three relays run: every row is published exactly once
+/// several writers while four relays run: every row is published exactly once
 /// (nothing fails, so no duplicate) and in order per key, and all are marked sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_outbox_is_ordered_per_key_with_several_relays_while_rows_arrive() -> anyhow::Result<()> {
-    const KEYS: usize = 12;
-    const PER_KEY: usize = 30;
-    const WRITERS: usize = 4;
+    const KEYS: usize = 16;
+    const PER_KEY: usize = 40;
+    const WRITERS: usize = 8;
     // The relays' warnings (a failed batch says why) in the test's output.
     let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
     stack::require(KAFKA).await?;
@@ -230,7 +230,7 @@ async fn mysql_outbox_is_ordered_per_key_with_several_relays_while_rows_arrive()
     let metrics = Metrics::new("outbox-test");
     let config = RelayConfig { batch_size: 5, idle_poll: Duration::from_millis(5), ..RelayConfig::default() };
     let shutdown = glasshouse_platform::app::Shutdown::new();
-    let relays: Vec<_> = (0..3)
+    let relays: Vec<_> = (0..4)
         .map(|_| {
             let relay = Relay::new(OutboxDb::MySql(db.pool.clone()), producer(), metrics.standard.clone(), config.clone());
             tokio::spawn(relay.run(shutdown.subscribe()))
@@ -364,5 +364,53 @@ async fn relay_drain_stops_at_its_deadline_and_keeps_the_rows() -> anyhow::Resul
     assert!(took < drain_timeout + Duration::from_secs(5), "stopped soon after it: {took:?}");
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetch_one(&db.pool).await?;
     assert_eq!(left, 3, "nothing unpublished is marked sent");
+    db.drop_db().await
+}
+
+/// A relay's batch in flight holds its claimed rows and nothing else: the
+/// service's own transactions keep inserting outbox rows meanwhile (on
+/// MariaDB the claim used to lock the gap where new rows go for the whole
+/// Kafka round trip: inserts waited, or deadlocked, with the relay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_relay_batch_in_flight_does_not_block_new_outbox_rows() -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let db = ScratchMySql::new().await?;
+    migrations::run_mysql(&db.pool, None).await?;
+    let mut tx = db.pool.begin().await?;
+    enqueue_mysql(&mut tx, &message("outbox-slow", "held", 0)).await?;
+    tx.commit().await?;
+    let held: i64 = sqlx::query_scalar("SELECT id FROM outbox").fetch_one(&db.pool).await?;
+
+    // Nothing listens on port 1: each publish, and so each claim transaction, lasts 3 s.
+    let slow: FutureProducer = ClientConfig::new().set("bootstrap.servers", "127.0.0.1:1").set("message.timeout.ms", "3000").create()?;
+    let config = RelayConfig { idle_poll: Duration::from_millis(10), drain_timeout: Duration::ZERO, ..RelayConfig::default() };
+    let relay = Relay::new(OutboxDb::MySql(db.pool.clone()), slow, Metrics::new("outbox-slow").standard.clone(), config);
+    let shutdown = glasshouse_platform::app::Shutdown::new();
+    let task = tokio::spawn(relay.run(shutdown.subscribe()));
+    // Locked by someone else: a SKIP LOCKED read of it finds nothing.
+    let in_flight = || {
+        let pool = db.pool.clone();
+        async move {
+            let free: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM outbox WHERE id = ? FOR UPDATE SKIP LOCKED").bind(held).fetch_optional(&pool).await?;
+            anyhow::Ok(free.is_none())
+        }
+    };
+    poll::until("the relay to claim the row", Duration::from_secs(30), Duration::from_millis(20), || async {
+        Ok(in_flight().await?.then_some(()))
+    })
+    .await?;
+
+    let mut writer = sqlx::MySqlConnection::connect(&db.url).await?;
+    sqlx::query("SET SESSION innodb_lock_wait_timeout = 1").execute(&mut writer).await?;
+    let mut tx = writer.begin().await?;
+    enqueue_mysql(&mut tx, &message("outbox-slow", "other", 0)).await?;
+    tx.commit().await?;
+    assert!(in_flight().await?, "the insert went through while the batch was still in flight");
+
+    shutdown.trigger();
+    let drained = tokio::time::timeout(Duration::from_secs(30), task).await??;
+    assert!(drained.is_err(), "the broker never answered: the drain reports rows left");
+    drop(writer);
     db.drop_db().await
 }
