@@ -527,10 +527,7 @@ impl Relay {
     /// leaves the last values (the relay's own warnings say why).
     async fn update_backlog_metrics(&self) {
         let backlog: sqlx::Result<(i64, Option<DateTime<Utc>>)> = with_pool!(&self.db, pool => {
-            match sqlx::query(BACKLOG_SQL).fetch_one(pool).await {
-                Ok(row) => row.try_get("n").and_then(|n| Ok((n, row.try_get("oldest")?))),
-                Err(e) => Err(e),
-            }
+            sqlx::query(BACKLOG_SQL).fetch_one(pool).await.and_then(|row| Ok((row.try_get("n")?, row.try_get("oldest")?)))
         });
         match backlog {
             Ok((pending, oldest)) => {
