@@ -29,22 +29,22 @@
 //! heads so that relays sharing a backlog do not all pick the same few rows.
 //!
 //! Why not one `SELECT … WHERE NOT EXISTS (earlier unsent row) … FOR UPDATE
-//! SKIP LOCKED`, which is what the relay did before: on MariaDB (InnoDB) it is
-//! wrong in two ways. A locking read returns the newest committed rows, while
-//! the `NOT EXISTS` subquery is a consistent read of the transaction's
-//! snapshot, taken during the scan; a row committed after that snapshot can be
-//! claimed while its predecessor, committed in the same window, is invisible to
-//! the subquery and held by another relay, so two relays publish one key at
-//! once. And under REPEATABLE READ the locking scan of the `sent_at IS NULL`
-//! index range takes next-key locks up to the first sent row, the very gap
-//! where every new outbox row and every newly sent row goes: business
-//! transactions waited on a relay's Kafka round trip, and with three relays
-//! and rows arriving, both a writer's `INSERT` and a relay's mark-sent
-//! `UPDATE` failed with deadlock 1213 (the rolled-back batch was published
-//! again: duplicates). The two-step claim takes no lock in step 1 and only
-//! primary-key record locks in step 2, so it neither races nor blocks inserts,
-//! whatever the isolation level. PostgreSQL's single-snapshot statement was not
-//! affected; it uses the same two steps so the claim is written once.
+//! SKIP LOCKED`: on MariaDB (InnoDB) it is wrong in two ways. A locking read
+//! returns the newest committed rows, while the `NOT EXISTS` subquery is a
+//! consistent read of the transaction's snapshot, taken during the scan; a row
+//! committed after that snapshot can be claimed while its predecessor,
+//! committed in the same window, is invisible to the subquery and held by
+//! another relay, so two relays publish one key at once. And under REPEATABLE
+//! READ the locking scan of the `sent_at IS NULL` index range takes next-key
+//! locks up to the first sent row, the very gap where every new outbox row and
+//! every newly sent row goes: business transactions wait for a relay's Kafka
+//! round trip, and with several relays and rows arriving a writer's `INSERT`
+//! or a relay's mark-sent `UPDATE` fails with deadlock 1213 (a rolled-back
+//! batch is then published again: duplicates). The two-step claim takes no
+//! lock in step 1 and only primary-key record locks in step 2, so it neither
+//! races nor blocks inserts, whatever the isolation level. PostgreSQL's
+//! single statement is not affected (one snapshot for the whole statement, no
+//! gap locks); it uses the same two steps so the claim is written once.
 //!
 //! # Dialects
 //! Enqueue, claim, mark-sent, backlog and the pruner's delete are each written
