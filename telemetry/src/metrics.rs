@@ -165,6 +165,9 @@ pub struct StandardMetrics {
     pub circuit_breaker_state: Family<PeerLabels, Gauge>,
     pub db_pool_connections: Family<PoolLabels, Gauge>,
     pub telemetry_dropped: Family<DropLabels, Counter>,
+
+    // --- Table pruning (services/platform/src/prune.rs) ---
+    pub db_rows_pruned: Family<TableLabels, Counter>,
 }
 
 impl StandardMetrics {
@@ -183,6 +186,8 @@ impl StandardMetrics {
             circuit_breaker_state: Family::default(),
             db_pool_connections: Family::default(),
             telemetry_dropped: Family::default(),
+            // --- Table pruning ---
+            db_rows_pruned: Family::default(),
         };
         r.register_with_unit(
             "http_server_request_duration",
@@ -221,6 +226,8 @@ impl StandardMetrics {
         r.register("circuit_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", m.circuit_breaker_state.clone());
         r.register("db_pool_connections", "Database pool connections by state", m.db_pool_connections.clone());
         r.register("telemetry_dropped", "Telemetry dropped on purpose (full buffer, backend away)", m.telemetry_dropped.clone());
+        // --- Table pruning ---
+        r.register("db_rows_pruned", "Rows deleted past their table's retention", m.db_rows_pruned.clone());
         m
     }
 
@@ -296,6 +303,28 @@ impl StandardMetrics {
     pub fn dropped(&self, signal: Signal, exporter: Exporter) -> u64 {
         self.telemetry_dropped.get_or_create(&DropLabels { service: self.service.clone(), signal, exporter }).get()
     }
+
+    // --- Table pruning ---
+
+    /// Counts `n` rows of `table` deleted by the pruner (0 still creates the
+    /// series, so a pruner that finds nothing reads 0, not absent).
+    pub fn inc_rows_pruned(&self, table: &str, n: u64) {
+        self.db_rows_pruned.get_or_create(&TableLabels { service: self.service.clone(), table: table.to_owned() }).inc_by(n);
+    }
+
+    /// How many rows of `table` the pruner deleted so far.
+    pub fn rows_pruned(&self, table: &str) -> u64 {
+        self.db_rows_pruned.get_or_create(&TableLabels { service: self.service.clone(), table: table.to_owned() }).get()
+    }
+}
+
+// --- Table pruning: labels ---
+
+/// A database table, by name (a fixed set per service: bounded cardinality).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub service: Arc<String>,
+    pub table: String,
 }
 
 /// The usual methods without an allocation; anything else as it came.
@@ -419,5 +448,19 @@ mod tests {
         m.register("orders", "Orders by status", orders.clone());
         orders.get_or_create(&vec![("status".into(), "confirmed".into())]).inc();
         assert!(m.encode().contains(r#"orders_total{status="confirmed"} 1"#));
+    }
+
+    // --- Table pruning ---
+
+    #[test]
+    fn rows_pruned_counter_matches_the_contract() {
+        let m = Metrics::new("inventory");
+        m.standard.inc_rows_pruned("processed_events", 0);
+        m.standard.inc_rows_pruned("restocks", 1000);
+        m.standard.inc_rows_pruned("restocks", 7);
+        let text = m.encode();
+        assert!(text.contains(r#"db_rows_pruned_total{service="inventory",table="restocks"} 1007"#), "{text}");
+        assert!(text.contains(r#"db_rows_pruned_total{service="inventory",table="processed_events"} 0"#), "{text}");
+        assert_eq!(m.standard.rows_pruned("restocks"), 1007);
     }
 }

@@ -87,6 +87,8 @@ fn standard_families_match_metrics_md_exactly() {
     s.set_breaker_state("inventory", BreakerState::Closed);
     s.set_db_pool(1, 1);
     s.add_dropped(Signal::traces, Exporter::otlp, 1);
+    // Table pruning.
+    s.inc_rows_pruned("processed_events", 1);
 
     let want = contract();
     assert!(want.len() >= 12, "the table was not parsed: {want:?}");

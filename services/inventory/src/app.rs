@@ -1,4 +1,4 @@
-//! Wiring: settings in, the Inventory service's parts (HTTP API, outbox relay,
+//! Wiring: settings in, the Inventory service's parts (HTTP API, outbox relay, pruner,
 //! order-event consumer, fault-flag watcher, low-stock gauge) handed to the
 //! platform's lifecycle.
 
@@ -8,6 +8,7 @@ use std::time::Duration;
 use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
 use glasshouse_platform::outbox::{OutboxDb, RelayConfig};
+use glasshouse_platform::prune::{OUTBOX_SENT_RETENTION, PROCESSED_EVENTS_RETENTION, PruneTable};
 use glasshouse_platform::service::{kafka_check, report_pool, sql_check};
 use glasshouse_telemetry::Metrics;
 use poem_openapi::OpenApiService;
@@ -73,7 +74,13 @@ impl Application {
             .check(sql_check("mariadb", pool.clone()))
             .check(kafka_check(&k.brokers)?)
             .consumer(k.consumer(&[&orders_topic]), Arc::new(handler))?
-            .relay(OutboxDb::MySql(pool.clone()), k.producer()?, RelayConfig::default());
+            .relay(OutboxDb::MySql(pool.clone()), k.producer()?, RelayConfig::default())
+            // `restocks` holds idempotency keys too, but it is part of the stock
+            // ledger (see the stock_ledger migration): never pruned.
+            .pruner(
+                OutboxDb::MySql(pool.clone()),
+                vec![PruneTable::outbox_sent(OUTBOX_SENT_RETENTION)?, PruneTable::processed_events(PROCESSED_EVENTS_RETENTION)?],
+            );
         // The watcher loads the flags once now, so they hold from the first request.
         let poll = Duration::from_millis(settings.faults.poll_ms.max(10));
         let first = FaultWatcher::new(settings.faults.file.clone(), poll, faults.clone(), inventory_metrics.clone());

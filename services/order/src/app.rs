@@ -1,5 +1,5 @@
 //! Wiring: settings in, the Order service's parts (HTTP API, outbox relay,
-//! inventory-event consumer) handed to the platform's lifecycle.
+//! inventory-event consumer, pruner) handed to the platform's lifecycle.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
 use glasshouse_platform::http_client::ServiceClient;
 use glasshouse_platform::outbox::{OutboxDb, RelayConfig};
+use glasshouse_platform::prune::{IDEMPOTENCY_KEY_RETENTION, OUTBOX_SENT_RETENTION, PROCESSED_EVENTS_RETENTION, PruneTable};
 use glasshouse_platform::service::{kafka_check, report_pool, sql_check};
 use glasshouse_telemetry::Metrics;
 use poem_openapi::OpenApiService;
@@ -74,12 +75,18 @@ impl Application {
             topic_prefix: k.topic_prefix.clone(),
         });
         let handler = InventoryEvents { pool: pool.clone(), metrics: order_metrics, topic_prefix: k.topic_prefix.clone() };
+        let pruned = vec![
+            PruneTable::outbox_sent(OUTBOX_SENT_RETENTION)?,
+            PruneTable::processed_events(PROCESSED_EVENTS_RETENTION)?,
+            PruneTable::new("idempotency_keys", "created_at", IDEMPOTENCY_KEY_RETENTION)?,
+        ];
         let (gauge_pool, gauge_metrics, closing) = (pool.clone(), metrics.clone(), pool.clone());
         let app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
             .check(sql_check("postgres", pool.clone()))
             .check(kafka_check(&k.brokers)?)
             .consumer(k.consumer(&[&inventory_topic]), Arc::new(handler))?
             .relay(OutboxDb::Postgres(pool.clone()), k.producer()?, RelayConfig::default())
+            .pruner(OutboxDb::Postgres(pool.clone()), pruned)
             .task("db-pool-gauge", move |stop| report_pool(gauge_pool.clone(), gauge_metrics.clone(), stop))
             .on_stop(async move { closing.close().await })
             .build(api_service(state), Authenticator::from_settings(&settings.auth).await?)?;

@@ -37,6 +37,7 @@ use tokio::sync::watch;
 use crate::auth::Authenticator;
 use crate::consumer::{ConsumerConfig, ConsumerLoop, MessageHandler};
 use crate::outbox::{OutboxDb, Relay, RelayConfig};
+use crate::prune::{PruneTable, Pruner};
 use crate::settings::HttpSettings;
 use crate::supervise::{TaskFn, TaskHealth, supervise};
 
@@ -233,11 +234,15 @@ impl ServiceBuilder {
         let standard = self.metrics.standard.clone();
         self.last_task("outbox-relay", move |stop| {
             let relay = Relay::new(db.clone(), producer.clone(), standard.clone(), config.clone());
-            async move {
-                relay.run(stop).await;
-                Ok(())
-            }
+            async move { relay.run(stop).await }
         })
+    }
+
+    /// A [`Pruner`] over `tables` of `db` (see [`crate::prune`] for the
+    /// retentions and why a batch never holds a long lock).
+    pub fn pruner(self, db: OutboxDb, tables: Vec<PruneTable>) -> Self {
+        let standard = self.metrics.standard.clone();
+        self.task("pruner", move |stop| Pruner::new(db.clone(), standard.clone(), tables.clone()).run(stop))
     }
 
     /// Runs after every task has stopped (close pools, flush caches).

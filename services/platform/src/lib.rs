@@ -18,6 +18,8 @@
 //! - [`problem`]: RFC 9457 problem+json errors with a stable `type` URI per error,
 //!   opaque logged 500s, and the [`problem::ProblemJson`] middleware.
 //! - [`outbox`]: the transactional outbox and its relay, for PostgreSQL and MySQL.
+//! - [`prune`]: batched deletion of rows past their retention (`processed_events`,
+//!   idempotency keys, sent outbox rows), counted in `db_rows_pruned_total`.
 //! - [`consumer`]: the Kafka consumer loop (dedupe, retries, dead-letter topic).
 //! - [`errors`]: which database errors are transient (retried) or permanent
 //!   (dead-lettered), for SQL (sqlx) and MongoDB, by server code.
@@ -39,6 +41,7 @@ pub mod http_client;
 pub mod migrations;
 pub mod outbox;
 pub mod problem;
+pub mod prune;
 pub mod service;
 pub mod settings;
 pub mod supervise;

@@ -1,5 +1,9 @@
 //! The platform's own tables (`outbox`, `processed_events`), as sqlx migrations.
 //!
+//! `sql/<dialect>/10000000000001_*` creates the tables; `..0002_*` indexes
+//! `processed_events.processed_at` for the pruner ([`crate::prune`]). An
+//! applied migration is never edited: a change is a new file.
+//!
 //! A service runs [`run_postgres`] / [`run_mysql`] with its own migrator;
 //! both sets record themselves in `_sqlx_migrations`, so each is told to
 //! ignore the other's versions (the platform's are 10000000000001.., a
