@@ -78,6 +78,10 @@ impl Decision {
             Decision::Reserve(_) => Outcome::Reserved,
             Decision::Reject(RejectionReason::OutOfStock { .. }) => Outcome::RejectedOutOfStock,
             Decision::Reject(RejectionReason::UnknownSku { .. }) => Outcome::RejectedUnknownSku,
+            // `decide` gives neither: `cancelled` is the answer for an order
+            // whose compensation arrived first (crate::events), and `timeout`
+            // is Order's reason, which Inventory never gives.
+            Decision::Reject(RejectionReason::Cancelled | RejectionReason::Timeout) => Outcome::RejectedCancelled,
         }
     }
 }
@@ -88,17 +92,21 @@ pub enum Outcome {
     Reserved,
     RejectedOutOfStock,
     RejectedUnknownSku,
+    /// `order.created` for an order already cancelled: nothing reserved.
+    RejectedCancelled,
     Released,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [Outcome::Reserved, Outcome::RejectedOutOfStock, Outcome::RejectedUnknownSku, Outcome::Released];
+    pub const ALL: [Outcome; 5] =
+        [Outcome::Reserved, Outcome::RejectedOutOfStock, Outcome::RejectedUnknownSku, Outcome::RejectedCancelled, Outcome::Released];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Outcome::Reserved => "reserved",
             Outcome::RejectedOutOfStock => "rejected_out_of_stock",
             Outcome::RejectedUnknownSku => "rejected_unknown_sku",
+            Outcome::RejectedCancelled => "rejected_cancelled",
             Outcome::Released => "released",
         }
     }

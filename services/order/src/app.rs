@@ -1,5 +1,5 @@
 //! Wiring: settings in, a running service out (HTTP API, outbox relay,
-//! inventory-event consumer), and a graceful stop.
+//! inventory-event consumer, saga timeout sweeper), and a graceful stop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ use crate::events::InventoryEvents;
 use crate::inventory::InventoryClient;
 use crate::metrics::OrderMetrics;
 use crate::settings::Settings;
+use crate::timeout::SagaTimeouts;
 
 /// The service name in telemetry and metrics.
 pub const SERVICE: &str = "order";
@@ -54,6 +55,7 @@ pub struct Application {
     app: poem::endpoint::BoxEndpoint<'static, poem::Response>,
     relay: Relay,
     consumer: ConsumerLoop,
+    timeouts: SagaTimeouts,
     pool: sqlx::PgPool,
     metrics: Metrics,
     shutdown: Shutdown,
@@ -90,15 +92,16 @@ impl Application {
         let relay = Relay::new(OutboxDb::Postgres(pool.clone()), producer.clone(), metrics.standard.clone(), RelayConfig::default());
         let consumer = ConsumerLoop::new(
             k.consumer(&[&inventory_topic]),
-            Arc::new(InventoryEvents { pool: pool.clone(), metrics: order_metrics, topic_prefix: k.topic_prefix.clone() }),
+            Arc::new(InventoryEvents { pool: pool.clone(), metrics: order_metrics.clone(), topic_prefix: k.topic_prefix.clone() }),
             metrics.standard.clone(),
         )?;
+        let timeouts = SagaTimeouts::new(pool.clone(), order_metrics, k.topic_prefix.clone(), settings.saga.clone());
         let checks = HealthChecks::new().with(sql_check("postgres", pool.clone())).with(kafka_check(&k.brokers)?);
         let app = http_app(api_service(state), checks, &metrics, authenticator);
 
         let listener = settings.http.bind()?;
         let port = listener.local_addr()?.port();
-        Ok(Self { listener, port, app, relay, consumer, pool, metrics, shutdown: Shutdown::new(), drain: settings.http.drain() })
+        Ok(Self { listener, port, app, relay, consumer, timeouts, pool, metrics, shutdown: Shutdown::new(), drain: settings.http.drain() })
     }
 
     pub fn port(&self) -> u16 {
@@ -113,9 +116,10 @@ impl Application {
     /// Runs until shutdown: stops accepting, drains in-flight requests, lets
     /// the consumer finish its message and the relay its batch.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, app, relay, consumer, pool, metrics, shutdown, drain, .. } = self;
+        let Self { listener, app, relay, consumer, timeouts, pool, metrics, shutdown, drain, .. } = self;
         let relay_task = tokio::spawn(relay.run(shutdown.subscribe()));
         let consumer_task = tokio::spawn(consumer.run(shutdown.subscribe()));
+        let timeouts_task = tokio::spawn(timeouts.run(shutdown.subscribe()));
         let pool_task = tokio::spawn(report_pool(pool.clone(), metrics, shutdown.subscribe()));
         tracing::info!(port = listener.local_addr()?.port(), "order service listening");
         let served = serve(listener, app, shutdown.clone(), drain).await;
@@ -124,6 +128,9 @@ impl Application {
         let _ = relay_task.await;
         if let Ok(Err(e)) = consumer_task.await {
             tracing::error!(error = %format!("{e:#}"), "consumer stopped with an error");
+        }
+        if let Ok(Err(e)) = timeouts_task.await {
+            tracing::error!(error = %format!("{e:#}"), "saga timeout sweeper stopped with an error");
         }
         let _ = pool_task.await;
         pool.close().await;
