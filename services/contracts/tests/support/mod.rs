@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use glasshouse_contracts::{
-    Currency, CustomerId, Event, EventId, InventoryRejected, InventoryReleased, InventoryReserved, Money, NonEmpty, OrderCancelled,
-    OrderConfirmed, OrderCreated, OrderId, OrderLine, OrderRejected, Payload, Quantity, RejectionReason, ShortLine, Sku, StockLine,
+    CancellationReason, Currency, CustomerId, Event, EventId, InventoryRejected, InventoryReleased, InventoryReserved, Money, NonEmpty,
+    OrderCancelled, OrderConfirmed, OrderCreated, OrderId, OrderLine, OrderRejected, Payload, Quantity, RejectionReason, ShortLine, Sku,
+    StockLine,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
