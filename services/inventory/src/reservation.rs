@@ -195,7 +195,12 @@ mod tests {
     #[test]
     fn outcome_labels_are_the_metric_contract() {
         let labels: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-        assert_eq!(labels, ["reserved", "rejected_out_of_stock", "rejected_unknown_sku", "released"]);
+        assert_eq!(labels, ["reserved", "rejected_out_of_stock", "rejected_unknown_sku", "rejected_cancelled", "released"]);
+    }
+
+    #[test]
+    fn the_answer_for_a_cancelled_order_has_its_own_outcome() {
+        assert_eq!(Decision::Reject(RejectionReason::Cancelled).outcome(), Outcome::RejectedCancelled);
     }
 
     /// Up to 6 SKUs from a small alphabet, so orders and catalogs overlap.
@@ -237,6 +242,9 @@ mod tests {
                     prop_assert!(unknown.is_empty());
                     let got: Vec<(Sku, u32, i64)> = lines.iter().map(|l| (l.sku.clone(), l.requested.get(), i64::from(l.available))).collect();
                     prop_assert_eq!(got, short);
+                }
+                Decision::Reject(other @ (RejectionReason::Timeout | RejectionReason::Cancelled)) => {
+                    prop_assert!(false, "decide never gives {:?}", other);
                 }
             }
         }
