@@ -38,9 +38,11 @@ pub enum EventType {
     OrderCreated,
     /// `order.confirmed`: stock is reserved; the order is CONFIRMED.
     OrderConfirmed,
-    /// `order.rejected`: stock could not be reserved; the order is REJECTED.
+    /// `order.rejected`: stock could not be reserved, or the saga deadline
+    /// passed first; the order is REJECTED.
     OrderRejected,
-    /// `order.cancelled`: the customer cancelled; Inventory releases.
+    /// `order.cancelled`: the customer cancelled, or the saga deadline passed
+    /// (compensation); Inventory releases whatever it reserved.
     OrderCancelled,
     /// `inventory.reserved`: every line is reserved.
     InventoryReserved,
@@ -143,7 +145,8 @@ pub struct OrderConfirmed {
 }
 
 /// `order.rejected`, with Inventory's reason passed through so the customer
-/// learns which SKU was the problem.
+/// learns which SKU was the problem, or `timeout` when Order gave up waiting
+/// for Inventory's verdict (the saga deadline).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderRejected {
     /// Owner of the order.
@@ -152,11 +155,42 @@ pub struct OrderRejected {
     pub reason: RejectionReason,
 }
 
-/// `order.cancelled`.
+/// `order.cancelled`: the compensation step. Inventory releases whatever it
+/// reserved for the order, and reserves nothing for it afterwards.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OrderCancelled {
     /// Owner of the order.
     pub customer_id: CustomerId,
+    /// Who or what cancelled, so the customer is not told "as you asked"
+    /// about a cancel they did not ask for. Absent in events written before
+    /// the field existed, which were all the customer's.
+    #[serde(default)]
+    pub reason: CancellationReason,
+}
+
+impl OrderCancelled {
+    /// The customer asked (`POST /orders/{id}/cancel`).
+    pub fn by_customer(customer_id: CustomerId) -> Self {
+        Self { customer_id, reason: CancellationReason::Customer }
+    }
+
+    /// The saga deadline passed while the order was PENDING.
+    pub fn on_timeout(customer_id: CustomerId) -> Self {
+        Self { customer_id, reason: CancellationReason::Timeout }
+    }
+}
+
+/// Why an order was cancelled. Readers refuse a value they do not know, as
+/// they do an unknown rejection `code`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancellationReason {
+    /// The customer cancelled.
+    #[default]
+    Customer,
+    /// Order's saga deadline passed before Inventory's verdict arrived; the
+    /// order was rejected with reason `timeout` in the same transaction.
+    Timeout,
 }
 
 /// `inventory.reserved`: every line of the order is reserved, all or nothing.
@@ -198,6 +232,27 @@ pub enum RejectionReason {
         /// The unknown SKUs.
         skus: NonEmpty<Sku>,
     },
+    /// No verdict within the saga deadline: Order rejected the order itself
+    /// and cancelled it, so Inventory releases anything it reserved late.
+    /// Only in `order.rejected`.
+    Timeout,
+    /// The order had already been cancelled (compensated) when its
+    /// `order.created` reached Inventory, e.g. re-driven from the dead-letter
+    /// topic: nothing is reserved for it. Only in `inventory.rejected`.
+    Cancelled,
+}
+
+impl RejectionReason {
+    /// The `code` on the wire, e.g. `out_of_stock` (also stored by Order as
+    /// the order's `rejection_reason`).
+    pub const fn code(&self) -> &'static str {
+        match self {
+            RejectionReason::OutOfStock { .. } => "out_of_stock",
+            RejectionReason::UnknownSku { .. } => "unknown_sku",
+            RejectionReason::Timeout => "timeout",
+            RejectionReason::Cancelled => "cancelled",
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for RejectionReason {
@@ -221,8 +276,10 @@ impl<'de> Deserialize<'de> for RejectionReason {
         let parsed = match code {
             "out_of_stock" => crate::strict::from_value::<OutOfStock>(&value).map(|v| RejectionReason::OutOfStock { lines: v.lines }),
             "unknown_sku" => crate::strict::from_value::<UnknownSku>(&value).map(|v| RejectionReason::UnknownSku { skus: v.skus }),
+            "timeout" => Ok(RejectionReason::Timeout),
+            "cancelled" => Ok(RejectionReason::Cancelled),
             other => {
-                return Err(D::Error::unknown_variant(other, &["out_of_stock", "unknown_sku"]));
+                return Err(D::Error::unknown_variant(other, &["out_of_stock", "unknown_sku", "timeout", "cancelled"]));
             }
         };
         parsed.map_err(D::Error::custom)

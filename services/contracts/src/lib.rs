@@ -33,8 +33,8 @@ mod strict;
 pub mod topics;
 
 pub use events::{
-    Event, EventError, EventType, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed, OrderCreated,
-    OrderRejected, Payload, RejectionReason,
+    CancellationReason, Event, EventError, EventType, InventoryRejected, InventoryReleased, InventoryReserved, OrderCancelled,
+    OrderConfirmed, OrderCreated, OrderRejected, Payload, RejectionReason,
 };
 pub use ids::{CustomerId, EventId, OrderId};
 pub use invalid::InvalidValue;

@@ -156,7 +156,7 @@ pub fn examples() -> Vec<Event> {
                 id("0190f0f5-3c7f-7000-8000-000000000004")?,
                 at("2025-03-01T12:00:03Z")?,
                 order,
-                OrderCancelled { customer_id: customer.clone() },
+                OrderCancelled::by_customer(customer.clone()),
             ),
             Event::from_parts(
                 id("0190f0f5-3c7f-7000-8000-000000000005")?,
@@ -186,7 +186,27 @@ pub fn examples() -> Vec<Event> {
                 id("0190f0f5-3c7f-7000-8000-000000000009")?,
                 at("2025-03-01T12:00:08Z")?,
                 order,
-                OrderRejected { customer_id: customer, reason: unknown },
+                OrderRejected { customer_id: customer.clone(), reason: unknown },
+            ),
+            // The saga deadline: rejected and compensated in one transaction;
+            // a re-driven order.created for it then reserves nothing.
+            Event::from_parts(
+                id("0190f0f5-3c7f-7000-8000-00000000000a")?,
+                at("2025-03-01T12:02:00Z")?,
+                order,
+                OrderRejected { customer_id: customer.clone(), reason: RejectionReason::Timeout },
+            ),
+            Event::from_parts(
+                id("0190f0f5-3c7f-7000-8000-00000000000b")?,
+                at("2025-03-01T12:02:00Z")?,
+                order,
+                OrderCancelled::on_timeout(customer),
+            ),
+            Event::from_parts(
+                id("0190f0f5-3c7f-7000-8000-00000000000c")?,
+                at("2025-03-01T12:05:00Z")?,
+                order,
+                InventoryRejected { reason: RejectionReason::Cancelled },
             ),
         ])
     }

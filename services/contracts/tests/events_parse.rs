@@ -3,7 +3,7 @@
 mod support;
 
 use glasshouse_contracts::schema::examples;
-use glasshouse_contracts::{Event, EventError, EventType, topics};
+use glasshouse_contracts::{CancellationReason, Event, EventError, EventType, Payload, RejectionReason, topics};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -36,6 +36,39 @@ fn rejection_reasons_are_tagged_by_code() {
     let v = example(EventType::InventoryRejected);
     assert_eq!(v["data"]["reason"]["code"], "out_of_stock");
     assert_eq!(v["data"]["reason"]["lines"][0], json!({"sku": "TEE-L", "requested": 1, "available": 0}));
+}
+
+#[test]
+fn saga_reasons_are_bare_codes_and_unknown_codes_are_refused() {
+    let docs: Vec<Value> = examples().iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+    let timeout = docs.iter().find(|v| v["type"] == "order.rejected" && v["data"]["reason"]["code"] == "timeout").expect("example");
+    assert_eq!(timeout["data"]["reason"], json!({"code": "timeout"}));
+    let Payload::OrderRejected(r) = parse(timeout).unwrap().into_payload() else { panic!("not order.rejected") };
+    assert_eq!((r.reason.clone(), r.reason.code()), (RejectionReason::Timeout, "timeout"));
+    let cancelled = docs.iter().find(|v| v["type"] == "inventory.rejected" && v["data"]["reason"]["code"] == "cancelled").expect("example");
+    assert_eq!(cancelled["data"]["reason"], json!({"code": "cancelled"}));
+
+    let mut v = timeout.clone();
+    v["data"]["reason"] = json!({"code": "too_slow"});
+    let err = parse(&v).unwrap_err();
+    assert!(matches!(err, EventError::Data { event_type: EventType::OrderRejected, .. }), "{err:?}");
+    assert!(err.to_string().contains("too_slow") && err.to_string().contains("timeout"), "{err}");
+}
+
+#[test]
+fn order_cancelled_says_why_and_defaults_to_the_customer() {
+    let v = example(EventType::OrderCancelled);
+    assert_eq!(v["data"]["reason"], "customer");
+    let docs: Vec<Value> = examples().iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+    assert!(docs.iter().any(|v| v["type"] == "order.cancelled" && v["data"]["reason"] == "timeout"));
+    // Written before the field existed: the customer's cancel.
+    let mut old = v.clone();
+    old["data"].as_object_mut().unwrap().remove("reason");
+    let Payload::OrderCancelled(c) = parse(&old).unwrap().into_payload() else { panic!("not order.cancelled") };
+    assert_eq!(c.reason, CancellationReason::Customer);
+    let mut bad = v;
+    bad["data"]["reason"] = json!("operator");
+    assert!(matches!(parse(&bad), Err(EventError::Data { event_type: EventType::OrderCancelled, .. })));
 }
 
 #[test]

@@ -79,6 +79,7 @@ mod tests {
             r#"inventory_reservations_total{outcome="reserved"} 2"#,
             r#"inventory_reservations_total{outcome="rejected_out_of_stock"} 0"#,
             r#"inventory_reservations_total{outcome="rejected_unknown_sku"} 0"#,
+            r#"inventory_reservations_total{outcome="rejected_cancelled"} 0"#,
             r#"inventory_reservations_total{outcome="released"} 0"#,
             "inventory_stock_low_items 7",
             r#"fault_flag_active{flag="catalog_error_rate"} 1"#,

@@ -78,6 +78,10 @@ impl Decision {
             Decision::Reserve(_) => Outcome::Reserved,
             Decision::Reject(RejectionReason::OutOfStock { .. }) => Outcome::RejectedOutOfStock,
             Decision::Reject(RejectionReason::UnknownSku { .. }) => Outcome::RejectedUnknownSku,
+            // `decide` gives neither: `cancelled` is the answer for an order
+            // whose compensation arrived first (crate::events), and `timeout`
+            // is Order's reason, which Inventory never gives.
+            Decision::Reject(RejectionReason::Cancelled | RejectionReason::Timeout) => Outcome::RejectedCancelled,
         }
     }
 }
@@ -88,17 +92,21 @@ pub enum Outcome {
     Reserved,
     RejectedOutOfStock,
     RejectedUnknownSku,
+    /// `order.created` for an order already cancelled: nothing reserved.
+    RejectedCancelled,
     Released,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [Outcome::Reserved, Outcome::RejectedOutOfStock, Outcome::RejectedUnknownSku, Outcome::Released];
+    pub const ALL: [Outcome; 5] =
+        [Outcome::Reserved, Outcome::RejectedOutOfStock, Outcome::RejectedUnknownSku, Outcome::RejectedCancelled, Outcome::Released];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Outcome::Reserved => "reserved",
             Outcome::RejectedOutOfStock => "rejected_out_of_stock",
             Outcome::RejectedUnknownSku => "rejected_unknown_sku",
+            Outcome::RejectedCancelled => "rejected_cancelled",
             Outcome::Released => "released",
         }
     }
@@ -187,7 +195,12 @@ mod tests {
     #[test]
     fn outcome_labels_are_the_metric_contract() {
         let labels: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-        assert_eq!(labels, ["reserved", "rejected_out_of_stock", "rejected_unknown_sku", "released"]);
+        assert_eq!(labels, ["reserved", "rejected_out_of_stock", "rejected_unknown_sku", "rejected_cancelled", "released"]);
+    }
+
+    #[test]
+    fn the_answer_for_a_cancelled_order_has_its_own_outcome() {
+        assert_eq!(Decision::Reject(RejectionReason::Cancelled).outcome(), Outcome::RejectedCancelled);
     }
 
     /// Up to 6 SKUs from a small alphabet, so orders and catalogs overlap.
@@ -229,6 +242,9 @@ mod tests {
                     prop_assert!(unknown.is_empty());
                     let got: Vec<(Sku, u32, i64)> = lines.iter().map(|l| (l.sku.clone(), l.requested.get(), i64::from(l.available))).collect();
                     prop_assert_eq!(got, short);
+                }
+                Decision::Reject(other @ (RejectionReason::Timeout | RejectionReason::Cancelled)) => {
+                    prop_assert!(false, "decide never gives {:?}", other);
                 }
             }
         }

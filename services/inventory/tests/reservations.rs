@@ -1,6 +1,7 @@
 //! Reservations against real MariaDB and Kafka: no oversell under a race,
 //! all-or-nothing, unknown SKUs, redelivery, release once, locking that does
-//! not deadlock, and faults retried rather than turned into rejections.
+//! not deadlock, faults retried rather than turned into rejections, and a
+//! cancel that arrives before its order.created (tombstone) leaking nothing.
 
 mod support;
 
@@ -34,7 +35,21 @@ fn created(lines: &[(&str, u32)]) -> Event {
 }
 
 fn cancelled(order: OrderId) -> Event {
-    Event::new(order, OrderCancelled { customer_id: CustomerId::parse("c-test").unwrap() })
+    Event::new(order, OrderCancelled::by_customer(CustomerId::parse("c-test").unwrap()))
+}
+
+/// The compensation Order writes when the saga deadline passes.
+fn timed_out(order: OrderId) -> Event {
+    Event::new(order, OrderCancelled::on_timeout(CustomerId::parse("c-test").unwrap()))
+}
+
+async fn reservation_rows(pool: &sqlx::MySqlPool, order: OrderId) -> anyhow::Result<(i64, i64)> {
+    let (all, active): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), CAST(COALESCE(SUM(released_at IS NULL), 0) AS SIGNED) FROM reservations WHERE order_id = ?")
+            .bind(order.to_string())
+            .fetch_one(pool)
+            .await?;
+    Ok((all, active))
 }
 
 async fn insert_item(pool: &sqlx::MySqlPool, sku: &str, stock: i64) -> anyhow::Result<()> {
@@ -332,5 +347,122 @@ async fn reservation_faults_are_retried_never_rejected() -> anyhow::Result<()> {
     assert_eq!(stock(env.pool(), "FLT-1").await?, 2);
     assert_eq!(app.sample(r#"fault_flag_active{flag="reservation_error_rate"}"#), Some(0.0));
     app.stop().await?;
+    env.drop().await
+}
+
+/// `order.cancelled` before `order.created` (the order timed out, and its
+/// order.created is re-driven from the dead-letter topic afterwards): the
+/// cancel leaves a tombstone, and the late order.created reserves nothing and
+/// answers `inventory.rejected` `cancelled`. The usual order (created, then
+/// cancelled) still releases once, and a re-drive after it takes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_before_created_leaves_a_tombstone_and_reserves_nothing() -> anyhow::Result<()> {
+    let env = Env::new(2).await?;
+    let app = env.start().await?;
+    let pool = env.pool();
+    insert_item(pool, "TOMB-A", 5).await?;
+    insert_item(pool, "TOMB-B", 5).await?;
+    let producer = producer()?;
+    let topic = env.orders_topic();
+    let mut reader = TopicReader::new(&env.inventory_topic())?;
+
+    // 1. Cancelled first, then its order.created (same key: in that order).
+    let late = created(&[("TOMB-A", 2), ("TOMB-B", 1)]);
+    send(&producer, &topic, &timed_out(late.order_id())).await?;
+    send(&producer, &topic, &late).await?;
+    // 2. The usual order: reserved, then released once; a second cancel and a
+    // re-drive of its order.created (a copy with a new event id) change nothing.
+    let usual = created(&[("TOMB-A", 1)]);
+    send(&producer, &topic, &usual).await?;
+    reader.until("the usual order's reservation", Duration::from_secs(60), |evs| count(evs, EventType::InventoryReserved) >= 1).await?;
+    send(&producer, &topic, &cancelled(usual.order_id())).await?;
+    send(&producer, &topic, &cancelled(usual.order_id())).await?;
+    let redrive = Event::new(usual.order_id(), usual.payload().clone());
+    send(&producer, &topic, &redrive).await?;
+    reader.until("four answers", Duration::from_secs(60), |evs| evs.len() >= 4).await?;
+    eventually("every event processed", || async {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM processed_events").fetch_one(pool).await? == 6)
+    })
+    .await?;
+
+    let types = |order: OrderId| reader.of(order).iter().map(|e| e.event_type()).collect::<Vec<_>>();
+    let cancelled_answer = Payload::InventoryRejected(glasshouse_contracts::InventoryRejected { reason: RejectionReason::Cancelled });
+    assert_eq!(types(late.order_id()), [EventType::InventoryRejected]);
+    assert_eq!(reader.of(late.order_id())[0].payload(), &cancelled_answer);
+    assert_eq!(reservation_rows(pool, late.order_id()).await?, (0, 0), "nothing reserved for the cancelled order");
+    assert_eq!(
+        types(usual.order_id()),
+        [EventType::InventoryReserved, EventType::InventoryReleased, EventType::InventoryRejected],
+        "reserved, released once, and the re-drive answered `cancelled`"
+    );
+    assert_eq!(reader.of(usual.order_id())[2].payload(), &cancelled_answer);
+    assert_eq!(reservation_rows(pool, usual.order_id()).await?, (1, 0), "one reservation row, released");
+    assert_eq!((stock(pool, "TOMB-A").await?, stock(pool, "TOMB-B").await?), (5, 5), "stock as it was");
+    let tombstones: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM saga_orders WHERE cancelled_at IS NOT NULL").fetch_one(pool).await?;
+    assert_eq!(tombstones, 2);
+    assert_eq!(outbox_rows(pool, &env.inventory_topic()).await?, 4, "nothing else was emitted");
+    for (outcome, n) in [("reserved", 1.0), ("released", 1.0), ("rejected_cancelled", 2.0)] {
+        assert_eq!(app.sample(&format!(r#"inventory_reservations_total{{outcome="{outcome}"}}"#)), Some(n), "{outcome}");
+    }
+    app.stop().await?;
+    env.drop().await
+}
+
+/// `order.created` and `order.cancelled` of one order handled at the same
+/// time (a re-drive racing the live partition, or two replicas during a
+/// rebalance), 40 orders at once: whichever wins, the stock ends where it
+/// started and no reservation stays active. Both lock the order's
+/// `saga_orders` row first, so they run one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn created_and_cancelled_racing_never_leak_stock() -> anyhow::Result<()> {
+    const ORDERS: usize = 40;
+    let env = Env::new(1).await?;
+    let mut database = env.database.clone();
+    database.max_connections = 30;
+    let pool = glasshouse_inventory::store::connect(&database).await?;
+    glasshouse_platform::migrations::run_mysql(&pool, Some(sqlx::migrate!("./migrations"))).await?;
+    insert_item(&pool, "RACE-A", 1000).await?;
+    insert_item(&pool, "RACE-B", 1000).await?;
+    let h = Arc::new(handler(pool.clone()));
+    let orders: Vec<Event> = (0..ORDERS).map(|_| created(&[("RACE-A", 3), ("RACE-B", 2)])).collect();
+    let handle = |e: Event| {
+        let h = h.clone();
+        async move {
+            let msg = inbound(&e);
+            for _ in 0..20 {
+                match h.handle(&msg).await {
+                    Err(glasshouse_platform::consumer::HandleError::Transient(_)) => continue,
+                    other => return other.map_err(|e| anyhow::anyhow!("{e}")),
+                }
+            }
+            anyhow::bail!("still transient after 20 attempts")
+        }
+    };
+    let results = futures::future::join_all(orders.iter().flat_map(|e| {
+        let cancel = timed_out(e.order_id());
+        // Alternate which of the two is started first.
+        if e.order_id().as_uuid().as_bytes()[15] % 2 == 0 {
+            [tokio::spawn(handle(cancel)), tokio::spawn(handle(e.clone()))]
+        } else {
+            [tokio::spawn(handle(e.clone())), tokio::spawn(handle(cancel))]
+        }
+    }))
+    .await;
+    for r in results {
+        assert_eq!(r??, Handled::Processed);
+    }
+    assert_eq!((stock(&pool, "RACE-A").await?, stock(&pool, "RACE-B").await?), (1000, 1000), "no stock leaked");
+    assert_eq!((reserved_units(&pool, "RACE-A").await?, reserved_units(&pool, "RACE-B").await?), (0, 0));
+    // Per order: reserved then released, or answered `cancelled` — never both, never neither.
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT partition_key, event_type FROM outbox ORDER BY id").fetch_all(&pool).await?;
+    let mut per_order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, ty) in rows {
+        per_order.entry(key).or_default().push(ty);
+    }
+    assert_eq!(per_order.len(), ORDERS);
+    for (order, types) in &per_order {
+        assert!(types == &["inventory.reserved", "inventory.released"] || types == &["inventory.rejected"], "order {order}: {types:?}");
+    }
+    pool.close().await;
     env.drop().await
 }

@@ -1,7 +1,7 @@
 //! What the customer reads: subject and body of the (simulated) e-mail for
 //! each order event. Pure functions, so every wording is unit-tested.
 
-use glasshouse_contracts::{CustomerId, Event, EventType, Money, OrderCreated, Payload, RejectionReason};
+use glasshouse_contracts::{CancellationReason, CustomerId, Event, EventType, Money, OrderCreated, Payload, RejectionReason};
 
 /// The channel notifications go out on. Only e-mail exists, and it is
 /// simulated: the message is stored (and listed by the API), never sent.
@@ -39,7 +39,14 @@ pub fn render(event: &Event) -> Option<Rendered> {
         Payload::OrderCancelled(p) => (
             p.customer_id.clone(),
             format!("Your order {id} is cancelled"),
-            format!("As you asked, your order {id} is cancelled. Any items reserved for it are released."),
+            match p.reason {
+                CancellationReason::Customer => {
+                    format!("As you asked, your order {id} is cancelled. Any items reserved for it are released.")
+                }
+                CancellationReason::Timeout => {
+                    format!("We could not confirm your order {id} in time, so it is cancelled. Any items reserved for it are released.")
+                }
+            },
         ),
         Payload::InventoryReserved(_) | Payload::InventoryRejected(_) | Payload::InventoryReleased(_) => return None,
     };
@@ -80,6 +87,10 @@ fn rejected_body(id: &str, reason: &RejectionReason) -> String {
                 list.join(", ")
             )
         }
+        RejectionReason::Timeout => format!(
+            "We are sorry: we could not confirm your order {id} in time, so it was not accepted.\n\nAnything reserved for it is released. You are welcome to order again."
+        ),
+        RejectionReason::Cancelled => format!("Your order {id} was cancelled before it could be accepted.\n\nNothing was reserved."),
     }
 }
 
@@ -145,8 +156,14 @@ mod tests {
         let r = render(&Event::new(id, OrderConfirmed { customer_id: customer() })).unwrap();
         assert_eq!(r.subject, format!("Your order {id} is confirmed"));
         assert!(r.body.contains(&id.to_string()));
-        let r = render(&Event::new(id, OrderCancelled { customer_id: customer() })).unwrap();
+        let r = render(&Event::new(id, OrderCancelled::by_customer(customer()))).unwrap();
         assert_eq!(r.subject, format!("Your order {id} is cancelled"));
+        assert!(r.body.starts_with("As you asked"), "{}", r.body);
+        // The saga deadline's compensation is not the customer's doing.
+        let r = render(&Event::new(id, OrderCancelled::on_timeout(customer()))).unwrap();
+        assert!(!r.body.contains("As you asked") && r.body.contains("in time"), "{}", r.body);
+        let r = render(&Event::new(id, OrderRejected { customer_id: customer(), reason: RejectionReason::Timeout })).unwrap();
+        assert!(r.body.contains("in time") && !r.body.contains("timeout"), "{}", r.body);
     }
 
     #[test]

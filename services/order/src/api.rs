@@ -103,7 +103,8 @@ pub struct OrderDto {
     pub status: OrderStatusDto,
     pub lines: Vec<OrderLineDto>,
     pub total: MoneyDto,
-    /// Why Inventory rejected the order (`out_of_stock`, `unknown_sku`), when it did.
+    /// Why the order was rejected, when it was: Inventory's `out_of_stock` or
+    /// `unknown_sku`, or `timeout` (no verdict within the saga deadline).
     pub rejection_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -401,7 +402,7 @@ impl OrderApi {
         let mut tx = self.state.pool.begin().await.map_err(Problem::internal)?;
         let applied = store::apply(&mut tx, &self.state.topic_prefix, id, OrderEvent::CancelRequested, None, |o, _| {
             let customer_id = CustomerId::parse(&o.customer_id)?;
-            Ok(Some(Event::new(OrderId::from_uuid(o.id)?, glasshouse_contracts::OrderCancelled { customer_id })))
+            Ok(Some(Event::new(OrderId::from_uuid(o.id)?, glasshouse_contracts::OrderCancelled::by_customer(customer_id))))
         })
         .await
         .map_err(|e| Problem::internal(e.context("cancel order")))?;

@@ -1,5 +1,5 @@
 //! Wiring: settings in, the Order service's parts (HTTP API, outbox relay,
-//! inventory-event consumer, pruner) handed to the platform's lifecycle.
+//! inventory-event consumer, saga timeout sweeper, pruner) handed to the platform's lifecycle.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,7 @@ use crate::events::InventoryEvents;
 use crate::inventory::InventoryClient;
 use crate::metrics::OrderMetrics;
 use crate::settings::Settings;
+use crate::timeout::SagaTimeouts;
 
 /// The service name in telemetry and metrics.
 pub const SERVICE: &str = "order";
@@ -74,7 +75,8 @@ impl Application {
             metrics: order_metrics.clone(),
             topic_prefix: k.topic_prefix.clone(),
         });
-        let handler = InventoryEvents { pool: pool.clone(), metrics: order_metrics, topic_prefix: k.topic_prefix.clone() };
+        let handler = InventoryEvents { pool: pool.clone(), metrics: order_metrics.clone(), topic_prefix: k.topic_prefix.clone() };
+        let (timeout_pool, prefix, saga) = (pool.clone(), k.topic_prefix.clone(), settings.saga.clone());
         let pruned = vec![
             PruneTable::outbox_sent(OUTBOX_SENT_RETENTION)?,
             PruneTable::processed_events(PROCESSED_EVENTS_RETENTION)?,
@@ -86,6 +88,9 @@ impl Application {
             .check(kafka_check(&k.brokers)?)
             .consumer(k.consumer(&[&inventory_topic]), Arc::new(handler))?
             .relay(OutboxDb::Postgres(pool.clone()), k.producer()?, RelayConfig::default())
+            .task("saga-timeouts", move |stop| {
+                SagaTimeouts::new(timeout_pool.clone(), order_metrics.clone(), prefix.clone(), saga.clone()).run(stop)
+            })
             .pruner(OutboxDb::Postgres(pool.clone()), pruned)
             .task("db-pool-gauge", move |stop| report_pool(gauge_pool.clone(), gauge_metrics.clone(), stop))
             .on_stop(async move { closing.close().await })

@@ -1,6 +1,12 @@
 //! The order state machine, pure: which event moves an order where, and what
 //! is a duplicate or an illegal step. The store applies it under the order's
 //! row lock, so transitions are monotonic and idempotent.
+//!
+//! The saga deadline ([`OrderEvent::Timeout`]) rejects a `PENDING` order and
+//! compensates it (`order.cancelled`) in the same transaction; Inventory's
+//! verdicts that arrive after that change nothing here, because the
+//! compensation already travels behind `order.created` on the order's
+//! partition and releases whatever a late reservation took.
 
 use std::fmt;
 
@@ -66,6 +72,9 @@ pub enum OrderEvent {
     Released,
     /// The customer cancelled.
     CancelRequested,
+    /// The saga deadline passed with the order still waiting for Inventory
+    /// (`crate::timeout`).
+    Timeout,
 }
 
 impl OrderEvent {
@@ -75,6 +84,7 @@ impl OrderEvent {
             Self::Rejected => "inventory.rejected",
             Self::Released => "inventory.released",
             Self::CancelRequested => "cancel",
+            Self::Timeout => "timeout",
         }
     }
 }
@@ -98,6 +108,9 @@ pub fn transition(from: OrderStatus, event: OrderEvent) -> Transition {
         (S::Pending, E::Reserved) => Transition::To(S::Confirmed),
         (S::Pending, E::Rejected) => Transition::To(S::Rejected),
         (S::Pending | S::Confirmed, E::CancelRequested) => Transition::To(S::Cancelled),
+        // Only a PENDING order times out: it becomes REJECTED (reason
+        // `timeout`) and is compensated with order.cancelled.
+        (S::Pending, E::Timeout) => Transition::To(S::Rejected),
         // Redeliveries and echoes of what already happened.
         (S::Confirmed, E::Reserved) | (S::Rejected, E::Rejected) | (S::Cancelled, E::Released) | (S::Cancelled, E::CancelRequested) => {
             Transition::NoOp
@@ -105,6 +118,15 @@ pub fn transition(from: OrderStatus, event: OrderEvent) -> Transition {
         // A verdict that arrives after the customer cancelled: Inventory
         // releases the stock when it sees order.cancelled (same partition, later).
         (S::Cancelled, E::Reserved | E::Rejected) => Transition::NoOp,
+        // The release that answers the timeout's compensation (an order
+        // Inventory rejected was never reserved, so never released).
+        (S::Rejected, E::Released) => Transition::NoOp,
+        // The order left PENDING before the deadline was applied to it (a
+        // verdict or a cancel won the row lock): the deadline no longer applies.
+        (S::Confirmed | S::Rejected | S::Cancelled, E::Timeout) => Transition::NoOp,
+        // Notably (REJECTED, inventory.reserved): a reservation that came in
+        // after the deadline. The order stays REJECTED and the event is
+        // counted; the order.cancelled written with the timeout releases it.
         _ => Transition::Illegal,
     }
 }
@@ -114,7 +136,8 @@ mod tests {
     use super::*;
 
     const ALL_STATUS: [OrderStatus; 4] = [OrderStatus::Pending, OrderStatus::Confirmed, OrderStatus::Rejected, OrderStatus::Cancelled];
-    const ALL_EVENTS: [OrderEvent; 4] = [OrderEvent::Reserved, OrderEvent::Rejected, OrderEvent::Released, OrderEvent::CancelRequested];
+    const ALL_EVENTS: [OrderEvent; 5] =
+        [OrderEvent::Reserved, OrderEvent::Rejected, OrderEvent::Released, OrderEvent::CancelRequested, OrderEvent::Timeout];
 
     #[test]
     fn happy_paths() {
@@ -159,6 +182,31 @@ mod tests {
         assert_eq!(transition(OrderStatus::Rejected, OrderEvent::Reserved), Transition::Illegal);
         assert_eq!(transition(OrderStatus::Pending, OrderEvent::Released), Transition::Illegal);
         assert_eq!(transition(OrderStatus::Rejected, OrderEvent::CancelRequested), Transition::Illegal);
+    }
+
+    #[test]
+    fn timeout_rejects_only_a_pending_order() {
+        assert_eq!(transition(OrderStatus::Pending, OrderEvent::Timeout), Transition::To(OrderStatus::Rejected));
+        for from in ALL_STATUS.into_iter().filter(|s| *s != OrderStatus::Pending) {
+            assert_eq!(transition(from, OrderEvent::Timeout), Transition::NoOp, "{from} must not move on a timeout");
+        }
+    }
+
+    #[test]
+    fn late_reservation_after_a_timeout_is_illegal_and_moves_nothing() {
+        // Counted and logged; the compensation already sent releases the stock.
+        assert_eq!(transition(OrderStatus::Rejected, OrderEvent::Reserved), Transition::Illegal);
+    }
+
+    #[test]
+    fn late_rejection_after_a_timeout_is_a_no_op() {
+        // Also Inventory's `cancelled` answer to a re-driven order.created.
+        assert_eq!(transition(OrderStatus::Rejected, OrderEvent::Rejected), Transition::NoOp);
+    }
+
+    #[test]
+    fn release_answering_the_timeout_compensation_is_a_no_op() {
+        assert_eq!(transition(OrderStatus::Rejected, OrderEvent::Released), Transition::NoOp);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Order's side of the saga: Inventory's verdicts move orders along the state
 //! machine, each in one transaction with the dedupe row and the next event.
 
-use glasshouse_contracts::{CustomerId, Event, EventType, OrderConfirmed, OrderId, OrderRejected, Payload};
+use glasshouse_contracts::{CustomerId, Event, EventType, OrderConfirmed, OrderId, OrderRejected, Payload, RejectionReason};
 use glasshouse_platform::consumer::{HandleError, Handled, InboundMessage, MessageHandler, mark_processed_pg};
 use sqlx::PgPool;
 
@@ -36,9 +36,11 @@ impl MessageHandler for InventoryEvents {
         if !mark_processed_pg(&mut tx, CONSUMER, event.id().as_uuid()).await.map_err(HandleError::from_sqlx)? {
             return Ok(Handled::Duplicate);
         }
-        let reason_code =
-            reason.as_ref().map(|r| serde_json::to_value(r).ok().and_then(|v| v["code"].as_str().map(str::to_owned)).unwrap_or_default());
-        let applied = store::apply(&mut tx, &self.topic_prefix, order_id.as_uuid(), order_event, reason_code.as_deref(), |o, to| {
+        // A verdict for an order that is no longer PENDING (after a cancel or
+        // the saga deadline; Inventory's `cancelled` answer to a re-driven
+        // order.created) moves nothing: see crate::domain.
+        let reason_code = reason.as_ref().map(RejectionReason::code);
+        let applied = store::apply(&mut tx, &self.topic_prefix, order_id.as_uuid(), order_event, reason_code, |o, to| {
             let customer_id = CustomerId::parse(&o.customer_id)?;
             let id = OrderId::from_uuid(o.id)?;
             Ok(match to {

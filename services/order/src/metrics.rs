@@ -40,6 +40,7 @@ pub struct OrderMetrics {
     value: Family<CurrencyLabels, Histogram, fn() -> Histogram>,
     illegal: Family<TransitionLabels, Counter>,
     completion: Family<StatusLabels, Histogram, fn() -> Histogram>,
+    saga_timeouts: Counter,
 }
 
 impl OrderMetrics {
@@ -49,6 +50,7 @@ impl OrderMetrics {
             value: Family::new_with_constructor(value_histogram as fn() -> Histogram),
             illegal: Family::default(),
             completion: Family::new_with_constructor(completion_histogram as fn() -> Histogram),
+            saga_timeouts: Counter::default(),
         };
         metrics.register("orders", "Orders by the status they reached", m.orders.clone());
         metrics.register("order_value_minor_units", "Value of created orders, in minor currency units", m.value.clone());
@@ -58,6 +60,11 @@ impl OrderMetrics {
             "Time from order creation to its first state after PENDING",
             prometheus_client::registry::Unit::Seconds,
             m.completion.clone(),
+        );
+        metrics.register(
+            "order_saga_timeouts",
+            "Orders rejected and compensated because Inventory's verdict missed the saga deadline",
+            m.saga_timeouts.clone(),
         );
         m
     }
@@ -74,6 +81,11 @@ impl OrderMetrics {
     /// An order left PENDING for `to`, `seconds` after it was created.
     pub fn completed(&self, to: OrderStatus, seconds: f64) {
         self.completion.get_or_create(&StatusLabels { status: to.metric_label().into() }).observe(seconds.max(0.0));
+    }
+
+    /// One order resolved by the saga deadline (also counted as `rejected`).
+    pub fn saga_timeout(&self) {
+        self.saga_timeouts.inc();
     }
 
     pub fn illegal(&self, from: OrderStatus, event: &str) {

@@ -246,27 +246,33 @@ pub enum Applied {
 }
 
 /// Applies `event` to order `id` under its row lock, and, if it moves, writes
-/// the new status and the event `make_event(new status)` to the outbox, all in
-/// the caller's transaction `conn`.
-pub async fn apply(
+/// the new status and the events `make_events(order, new status)` to the
+/// outbox (in that order), all in the caller's transaction `conn`.
+pub async fn apply<I>(
     conn: &mut PgConnection,
     topic_prefix: &str,
     id: Uuid,
     event: OrderEvent,
     rejection_reason: Option<&str>,
-    make_event: impl FnOnce(&StoredOrder, OrderStatus) -> anyhow::Result<Option<Event>>,
-) -> anyhow::Result<Applied> {
-    apply_q(conn, topic_prefix, id, event, rejection_reason, make_event).instrument(db_span("UPDATE", "orders")).await
+    make_events: impl FnOnce(&StoredOrder, OrderStatus) -> anyhow::Result<I>,
+) -> anyhow::Result<Applied>
+where
+    I: IntoIterator<Item = Event>,
+{
+    apply_q(conn, topic_prefix, id, event, rejection_reason, make_events).instrument(db_span("UPDATE", "orders")).await
 }
 
-async fn apply_q(
+async fn apply_q<I>(
     conn: &mut PgConnection,
     topic_prefix: &str,
     id: Uuid,
     event: OrderEvent,
     rejection_reason: Option<&str>,
-    make_event: impl FnOnce(&StoredOrder, OrderStatus) -> anyhow::Result<Option<Event>>,
-) -> anyhow::Result<Applied> {
+    make_events: impl FnOnce(&StoredOrder, OrderStatus) -> anyhow::Result<I>,
+) -> anyhow::Result<Applied>
+where
+    I: IntoIterator<Item = Event>,
+{
     let Some(order) = load(conn, id, true).await? else { return Ok(Applied::NotFound) };
     match transition(order.status, event) {
         Transition::To(to) => {
@@ -278,7 +284,7 @@ async fn apply_q(
             .bind(rejection_reason)
             .execute(&mut *conn)
             .await?;
-            if let Some(ev) = make_event(&order, to)? {
+            for ev in make_events(&order, to)? {
                 enqueue_pg(conn, &OutboxMessage::from_event(&ev, topic_prefix)?).await?;
             }
             Ok(Applied::Moved { from: order.status, to, created_at: order.created_at })
@@ -286,6 +292,28 @@ async fn apply_q(
         Transition::NoOp => Ok(Applied::NoOp(order.status)),
         Transition::Illegal => Ok(Applied::Illegal(order.status)),
     }
+}
+
+/// Claims up to `limit` `PENDING` orders created more than `deadline` ago (by
+/// the database clock, the one `created_at` was written with), oldest first,
+/// and locks them in the caller's transaction `conn`.
+///
+/// `FOR UPDATE SKIP LOCKED`: rows another sweeper (another replica) has
+/// claimed, or that a verdict or a cancel is moving right now, are skipped,
+/// not waited for, so sweepers never block each other or a consumer. A row
+/// that left `PENDING` and committed before the lock is taken fails the
+/// re-checked `WHERE` and is not returned; the caller still applies the state
+/// machine under the lock, which makes a stale claim a no-op.
+pub async fn claim_overdue(conn: &mut PgConnection, deadline: std::time::Duration, limit: i64) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM orders WHERE status = 'PENDING' AND created_at < now() - make_interval(secs => $1) \
+         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(deadline.as_secs_f64())
+    .bind(limit)
+    .fetch_all(conn)
+    .instrument(db_span("SELECT", "orders"))
+    .await
 }
 
 /// The order id of an event as a plain UUID.

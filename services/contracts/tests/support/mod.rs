@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use glasshouse_contracts::{
-    Currency, CustomerId, Event, EventId, InventoryRejected, InventoryReleased, InventoryReserved, Money, NonEmpty, OrderCancelled,
-    OrderConfirmed, OrderCreated, OrderId, OrderLine, OrderRejected, Payload, Quantity, RejectionReason, ShortLine, Sku, StockLine,
+    CancellationReason, Currency, CustomerId, Event, EventId, InventoryRejected, InventoryReleased, InventoryReserved, Money, NonEmpty,
+    OrderCancelled, OrderConfirmed, OrderCreated, OrderId, OrderLine, OrderRejected, Payload, Quantity, RejectionReason, ShortLine, Sku,
+    StockLine,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -70,6 +71,8 @@ pub fn reason() -> impl Strategy<Value = RejectionReason> {
         )
         .prop_map(|v| RejectionReason::OutOfStock { lines: NonEmpty::new(v).expect("non-empty") }),
         prop::collection::vec(sku(), 1..=10).prop_map(|v| RejectionReason::UnknownSku { skus: NonEmpty::new(v).expect("non-empty") }),
+        Just(RejectionReason::Timeout),
+        Just(RejectionReason::Cancelled),
     ]
 }
 
@@ -79,7 +82,8 @@ pub fn payload() -> impl Strategy<Value = Payload> {
             .prop_map(|(c, l)| Payload::from(OrderCreated::new(c, l).expect("amounts are small enough not to overflow"))),
         customer().prop_map(|customer_id| Payload::from(OrderConfirmed { customer_id })),
         (customer(), reason()).prop_map(|(customer_id, reason)| Payload::from(OrderRejected { customer_id, reason })),
-        customer().prop_map(|customer_id| Payload::from(OrderCancelled { customer_id })),
+        (customer(), prop_oneof![Just(CancellationReason::Customer), Just(CancellationReason::Timeout)])
+            .prop_map(|(customer_id, reason)| Payload::from(OrderCancelled { customer_id, reason })),
         stock_lines().prop_map(|lines| Payload::from(InventoryReserved { lines })),
         reason().prop_map(|reason| Payload::from(InventoryRejected { reason })),
         stock_lines().prop_map(|lines| Payload::from(InventoryReleased { lines })),
