@@ -82,12 +82,7 @@ impl Application {
 
         let inventory_metrics = InventoryMetrics::register(&metrics);
         let faults = Faults::new();
-        let watcher = FaultWatcher::new(
-            settings.faults.file.clone(),
-            Duration::from_millis(settings.faults.poll_ms.max(10)),
-            faults.clone(),
-            inventory_metrics.clone(),
-        );
+        let watcher = FaultWatcher::from_settings(&settings.faults, faults.clone(), inventory_metrics.clone())?;
         let low_stock = LowStock::new();
         let state = Arc::new(ApiState { pool: pool.clone(), faults: faults.clone(), low_stock: low_stock.clone() });
         let authenticator = Authenticator::from_settings(&settings.auth).await?;
