@@ -689,3 +689,43 @@ async fn a_relative_flag_file_without_a_stack_home_stops_the_start() -> anyhow::
     drop(absolute);
     env.drop().await
 }
+
+/// The ledger migration on a database that already has history (items,
+/// restocks, held and released reservations, written as the code before the
+/// ledger did): each item gets the `opening_balance` that makes the books
+/// balance, and from there on the code keeps them balanced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_migration_opens_balanced_books_for_existing_items() -> anyhow::Result<()> {
+    let db = glasshouse_tests::db::ScratchMySql::new().await?;
+    let pool = &db.pool;
+    // The schema as it was: the platform's tables and the first inventory migration.
+    let mut before = sqlx::migrate!("./migrations");
+    let first = before.migrations.iter().take(1).cloned().collect::<Vec<_>>();
+    before.migrations = first.into();
+    glasshouse_platform::migrations::run_mysql(pool, Some(before)).await?;
+    for sql in [
+        "INSERT INTO items (sku, name, price_minor, currency, stock) VALUES ('OLD-A', 'a', 100, 'EUR', 4), ('OLD-B', 'b', 100, 'EUR', 0), ('OLD-C', 'c', 100, 'EUR', 9)",
+        "INSERT INTO restocks (idempotency_key, sku, quantity, response_body) VALUES ('r1', 'OLD-A', 5, '{}'), ('r2', 'OLD-C', 20, '{}')",
+        "INSERT INTO reservations (order_id, sku, quantity) VALUES ('00000000-0000-0000-0000-000000000001', 'OLD-A', 3), ('00000000-0000-0000-0000-000000000002', 'OLD-B', 2)",
+        "INSERT INTO reservations (order_id, sku, quantity, released_at) VALUES ('00000000-0000-0000-0000-000000000003', 'OLD-A', 7, CURRENT_TIMESTAMP(6))",
+    ] {
+        sqlx::query(sql).execute(pool).await?;
+    }
+    glasshouse_platform::migrations::run_mysql(pool, Some(sqlx::migrate!("./migrations"))).await?;
+    let opening: Vec<(Vec<u8>, i64)> =
+        sqlx::query_as("SELECT sku, delta FROM stock_adjustments WHERE reason = 'opening_balance' ORDER BY sku").fetch_all(pool).await?;
+    // OLD-A: 4 in stock + 3 held - 5 restocked; OLD-B: 0 + 2; OLD-C: 9 - 20 (stock was overwritten lower once).
+    assert_eq!(opening, vec![(b"OLD-A".to_vec(), 2), (b"OLD-B".to_vec(), 2), (b"OLD-C".to_vec(), -11)]);
+    assert_books_balance(pool).await?;
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM items ORDER BY sku").fetch_all(pool).await?;
+    assert_eq!(versions, [1, 1, 1]);
+
+    // Releasing an old reservation keeps them balanced.
+    let mut tx = pool.begin().await?;
+    let back = glasshouse_inventory::store::release(&mut tx, "00000000-0000-0000-0000-000000000001".parse()?).await?;
+    tx.commit().await?;
+    assert_eq!(back.len(), 1);
+    assert_eq!(stock(pool, "OLD-A").await?, 7);
+    assert_books_balance(pool).await?;
+    db.drop_db().await
+}
