@@ -13,6 +13,8 @@ BIN="$REPO/target/release"
 "$HERE/services.sh" up
 
 echo "loading the demo catalog..."
+# --reset-stock brings demo stock back to the seed's values by recorded deltas
+# (count_correction rows on the stock ledger), never by overwriting it.
 APP_DATABASE__URL="mysql://glasshouse:glasshouse@127.0.0.1:$GH_MARIADB_PORT/inventory" "$BIN/glasshouse-inventory-seed" --reset-stock
 
 # One token per simulated customer.

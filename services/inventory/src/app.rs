@@ -81,17 +81,20 @@ impl Application {
                 OutboxDb::MySql(pool.clone()),
                 vec![PruneTable::outbox_sent(OUTBOX_SENT_RETENTION)?, PruneTable::processed_events(PROCESSED_EVENTS_RETENTION)?],
             );
-        // The watcher loads the flags once now, so they hold from the first request.
-        let poll = Duration::from_millis(settings.faults.poll_ms.max(10));
-        let first = FaultWatcher::new(settings.faults.file.clone(), poll, faults.clone(), inventory_metrics.clone());
-        if let Some(file) = settings.faults.file.clone() {
-            let (faults, flag_metrics) = (faults.clone(), inventory_metrics.clone());
+        // The watcher loads the flags once now, so they hold from the first
+        // request; a restart after it died builds a fresh one from the settings.
+        let first = FaultWatcher::from_settings(&settings.faults, faults.clone(), inventory_metrics.clone())?;
+        if settings.faults.file.is_some() {
+            let (fault_settings, faults, flag_metrics) = (settings.faults.clone(), faults.clone(), inventory_metrics.clone());
             let first = std::sync::Mutex::new(Some(first));
             app = app.task("fault-flag-watcher", move |stop| {
                 let ready = first.lock().ok().and_then(|mut w| w.take());
-                let watcher = ready.unwrap_or_else(|| FaultWatcher::new(Some(file.clone()), poll, faults.clone(), flag_metrics.clone()));
+                let watcher = match ready {
+                    Some(w) => Ok(w),
+                    None => FaultWatcher::from_settings(&fault_settings, faults.clone(), flag_metrics.clone()),
+                };
                 async move {
-                    watcher.run(stop).await;
+                    watcher?.run(stop).await;
                     Ok(())
                 }
             });

@@ -19,8 +19,19 @@
 //! The file is polled every `faults.poll_ms` (default 1 s). An invalid file is
 //! logged and the previous flags stay; every change is logged and exported as
 //! `fault_flag_active{flag}` (1 while non-zero).
+//!
+//! # Where the file is
+//! A flag written to a file the service does not read is a fault silently not
+//! injected, so the path never depends on the working directory: an absolute
+//! `faults.file` is used as is, a relative one is resolved against the stack
+//! home, `$GLASSHOUSE_HOME` (which `deploy/local` sets; the local config says
+//! `etc/inventory/faults.json`). A relative path with no (or a relative)
+//! `GLASSHOUSE_HOME` stops the start with an error naming both fixes. The
+//! absolute path is logged at start and exported as the info metric
+//! `fault_flags_file{path}` = 1.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -30,6 +41,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::metrics::InventoryMetrics;
+use crate::settings::FaultSettings;
+
+/// The stack home a relative `faults.file` is resolved against.
+pub const HOME_VAR: &str = "GLASSHOUSE_HOME";
 
 /// 503: a catalog read failed on purpose (`catalog_error_rate`). A type of its
 /// own so a dashboard or test can tell injected faults from real outages.
@@ -119,6 +134,23 @@ impl Faults {
     }
 }
 
+/// The absolute path of the flag file: `file` itself when absolute, else
+/// `home/file` (`home` = the value of [`HOME_VAR`]). `None` when no file is
+/// configured (or the path is empty): every flag stays off. The error names
+/// the setting, the variable and what to do.
+pub fn resolve_flag_file(file: Option<&Path>, home: Option<&OsStr>) -> Result<Option<PathBuf>, String> {
+    let Some(file) = file.filter(|f| !f.as_os_str().is_empty()) else { return Ok(None) };
+    if file.is_absolute() {
+        return Ok(Some(file.to_owned()));
+    }
+    let fix = format!("set {HOME_VAR} to the stack home (`deploy/local/stack home`) or faults.file (APP_FAULTS__FILE) to an absolute path");
+    match home.filter(|h| !h.is_empty()).map(Path::new) {
+        Some(h) if h.is_absolute() => Ok(Some(h.join(file))),
+        Some(h) => Err(format!("faults.file {} is relative and {HOME_VAR}={} is not an absolute path: {fix}", file.display(), h.display())),
+        None => Err(format!("faults.file {} is relative and {HOME_VAR} is not set to resolve it against: {fix}", file.display())),
+    }
+}
+
 async fn inject(latency_ms: u64, error_rate: f64) -> Result<(), ()> {
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
@@ -143,10 +175,31 @@ pub struct FaultWatcher {
 }
 
 impl FaultWatcher {
-    /// A watcher of `path` (`None`: faults stay off), loading it once now so
-    /// the flags hold from the first request.
+    /// The watcher the settings ask for: `faults.file` resolved against
+    /// `$GLASSHOUSE_HOME` ([`resolve_flag_file`]); an unresolvable path is an
+    /// error (the service must not start ignoring its flags).
+    pub fn from_settings(settings: &FaultSettings, faults: Faults, metrics: InventoryMetrics) -> anyhow::Result<Self> {
+        let home = std::env::var_os(HOME_VAR);
+        let path = resolve_flag_file(settings.file.as_deref(), home.as_deref()).map_err(anyhow::Error::msg)?;
+        Ok(Self::new(path, Duration::from_millis(settings.poll_ms.max(10)), faults, metrics))
+    }
+
+    /// A watcher of `path` (absolute; `None`: faults stay off). Logs and
+    /// exports the path, sets every flag's series, and loads the file once
+    /// now so the flags hold from the first request.
     pub fn new(path: Option<PathBuf>, poll: Duration, faults: Faults, metrics: InventoryMetrics) -> Self {
+        match &path {
+            Some(p) => {
+                tracing::info!(path = %p.display(), poll_ms = poll.as_millis() as u64, "fault flags are read from this file");
+                if p.parent().is_some_and(|d| !d.is_dir()) {
+                    tracing::warn!(path = %p.display(), "the fault flag file's directory does not exist (yet): no flag is set until it does");
+                }
+            }
+            None => tracing::info!("no fault flag file configured: every fault flag is off"),
+        }
+        metrics.set_fault_flags_file(&path.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
         let mut me = Self { path, poll, faults, metrics, seen: None };
+        me.export(me.faults.get());
         me.check();
         me
     }
@@ -200,13 +253,20 @@ impl FaultWatcher {
 
     fn apply(&self, next: FaultFlags) {
         let before = self.faults.get();
-        for ((name, old, _), (_, new, active)) in before.entries().into_iter().zip(next.entries()) {
+        for ((name, old, _), (_, new, _)) in before.entries().into_iter().zip(next.entries()) {
             if old != new {
                 tracing::warn!(flag = name, from = %old, to = %new, "fault flag changed");
             }
+        }
+        self.export(next);
+        self.faults.set(next);
+    }
+
+    /// Sets `fault_flag_active` of every flag from `flags`.
+    fn export(&self, flags: FaultFlags) {
+        for (name, _, active) in flags.entries() {
             self.metrics.set_fault_flag(name, active);
         }
-        self.faults.set(next);
     }
 }
 
@@ -261,6 +321,11 @@ mod tests {
         let faults = Faults::new();
         let mut w = FaultWatcher::new(Some(path.clone()), Duration::from_millis(10), faults.clone(), m);
         assert_eq!(faults.get(), FaultFlags::default(), "absent file: all off");
+        let text = metrics.encode();
+        for flag in FLAG_NAMES {
+            assert!(text.contains(&format!(r#"fault_flag_active{{flag="{flag}"}} 0"#)), "{flag} series from the start:\n{text}");
+        }
+        assert!(text.contains(&format!(r#"fault_flags_file{{path="{}"}} 1"#, path.display())), "{text}");
 
         std::fs::write(&path, br#"{"catalog_error_rate": 0.25}"#).unwrap();
         w.check();
@@ -282,5 +347,33 @@ mod tests {
         w.check();
         assert_eq!(faults.get(), FaultFlags::default(), "file removed: all off");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_stack_home_or_refuse() {
+        let rel = Path::new("etc/inventory/faults.json");
+        let home = OsStr::new("/srv/gh");
+        assert_eq!(resolve_flag_file(Some(rel), Some(home)).unwrap(), Some(PathBuf::from("/srv/gh/etc/inventory/faults.json")));
+        // Absolute: as is, whatever the home.
+        let abs = Path::new("/etc/gh/faults.json");
+        assert_eq!(resolve_flag_file(Some(abs), Some(home)).unwrap(), Some(abs.to_owned()));
+        assert_eq!(resolve_flag_file(Some(abs), None).unwrap(), Some(abs.to_owned()));
+        // No file (or an empty one): all off.
+        assert_eq!(resolve_flag_file(None, None).unwrap(), None);
+        assert_eq!(resolve_flag_file(Some(Path::new("")), None).unwrap(), None);
+        // Relative without a usable home: an error naming the setting, the variable and the fixes.
+        for bad_home in [None, Some(OsStr::new("")), Some(OsStr::new("target/glasshouse"))] {
+            let err = resolve_flag_file(Some(rel), bad_home).unwrap_err();
+            for needle in ["faults.file etc/inventory/faults.json", "GLASSHOUSE_HOME", "APP_FAULTS__FILE", "absolute path"] {
+                assert!(err.contains(needle), "{bad_home:?}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_file_is_exported_as_an_empty_path() {
+        let metrics = glasshouse_telemetry::Metrics::new("inventory");
+        let _w = FaultWatcher::new(None, Duration::from_millis(10), Faults::new(), InventoryMetrics::register(&metrics));
+        assert!(metrics.encode().contains(r#"fault_flags_file{path=""} 1"#));
     }
 }

@@ -72,10 +72,13 @@ impl Default for StockSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSettings {
-    /// The JSON flag file; absent (or no path) means every flag is off.
+    /// The JSON flag file. Absolute, or relative to the stack home
+    /// `$GLASSHOUSE_HOME` — never to the working directory; a relative path
+    /// without `GLASSHOUSE_HOME` stops the start (see `faults::resolve_flag_file`).
+    /// No path (or an empty one) means every flag is off; so does a missing file.
     #[serde(default)]
     pub file: Option<PathBuf>,
-    /// How often the file's modification time is checked, milliseconds.
+    /// How often the file is re-read, milliseconds.
     #[serde(default = "default_fault_poll")]
     pub poll_ms: u64,
 }
@@ -107,7 +110,7 @@ mod tests {
         assert_eq!(s.kafka.topic(glasshouse_contracts::topics::ORDERS), "orders.v1");
         assert_eq!((s.stock.low_threshold, s.database.lock_wait_timeout_seconds), (5, 5));
         assert_eq!((s.kafka.retry_base_ms.get(), s.kafka.retry_cap_ms.get(), s.kafka.dlq_retention_days.get()), (50, 30_000, 14));
-        assert!(s.faults.file.is_some());
+        assert_eq!(s.faults.file.as_deref(), Some(std::path::Path::new("etc/inventory/faults.json")), "relative to GLASSHOUSE_HOME");
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! MySQL (MariaDB) access: the catalog, admin writes, and the row-level steps
-//! of reserving and releasing stock. The transactions that produce events are
-//! composed in [`crate::events`]; every write that produces one writes it to
-//! the outbox in the same transaction.
+//! MySQL (MariaDB) access: the catalog, admin writes, the stock ledger, and
+//! the row-level steps of reserving and releasing stock. The transactions
+//! that produce events are composed in [`crate::events`]; every write that
+//! produces one writes it to the outbox in the same transaction.
 //!
 //! # Sessions
 //! Every connection runs at `READ COMMITTED` with a short
@@ -9,6 +9,37 @@
 //! record locks only (no gap or next-key locks), so the only locks that can be
 //! contended are the item rows a reservation names, and those are always
 //! taken in SKU order.
+//!
+//! # Stock changes only by deltas, and every delta is on record
+//! Nothing here ever writes a stock value read earlier: every change is
+//! `stock = stock + delta` under the item's row lock, in the same transaction
+//! as the row that explains it:
+//!
+//! | change | statement | its record |
+//! | --- | --- | --- |
+//! | item created ([`put_item`], [`insert_new_items`]) | `INSERT items` | `stock_adjustments` row, reason `initial`, delta = initial stock |
+//! | restock ([`apply_change`], `ChangeKind::Restock`) | `stock + q` | `restocks` row (`quantity`) |
+//! | adjustment ([`apply_change`], `ChangeKind::Adjustment`; [`record_adjustment`]: the seed's reset) | `stock + delta` | `stock_adjustments` row (`damaged`, `lost`, `found`, `count_correction`) |
+//! | reservation ([`take_stock`]) | `stock - q` | `reservations` row, `released_at` NULL |
+//! | release ([`release`]) | `stock + q` | those rows get `released_at` |
+//!
+//! `PUT /items/{sku}` on an existing item changes name and price only. Hence,
+//! for every SKU, in every committed state (the invariant `glasshouse-audit`
+//! checks; [`ledger_mismatches`] is the reference query):
+//!
+//! ```text
+//! items.stock = SUM(stock_adjustments.delta) + SUM(restocks.quantity)
+//!             - SUM(reservations.quantity WHERE released_at IS NULL)
+//! ```
+//!
+//! Read all four tables in ONE consistent snapshot (one statement, or one
+//! `REPEATABLE READ` / `START TRANSACTION WITH CONSISTENT SNAPSHOT`
+//! transaction): read one by one at `READ COMMITTED`, a reservation committed
+//! in between shows up in one table and not the other. Items older than the
+//! ledger carry one `opening_balance` row (migration `..._stock_ledger.sql`).
+//!
+//! Every change of an item row also adds 1 to `items.version`, the item's
+//! `ETag` (see [`crate::api`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -52,9 +83,29 @@ pub struct Item {
     pub currency: String,
     /// Units available to reserve.
     pub stock: i64,
+    /// Counts every change of the row, stock included (1 at creation): the
+    /// item's entity tag.
+    pub version: i64,
 }
 
-const ITEM_COLUMNS: &str = "sku, name, price_minor, currency, stock";
+/// An item to create: what `PUT /items/{sku}` and the demo seed insert.
+/// Fields are already validated (`Sku`, `Money`, name rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewItem {
+    pub sku: String,
+    pub name: String,
+    pub price_minor: i64,
+    pub currency: String,
+    /// The initial stock, recorded as the item's `initial` ledger row.
+    pub stock: i64,
+}
+
+const ITEM_COLUMNS: &str = "sku, name, price_minor, currency, stock, version";
+
+/// Reason of the ledger row written when an item is created.
+pub const REASON_INITIAL: &str = "initial";
+/// Reason of a correction to a counted value (the seed's `--reset-stock`).
+pub const REASON_COUNT_CORRECTION: &str = "count_correction";
 
 /// A text column with a binary (`ascii_bin`) collation. The server flags such
 /// columns BINARY, and sqlx then refuses to decode them as `String`, so they
@@ -72,6 +123,7 @@ fn item_from_row(row: &MySqlRow) -> sqlx::Result<Item> {
         price_minor: row.try_get("price_minor")?,
         currency: text(row, "currency")?,
         stock: row.try_get("stock")?,
+        version: row.try_get("version")?,
     })
 }
 
@@ -113,147 +165,332 @@ pub async fn list_items(pool: &MySqlPool, after: Option<&Sku>, limit: i64) -> sq
         .collect()
 }
 
-/// Whether `PUT /items/{sku}` created or changed the item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Upserted {
-    Created(Item),
-    Updated(Item),
+/// Locks the rows of `skus` (`SELECT ... FOR UPDATE`, in SKU order, like
+/// [`lock_stock`]) and returns the items that exist, in SKU order.
+pub async fn lock_items(conn: &mut MySqlConnection, skus: &[&str]) -> sqlx::Result<Vec<Item>> {
+    if skus.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE sku IN ({}) ORDER BY sku FOR UPDATE", placeholders(skus.len()));
+    let mut q = sqlx::query(&sql);
+    for s in skus {
+        q = q.bind(*s);
+    }
+    q.fetch_all(conn).await?.iter().map(item_from_row).collect()
 }
 
-/// Creates or replaces an item (name, price, stock), under the row's lock.
-pub async fn upsert_item(pool: &MySqlPool, item: &Item) -> sqlx::Result<Upserted> {
+/// Inserts new items (version 1) and, for each, its `initial` ledger row
+/// (delta = its stock), inside the caller's transaction. A SKU that exists
+/// already fails the statement with a unique violation on `items`' key.
+pub async fn insert_new_items(conn: &mut MySqlConnection, items: &[&NewItem]) -> sqlx::Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let sql =
+        format!("INSERT INTO items (sku, name, price_minor, currency, stock) VALUES {}", vec!["(?, ?, ?, ?, ?)"; items.len()].join(", "));
+    let mut insert = sqlx::query(&sql);
+    for i in items {
+        insert = insert.bind(&i.sku).bind(&i.name).bind(i.price_minor).bind(&i.currency).bind(i.stock);
+    }
+    insert.execute(&mut *conn).await?;
+    let sql = format!("INSERT INTO stock_adjustments (sku, delta, reason) VALUES {}", vec!["(?, ?, ?)"; items.len()].join(", "));
+    let mut ledger = sqlx::query(&sql);
+    for i in items {
+        ledger = ledger.bind(&i.sku).bind(i.stock).bind(REASON_INITIAL);
+    }
+    ledger.execute(conn).await?;
+    Ok(())
+}
+
+/// Adds `delta` (either sign) to a locked item's stock and writes its
+/// `stock_adjustments` row, inside the caller's transaction. The caller holds
+/// the row lock and has checked the result stays within `0..=MAX_STOCK`
+/// (`CHECK (stock >= 0)` refuses a negative one anyway). `key` and `answer`
+/// are the request's Idempotency-Key and response body, when it has them.
+pub async fn record_adjustment(
+    conn: &mut MySqlConnection,
+    sku: &str,
+    delta: i64,
+    reason: &str,
+    key: Option<&str>,
+    answer: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO stock_adjustments (sku, delta, reason, idempotency_key, response_body) VALUES (?, ?, ?, ?, ?)")
+        .bind(sku)
+        .bind(delta)
+        .bind(reason)
+        .bind(key)
+        .bind(answer)
+        .execute(&mut *conn)
+        .await?;
+    add_stock(conn, sku, delta).await
+}
+
+/// `stock = stock + delta` (never a value read earlier), and a new version.
+async fn add_stock(conn: &mut MySqlConnection, sku: &str, delta: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE items SET stock = stock + ?, version = version + 1, updated_at = CURRENT_TIMESTAMP(6) WHERE sku = ?")
+        .bind(delta)
+        .bind(sku)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// `PUT /items/{sku}`: an item's catalog attributes, and its initial stock
+/// when it is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutItem {
+    pub sku: String,
+    pub name: String,
+    pub price_minor: i64,
+    pub currency: String,
+    /// Required to create; on an existing item only the current value is
+    /// accepted (stock changes by deltas only).
+    pub stock: Option<i64>,
+}
+
+/// What `PUT /items/{sku}` came to. Every variant but `Created` and
+/// `Updated` changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Put {
+    Created(Item),
+    /// Name and price are the request's now (the version moved only if they changed).
+    Updated(Item),
+    /// `If-Match` was given and does not match: the current item, or `None`
+    /// when there is no item (no entity tag matches a missing item).
+    PreconditionFailed(Option<Item>),
+    /// The item does not exist and the request gave no stock to create it with.
+    StockRequired,
+    /// The item exists and the request's stock differs from its stock.
+    StockNotWritable(Item),
+}
+
+/// Creates an item (with its `initial` ledger row) or sets the name and price
+/// of an existing one, under the row's lock; never changes the stock of an
+/// existing item. `if_match(version)`, when given, must hold for the current
+/// version.
+pub async fn put_item(pool: &MySqlPool, req: &PutItem, if_match: Option<&(dyn Fn(i64) -> bool + Sync)>) -> sqlx::Result<Put> {
     // Two creates of one new SKU race to the insert; the loser retries once
-    // and finds the row, so it updates.
+    // and finds the row, so it is an update (or refused, like any update).
     for attempt in 0..2 {
         let mut tx = pool.begin().await?;
-        let exists =
-            sqlx::query("SELECT sku FROM items WHERE sku = ? FOR UPDATE").bind(&item.sku).fetch_optional(&mut *tx).await?.is_some();
-        if exists {
-            sqlx::query(
-                "UPDATE items SET name = ?, price_minor = ?, currency = ?, stock = ?, updated_at = CURRENT_TIMESTAMP(6) WHERE sku = ?",
-            )
-            .bind(&item.name)
-            .bind(item.price_minor)
-            .bind(&item.currency)
-            .bind(item.stock)
-            .bind(&item.sku)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            return Ok(Upserted::Updated(item.clone()));
-        }
-        let inserted = sqlx::query("INSERT INTO items (sku, name, price_minor, currency, stock) VALUES (?, ?, ?, ?, ?)")
-            .bind(&item.sku)
-            .bind(&item.name)
-            .bind(item.price_minor)
-            .bind(&item.currency)
-            .bind(item.stock)
-            .execute(&mut *tx)
-            .await;
-        match inserted {
-            Ok(_) => {
-                tx.commit().await?;
-                return Ok(Upserted::Created(item.clone()));
+        let current = lock_items(&mut tx, &[req.sku.as_str()]).await?.pop();
+        let Some(current) = current else {
+            if if_match.is_some() {
+                return Ok(Put::PreconditionFailed(None));
             }
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() && attempt == 0 => {
-                tx.rollback().await?;
+            let Some(stock) = req.stock else { return Ok(Put::StockRequired) };
+            let item = NewItem {
+                sku: req.sku.clone(),
+                name: req.name.clone(),
+                price_minor: req.price_minor,
+                currency: req.currency.clone(),
+                stock,
+            };
+            match insert_new_items(&mut tx, &[&item]).await {
+                Ok(()) => {
+                    tx.commit().await?;
+                    let NewItem { sku, name, price_minor, currency, stock } = item;
+                    return Ok(Put::Created(Item { sku, name, price_minor, currency, stock, version: 1 }));
+                }
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() && attempt == 0 => {
+                    tx.rollback().await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
+        };
+        if if_match.is_some_and(|matches| !matches(current.version)) {
+            return Ok(Put::PreconditionFailed(Some(current)));
         }
+        if req.stock.is_some_and(|s| s != current.stock) {
+            return Ok(Put::StockNotWritable(current));
+        }
+        if (current.name.as_str(), current.price_minor, current.currency.as_str())
+            == (req.name.as_str(), req.price_minor, req.currency.as_str())
+        {
+            // Nothing to change: the same answer and version as before.
+            return Ok(Put::Updated(current));
+        }
+        sqlx::query(
+            "UPDATE items SET name = ?, price_minor = ?, currency = ?, version = version + 1, updated_at = CURRENT_TIMESTAMP(6) \
+             WHERE sku = ?",
+        )
+        .bind(&req.name)
+        .bind(req.price_minor)
+        .bind(&req.currency)
+        .bind(&req.sku)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(Put::Updated(Item {
+            name: req.name.clone(),
+            price_minor: req.price_minor,
+            currency: req.currency.clone(),
+            version: current.version + 1,
+            ..current
+        }));
     }
-    // The second attempt either updated, inserted or returned its error.
+    // The second attempt found the row or returned the insert's error.
     Err(sqlx::Error::Protocol("item upsert did not settle after a retry".into()))
 }
 
-/// A restock request as stored with its key.
+/// A keyed stock change: `POST /items/{sku}/restock` or
+/// `POST /items/{sku}/adjustments`, with its Idempotency-Key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestockRequest<'a> {
+pub struct StockChange<'a> {
     pub idempotency_key: &'a str,
     pub sku: &'a Sku,
-    pub quantity: u32,
+    pub kind: ChangeKind<'a>,
 }
 
-/// What a restock came to.
+/// What a [`StockChange`] does, and the table that records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind<'a> {
+    /// Adds `quantity` (a `restocks` row).
+    Restock { quantity: u32 },
+    /// Adds `delta`, either sign (a `stock_adjustments` row with `reason`).
+    Adjustment { delta: i64, reason: &'a str },
+}
+
+impl ChangeKind<'_> {
+    fn delta(&self) -> i64 {
+        match *self {
+            ChangeKind::Restock { quantity } => i64::from(quantity),
+            ChangeKind::Adjustment { delta, .. } => delta,
+        }
+    }
+}
+
+/// What a keyed stock change came to. Only `Done` changed anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Restocked {
-    /// Stock was added; the answer body was stored under the key.
+pub enum Applied {
+    /// Stock was changed; the answer body was stored under the key.
     Done(String),
     /// The key was used before for the same request: its stored answer.
     Replay(String),
     /// The key was used before for a different request.
     KeyReused,
-    /// No such item (nothing stored).
+    /// No such item.
     UnknownSku,
-    /// The stock would pass [`MAX_STOCK`] (nothing stored); the current stock.
-    TooMuch(i64),
+    /// The stock would go below zero; the current stock.
+    BelowZero(i64),
+    /// The stock would pass [`MAX_STOCK`]; the current stock.
+    AboveMax(i64),
 }
 
-/// The stored answer for `key` if it was used: `Ok(body)` when the request
-/// matches, `Err(())` when it does not.
-pub async fn find_restock(pool: &MySqlPool, req: &RestockRequest<'_>) -> sqlx::Result<Option<Result<String, ()>>> {
-    let row = sqlx::query("SELECT sku, quantity, response_body FROM restocks WHERE idempotency_key = ?")
-        .bind(req.idempotency_key)
-        .fetch_optional(pool)
-        .await?;
-    row.map(|r| {
-        let same = text(&r, "sku")? == req.sku.as_str() && r.try_get::<i32, _>("quantity")? == req.quantity as i32;
-        Ok(if same { Ok(r.try_get("response_body")?) } else { Err(()) })
-    })
-    .transpose()
-}
-
-/// Adds `quantity` to the item under its row lock and stores the answer
-/// (`answer(item after)`) under the key, in ONE transaction. A concurrent
-/// request with the same key waits on the key's primary key, then replays.
-pub async fn restock(pool: &MySqlPool, req: &RestockRequest<'_>, answer: impl Fn(&Item) -> String) -> sqlx::Result<Restocked> {
-    if let Some(prev) = find_restock(pool, req).await? {
-        return Ok(prev.map_or(Restocked::KeyReused, Restocked::Replay));
-    }
-    let mut tx = pool.begin().await?;
-    let row = sqlx::query(&format!("SELECT {ITEM_COLUMNS} FROM items WHERE sku = ? FOR UPDATE"))
-        .bind(req.sku.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(mut item) = row.as_ref().map(item_from_row).transpose()? else {
-        return Ok(Restocked::UnknownSku);
+/// The stored answer for the change's key if the key was used (for this kind
+/// of change): `Ok(body)` when the request matches, `Err(())` when it does not.
+async fn find_keyed(pool: &MySqlPool, change: &StockChange<'_>) -> sqlx::Result<Option<Result<String, ()>>> {
+    let sql = match change.kind {
+        ChangeKind::Restock { .. } => "SELECT sku, quantity AS delta, response_body FROM restocks WHERE idempotency_key = ?",
+        ChangeKind::Adjustment { .. } => "SELECT sku, delta, reason, response_body FROM stock_adjustments WHERE idempotency_key = ?",
     };
-    let stock = item.stock + i64::from(req.quantity);
+    let Some(row) = sqlx::query(sql).bind(change.idempotency_key).fetch_optional(pool).await? else { return Ok(None) };
+    let delta: i64 = match change.kind {
+        ChangeKind::Restock { .. } => i64::from(row.try_get::<i32, _>("delta")?),
+        ChangeKind::Adjustment { .. } => row.try_get("delta")?,
+    };
+    let same_reason = match change.kind {
+        ChangeKind::Restock { .. } => true,
+        ChangeKind::Adjustment { reason, .. } => text(&row, "reason")? == reason,
+    };
+    let same = text(&row, "sku")? == change.sku.as_str() && delta == change.kind.delta() && same_reason;
+    Ok(Some(if same { Ok(row.try_get::<Option<String>, _>("response_body")?.unwrap_or_default()) } else { Err(()) }))
+}
+
+/// Applies a keyed stock change under the item's row lock and stores the
+/// answer (`answer(item after)`) with its record, in ONE transaction. A
+/// concurrent request with the same key waits on the item's lock, then on
+/// the key's unique index, and replays. A refused change stores nothing, so
+/// its key stays free.
+pub async fn apply_change(pool: &MySqlPool, change: &StockChange<'_>, answer: impl Fn(&Item) -> String) -> sqlx::Result<Applied> {
+    if let Some(prev) = find_keyed(pool, change).await? {
+        return Ok(prev.map_or(Applied::KeyReused, Applied::Replay));
+    }
+    let delta = change.kind.delta();
+    let mut tx = pool.begin().await?;
+    let Some(mut item) = lock_items(&mut tx, &[change.sku.as_str()]).await?.pop() else { return Ok(Applied::UnknownSku) };
+    let stock = item.stock + delta;
+    if stock < 0 {
+        return Ok(Applied::BelowZero(item.stock));
+    }
     if stock > MAX_STOCK {
-        return Ok(Restocked::TooMuch(item.stock));
+        return Ok(Applied::AboveMax(item.stock));
     }
     item.stock = stock;
+    item.version += 1;
     let body = answer(&item);
-    let key = sqlx::query("INSERT INTO restocks (idempotency_key, sku, quantity, response_body) VALUES (?, ?, ?, ?)")
-        .bind(req.idempotency_key)
-        .bind(req.sku.as_str())
-        .bind(req.quantity as i32)
-        .bind(&body)
-        .execute(&mut *tx)
-        .await;
-    if let Err(sqlx::Error::Database(db)) = &key
+    let recorded = match change.kind {
+        ChangeKind::Restock { quantity } => {
+            sqlx::query("INSERT INTO restocks (idempotency_key, sku, quantity, response_body) VALUES (?, ?, ?, ?)")
+                .bind(change.idempotency_key)
+                .bind(change.sku.as_str())
+                .bind(quantity as i32)
+                .bind(&body)
+                .execute(&mut *tx)
+                .await
+                .map(drop)
+        }
+        ChangeKind::Adjustment { reason, .. } => {
+            sqlx::query("INSERT INTO stock_adjustments (sku, delta, reason, idempotency_key, response_body) VALUES (?, ?, ?, ?, ?)")
+                .bind(change.sku.as_str())
+                .bind(delta)
+                .bind(reason)
+                .bind(change.idempotency_key)
+                .bind(&body)
+                .execute(&mut *tx)
+                .await
+                .map(drop)
+        }
+    };
+    if let Err(sqlx::Error::Database(db)) = &recorded
         && db.is_unique_violation()
     {
         tx.rollback().await?;
-        return Ok(match find_restock(pool, req).await? {
-            Some(Ok(body)) => Restocked::Replay(body),
-            Some(Err(())) => Restocked::KeyReused,
+        return Ok(match find_keyed(pool, change).await? {
+            Some(Ok(body)) => Applied::Replay(body),
+            Some(Err(())) => Applied::KeyReused,
             // Keys are never deleted, so a key that conflicted exists.
-            None => return Err(sqlx::Error::Protocol("restock key conflicted but is not found".into())),
+            None => return Err(sqlx::Error::Protocol("idempotency key conflicted but is not found".into())),
         });
     }
-    key?;
-    sqlx::query("UPDATE items SET stock = ?, updated_at = CURRENT_TIMESTAMP(6) WHERE sku = ?")
-        .bind(stock)
-        .bind(req.sku.as_str())
-        .execute(&mut *tx)
-        .await?;
+    recorded?;
+    add_stock(&mut tx, change.sku.as_str(), delta).await?;
     tx.commit().await?;
-    Ok(Restocked::Done(body))
+    Ok(Applied::Done(body))
 }
 
 /// Items with `stock <= threshold` (the `inventory_stock_low_items` gauge).
 pub async fn count_low_stock(pool: &MySqlPool, threshold: u32) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM items WHERE stock <= ?").bind(threshold).fetch_one(pool).await
+}
+
+/// An item whose stock is not what its ledger says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerMismatch {
+    pub sku: String,
+    pub stock: i64,
+    /// `SUM(adjustments) + SUM(restocks) - SUM(unreleased reservations)`.
+    pub expected: i64,
+}
+
+/// The items that break the ledger invariant (see the module docs); empty
+/// when the books balance. One statement, so one consistent snapshot.
+pub async fn ledger_mismatches(pool: &MySqlPool) -> sqlx::Result<Vec<LedgerMismatch>> {
+    let rows = sqlx::query(
+        "SELECT sku, stock, expected FROM ( \
+           SELECT i.sku, i.stock, \
+                  CAST(COALESCE(a.units, 0) + COALESCE(r.units, 0) - COALESCE(h.units, 0) AS SIGNED) AS expected \
+           FROM items i \
+           LEFT JOIN (SELECT sku, SUM(delta) AS units FROM stock_adjustments GROUP BY sku) a ON a.sku = i.sku \
+           LEFT JOIN (SELECT sku, SUM(quantity) AS units FROM restocks GROUP BY sku) r ON r.sku = i.sku \
+           LEFT JOIN (SELECT sku, SUM(quantity) AS units FROM reservations WHERE released_at IS NULL GROUP BY sku) h ON h.sku = i.sku \
+         ) books WHERE stock <> expected ORDER BY sku",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| Ok(LedgerMismatch { sku: text(r, "sku")?, stock: r.try_get("stock")?, expected: r.try_get("expected")? })).collect()
 }
 
 // ---- reservation steps: each runs inside the caller's transaction ----
@@ -300,12 +537,14 @@ pub async fn take_stock(conn: &mut MySqlConnection, order: OrderId, lines: &NonE
     let order = order.to_string();
     for l in lines {
         let qty = i64::from(l.quantity);
-        let updated = sqlx::query("UPDATE items SET stock = stock - ?, updated_at = CURRENT_TIMESTAMP(6) WHERE sku = ? AND stock >= ?")
-            .bind(qty)
-            .bind(l.sku.as_str())
-            .bind(qty)
-            .execute(&mut *conn)
-            .await?;
+        let updated = sqlx::query(
+            "UPDATE items SET stock = stock - ?, version = version + 1, updated_at = CURRENT_TIMESTAMP(6) WHERE sku = ? AND stock >= ?",
+        )
+        .bind(qty)
+        .bind(l.sku.as_str())
+        .bind(qty)
+        .execute(&mut *conn)
+        .await?;
         if updated.rows_affected() != 1 {
             return Err(sqlx::Error::Protocol(format!("stock of {} changed under its row lock", l.sku.as_str())));
         }
@@ -342,7 +581,7 @@ pub async fn release(conn: &mut MySqlConnection, order: OrderId) -> sqlx::Result
     }
     lock_stock(&mut *conn, lines.iter().map(|l| &l.sku)).await?;
     for l in &lines {
-        sqlx::query("UPDATE items SET stock = stock + ?, updated_at = CURRENT_TIMESTAMP(6) WHERE sku = ?")
+        sqlx::query("UPDATE items SET stock = stock + ?, version = version + 1, updated_at = CURRENT_TIMESTAMP(6) WHERE sku = ?")
             .bind(i64::from(l.quantity))
             .bind(l.sku.as_str())
             .execute(&mut *conn)

@@ -26,11 +26,39 @@ async fn the_contract_names_every_operation_and_the_admin_security() -> anyhow::
         ("/items", "get", "listItems", false),
         ("/items/{sku}", "put", "putItem", true),
         ("/items/{sku}/restock", "post", "restockItem", true),
+        ("/items/{sku}/adjustments", "post", "adjustItem", true),
     ] {
         let o = op(path, method);
         assert_eq!(o["operationId"].as_str(), Some(id), "{method} {path}");
         assert_eq!(!o["security"].is_null(), admin, "{method} {path}: bearer security only on admin writes");
         assert!(o["responses"]["default"]["content"]["application/problem+json"].is_mapping(), "{method} {path}: problem+json errors");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_contract_states_the_stock_rules() -> anyhow::Result<()> {
+    let spec: serde_yaml::Value = serde_yaml::from_str(&glasshouse_inventory::app::spec_yaml().await?)?;
+    let put = &spec["paths"]["/items/{sku}"]["put"];
+    // Stock is not required by PUT (only to create), and the rules are written down.
+    let required = spec["components"]["schemas"]["PutItemRequest"]["required"].as_sequence().cloned().unwrap_or_default();
+    assert!(!required.iter().any(|f| f.as_str() == Some("stock")), "{required:?}");
+    let text = serde_yaml::to_string(put)?;
+    for rule in ["stock-not-writable", "precondition-failed", "If-Match", "initial"] {
+        assert!(text.contains(rule), "PUT does not state {rule}");
+    }
+    for (code, header) in [("200", "ETAG"), ("201", "ETAG"), ("201", "LOCATION")] {
+        assert!(put["responses"][code]["headers"][header].is_mapping(), "PUT {code} lacks {header}");
+    }
+    assert!(spec["paths"]["/items/{sku}"]["get"]["responses"]["200"]["headers"]["ETAG"].is_mapping());
+    let adjust = serde_yaml::to_string(&spec["paths"]["/items/{sku}/adjustments"]["post"])?;
+    for rule in ["insufficient-stock", "idempotency-key-reused", "Idempotency-Key"] {
+        assert!(adjust.contains(rule), "adjustments do not state {rule}");
+    }
+    let reasons: Vec<&str> = spec["components"]["schemas"]["AdjustmentReason"]["enum"]
+        .as_sequence()
+        .map(|s| s.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(reasons, ["damaged", "lost", "found", "count_correction"]);
     Ok(())
 }

@@ -1,11 +1,17 @@
 //! `glasshouse-inventory-seed`, the binary `make demo` runs, against a scratch
 //! database: loads the deterministic catalog, is idempotent, leaves stock
-//! alone unless asked, and fails clearly on bad input.
+//! alone unless asked, keeps the stock ledger balanced, and fails clearly on
+//! bad input.
+
+mod support;
 
 use std::process::{Command, Output};
 
+use glasshouse_contracts::{NonEmpty, OrderId, Quantity, Sku, StockLine};
 use glasshouse_inventory::seed::{DEFAULT_COUNT, demo_item};
+use glasshouse_inventory::store;
 use glasshouse_tests::db::ScratchMySql;
+use support::assert_books_balance;
 
 fn seed(url: &str, args: &[&str]) -> anyhow::Result<Output> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_glasshouse-inventory-seed"));
@@ -34,20 +40,41 @@ async fn seeds_the_demo_catalog_idempotently() -> anyhow::Result<()> {
     let want = demo_item(42);
     assert_eq!((name, price, stock), (want.name.clone(), want.price_minor, want.stock));
 
-    // Demo traffic changes stock, someone renames an item; a re-run restores
-    // the name but keeps the stock...
-    sqlx::query("UPDATE items SET stock = 1, name = 'renamed' WHERE sku = 'DEMO-00042'").execute(&db.pool).await?;
+    assert_books_balance(&db.pool).await?;
+
+    // Demo traffic reserves stock (the reservation code itself), someone
+    // renames an item; a re-run restores the name but keeps the stock...
+    let order = OrderId::new();
+    let line = StockLine { sku: Sku::parse("DEMO-00042")?, quantity: Quantity::new(5)? };
+    let mut tx = db.pool.begin().await?;
+    store::take_stock(&mut tx, order, &NonEmpty::one(line)).await?;
+    tx.commit().await?;
+    sqlx::query("UPDATE items SET name = 'renamed' WHERE sku = 'DEMO-00042'").execute(&db.pool).await?;
     let again = seed(&db.url, &[])?;
     assert!(again.status.success());
     assert!(stdout(&again).contains(&format!("0 inserted, {DEFAULT_COUNT} already present")), "{}", stdout(&again));
     let (name, stock): (String, i64) = sqlx::query_as("SELECT name, stock FROM items WHERE sku = 'DEMO-00042'").fetch_one(&db.pool).await?;
-    assert_eq!((name.as_str(), stock), (want.name.as_str(), 1));
-    // ...unless asked to reset it; a larger count adds only the new items.
+    assert_eq!((name.as_str(), stock), (want.name.as_str(), want.stock - 5));
+    assert_books_balance(&db.pool).await?;
+    // ...unless asked to reset it, which it does by a recorded delta (the
+    // books still balance with the reservation held); a larger count adds
+    // only the new items.
     let reset = seed(&db.url, &["--reset-stock", "--count", "310"])?;
     assert!(reset.status.success());
-    assert!(stdout(&reset).contains(&format!("10 inserted, {DEFAULT_COUNT} already present, stock reset")), "{}", stdout(&reset));
+    assert!(
+        stdout(&reset)
+            .contains(&format!("10 inserted, {DEFAULT_COUNT} already present, stock reset (1 corrected by a recorded count_correction)")),
+        "{}",
+        stdout(&reset)
+    );
     let stock: i64 = sqlx::query_scalar("SELECT stock FROM items WHERE sku = 'DEMO-00042'").fetch_one(&db.pool).await?;
     assert_eq!(stock, want.stock);
+    let correction: (i64, Vec<u8>) =
+        sqlx::query_as("SELECT delta, reason FROM stock_adjustments WHERE sku = 'DEMO-00042' ORDER BY id DESC LIMIT 1")
+            .fetch_one(&db.pool)
+            .await?;
+    assert_eq!(correction, (5, b"count_correction".to_vec()));
+    assert_books_balance(&db.pool).await?;
 
     // Bad input: clap's usage error (2), settings error (64), database error (1).
     let bad = seed(&db.url, &["--count", "0"])?;

@@ -15,7 +15,8 @@ struct Args {
     /// How many demo items (1..=10000).
     #[arg(long, default_value_t = seed::DEFAULT_COUNT, value_parser = clap::value_parser!(u32).range(1..=i64::from(seed::MAX_COUNT)))]
     count: u32,
-    /// Also set the stock of existing demo items back to the seed's values
+    /// Also bring the stock of existing demo items back to the seed's values,
+    /// each by a delta recorded on the stock ledger as a `count_correction`
     /// (by default their stock is left alone: reservations may hold some).
     #[arg(long)]
     reset_stock: bool,
@@ -27,13 +28,14 @@ async fn main() -> std::process::ExitCode {
     let settings: Settings = glasshouse_platform::config::load_or_exit(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
     match run(&settings, &args).await {
         Ok(report) => {
+            let reset = if args.reset_stock {
+                format!(", stock reset ({} corrected by a recorded count_correction)", report.stock_corrected)
+            } else {
+                String::new()
+            };
             println!(
-                "demo catalog: {} items (DEMO-00001..DEMO-{:05}): {} inserted, {} already present{}",
-                args.count,
-                args.count,
-                report.inserted,
-                report.existing,
-                if args.reset_stock { ", stock reset" } else { "" }
+                "demo catalog: {} items (DEMO-00001..DEMO-{:05}): {} inserted, {} already present{reset}",
+                args.count, args.count, report.inserted, report.existing
             );
             std::process::ExitCode::SUCCESS
         }

@@ -1,12 +1,13 @@
 //! Test support: a scratch MariaDB database, a unique Kafka topic prefix and
 //! consumer group, dev JWT keys in a temp dir, and the real service started
-//! in-process on port 0 (once, or several replicas sharing one environment).
+//! in-process on port 0 (once, or several replicas sharing one environment),
+//! or as its real binary in a working directory of the test's choosing.
 #![allow(dead_code)] // each test file uses a different part of it
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use glasshouse_contracts::{Event, EventType, OrderId};
+use glasshouse_contracts::{CustomerId, Event, EventType, Money, NonEmpty, OrderCreated, OrderId, OrderLine, Quantity, Sku};
 use glasshouse_inventory::settings::{DatabaseSettings, FaultSettings, HttpSettings, KafkaSettings, StockSettings};
 use glasshouse_inventory::{Application, Settings};
 use glasshouse_platform::app::Shutdown;
@@ -190,6 +191,30 @@ pub async fn put_item(http: &reqwest::Client, base: &str, token: &str, sku: &str
     Ok(())
 }
 
+/// An `order.created` for a fresh order id with `(sku, quantity)` lines, as
+/// Order's outbox would publish it.
+pub fn order_created(lines: &[(&str, u32)]) -> Event {
+    let lines: Vec<OrderLine> = lines
+        .iter()
+        .map(|(s, q)| OrderLine {
+            sku: Sku::parse(s).expect("a valid SKU"),
+            quantity: Quantity::new(*q).expect("a valid quantity"),
+            unit_price: Money::parse(100, "EUR").expect("a valid price"),
+        })
+        .collect();
+    let payload = OrderCreated::new(CustomerId::parse("c-test").expect("a valid customer"), NonEmpty::new(lines).expect("lines"))
+        .expect("a valid order");
+    Event::new(OrderId::new(), payload)
+}
+
+/// Fails unless every item's stock is what the stock ledger says (the
+/// invariant `glasshouse-audit` checks; see `store::ledger_mismatches`).
+pub async fn assert_books_balance(pool: &MySqlPool) -> anyhow::Result<()> {
+    let off = glasshouse_inventory::store::ledger_mismatches(pool).await?;
+    anyhow::ensure!(off.is_empty(), "stock differs from the ledger: {off:?}");
+    Ok(())
+}
+
 /// Stock of `sku` straight from the database.
 pub async fn stock(pool: &MySqlPool, sku: &str) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar("SELECT stock FROM items WHERE sku = ?").bind(sku).fetch_one(pool).await?)
@@ -315,4 +340,88 @@ where
         async move { Ok(f.await?.then_some(())) }
     })
     .await
+}
+
+/// The real `glasshouse-inventory` binary, killed on drop. Its output goes to
+/// `log`.
+pub struct Process {
+    pub child: std::process::Child,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Starts the binary in working directory `cwd` with the environment's
+    /// database, topics, consumer group and keys, plus `vars` (nothing else
+    /// of the test's own `APP_*` or `GLASSHOUSE_HOME` is passed on).
+    pub fn spawn(env: &Env, cwd: &std::path::Path, vars: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let port = glasshouse_tests::services::free_port();
+        let log = env.dir.join(format!("inventory-{port}.log"));
+        let out = std::fs::File::create(&log)?;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_glasshouse-inventory"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_str().is_some_and(|k| k.starts_with("APP_") || k == "GLASSHOUSE_HOME") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.current_dir(cwd)
+            .env("APP_HTTP__PORT", port.to_string())
+            .env("APP_DATABASE__URL", &env.db.url)
+            .env("APP_KAFKA__BROKERS", KAFKA.addr())
+            .env("APP_KAFKA__TOPIC_PREFIX", &env.prefix)
+            .env("APP_KAFKA__GROUP_ID", &env.group)
+            .env("APP_KAFKA__PARTITIONS", env.partitions.to_string())
+            .env("APP_AUTH__JWKS__FILE", env.dir.join("jwks.json"))
+            .env("APP_FAULTS__POLL_MS", "50")
+            .env("APP_TELEMETRY__TRACES__ENABLED", "false")
+            .env("APP_TELEMETRY__LOGS__LOKI__ENABLED", "false")
+            .env("APP_TELEMETRY__LOGS__ELASTICSEARCH__ENABLED", "false")
+            .envs(vars.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        Ok(Self { child: cmd.spawn()?, base: format!("http://127.0.0.1:{port}"), log })
+    }
+
+    /// The process's output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `/health/ready` answers 200; fails early, with the output,
+    /// if the process exits.
+    pub async fn ready(&mut self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let url = format!("{}/health/ready", self.base);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("glasshouse-inventory exited ({status}) before it was ready:\n{}", self.output());
+            }
+            if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "glasshouse-inventory not ready in 90 s:\n{}", self.output());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for the process to exit by itself (deadline 60 s).
+    pub async fn exit(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "glasshouse-inventory still running after 60 s:\n{}", self.output());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
