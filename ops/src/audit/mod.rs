@@ -96,7 +96,7 @@ impl Check {
 
 /// What is wrong, as a stable code (the JSON `kind`; documented in
 /// docs/operations.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// PENDING for longer than the settle time.

@@ -117,7 +117,7 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
                 out,
                 "{t}: {verb} {}, already redriven {}, failed {}",
                 outcome.redriven.len(),
-                outcome.already.len(),
+                outcome.already,
                 outcome.failed.len()
             );
             Ok(if outcome.failed.is_empty() { EXIT_OK } else { EXIT_FAILED })

@@ -34,8 +34,8 @@ pub enum Selection {
 pub struct Outcome {
     /// Republished now (or, with `dry_run`, would be).
     pub redriven: Vec<Position>,
-    /// Already redriven before: left alone.
-    pub already: Vec<Position>,
+    /// How many selected dead letters were redriven before: left alone.
+    pub already: usize,
     /// Could not be republished, with why.
     pub failed: Vec<(Position, String)>,
 }
@@ -105,7 +105,10 @@ pub fn redrive(
     let mut progress: BTreeMap<i32, _> = state.partitions.iter().map(|p| (p.partition, p.progress.clone())).collect();
     let letters = broker.read(topic.as_str(), &ranges)?;
     let mut outcome = Outcome::default();
-    if let Selection::Offsets(_) = selection {
+    if all {
+        // Those below the watermark are not read again; count every kept one done before.
+        outcome.already = state.partitions.iter().map(|p| (p.kept() - p.pending()).max(0) as usize).sum();
+    } else {
         for &(p, o, _) in &ranges {
             if !letters.iter().any(|l| l.partition == p && l.offset == o) {
                 let pos = Position { partition: p, offset: o };
@@ -122,8 +125,10 @@ pub fn redrive(
         }
         let Some(record) = progress.get_mut(&pos.partition) else { continue };
         if record.is_done(pos.offset) {
-            outcome.already.push(pos);
-            let _ = writeln!(out, "skip  {pos}: already redriven");
+            if !all {
+                outcome.already += 1;
+                let _ = writeln!(out, "skip  {pos}: already redriven");
+            }
             continue;
         }
         if all {
