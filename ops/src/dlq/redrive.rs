@@ -167,7 +167,7 @@ fn redrive_one(
     next.mark_done(pos.offset)?;
     let what = describe(letter);
     if dry_run {
-        return Ok(format!("would {pos} -> {} ({what})", msg.topic));
+        return Ok(format!("would send {pos} -> {} ({what})", msg.topic));
     }
     let delivered = broker.publish(&msg)?;
     broker.commit(topic.as_str(), pos.partition, &next).map_err(|e| {
