@@ -253,6 +253,7 @@ async fn bad_arguments_exit_2_naming_the_bad_value() -> anyhow::Result<()> {
         (&["redrive", "orders.v1.dlq", "--offset", "0:999"], "--offset 0:999:"),
         (&["redrive", "orders.v1.dlq", "--offset", "9:0"], "has no partition 9"),
         (&["redrive", "missing.v1.dlq", "--all"], &format!("topic {prefix}missing.v1.dlq does not exist")),
+        (&["list", "orders.v1.dlq", "typo.v1.dlq"], &format!("topic {prefix}typo.v1.dlq does not exist")),
         (&["frobnicate"], "frobnicate"),
     ];
     for (args, needle) in cases {

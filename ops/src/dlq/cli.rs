@@ -95,7 +95,14 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
     let mut out = stdout.lock();
     let result = match cli.command {
         Command::List { topics } => {
+            let named = !topics.is_empty();
             resolve_all(&topics, &prefix).and_then(|t| connect(&brokers).map(|b| (b, t))).and_then(|(b, topics)| {
+                if named {
+                    // A topic the operator named must exist: a typo is not "nothing dead-lettered".
+                    for t in &topics {
+                        state_of(&b, t)?;
+                    }
+                }
                 list(&b, &topics, &mut out).map_err(fail)?;
                 Ok(EXIT_OK)
             })
