@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::TargetsDir;
-use crate::stats::{Outcome, TraceId};
+use crate::sample::{Outcome, TraceId};
 
 /// Bucket bounds (seconds) of `loadtest_request_duration_seconds`.
 pub const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];

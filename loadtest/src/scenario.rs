@@ -17,7 +17,8 @@ use tokio::time::Instant;
 
 use crate::client::{Client, FailureClass, RequestSpec, Response};
 use crate::config::{Config, Range, Step};
-use crate::stats::{Outcome, Recorder, Sample, TraceId};
+use crate::sample::{Outcome, Sample, TraceId};
+use crate::stats::Recorder;
 
 /// Order states after which polling stops (from the Order service contract).
 pub const FINAL_STATES: [&str; 3] = ["CONFIRMED", "REJECTED", "CANCELLED"];
