@@ -415,37 +415,22 @@ fn observe(t: &Threshold, r: &Results, all: &Histogram<u64>, totals: &Totals, st
 }
 
 fn load_summary(load: &Load) -> LoadSummary {
-    let secs = |d: Duration| d.as_secs_f64();
-    match load {
-        Load::ConstantRate { rate, duration, max_in_flight, graceful_stop } => LoadSummary {
-            model: load.kind().into(),
-            rate: Some(*rate),
-            start_rate: None,
-            stages: vec![],
-            vus: None,
-            duration_s: secs(*duration),
-            max_in_flight: Some(*max_in_flight),
-            graceful_stop_s: secs(*graceful_stop),
-        },
-        Load::RampingRate { start_rate, stages, max_in_flight, graceful_stop } => LoadSummary {
-            model: load.kind().into(),
-            rate: None,
-            start_rate: Some(*start_rate),
-            stages: stages.iter().map(|s| StageSummary { duration_s: secs(s.duration), target: s.target }).collect(),
-            vus: None,
-            duration_s: secs(load.duration()),
-            max_in_flight: Some(*max_in_flight),
-            graceful_stop_s: secs(*graceful_stop),
-        },
-        Load::Closed { vus, duration, graceful_stop } => LoadSummary {
-            model: load.kind().into(),
-            rate: None,
-            start_rate: None,
-            stages: vec![],
-            vus: Some(*vus),
-            duration_s: secs(*duration),
-            max_in_flight: None,
-            graceful_stop_s: secs(*graceful_stop),
-        },
+    let (rate, start_rate, stages, vus) = match load {
+        Load::ConstantRate { rate, .. } => (Some(*rate), None, vec![], None),
+        Load::RampingRate { start_rate, stages, .. } => {
+            let stages = stages.iter().map(|s| StageSummary { duration_s: s.duration.as_secs_f64(), target: s.target }).collect();
+            (None, Some(*start_rate), stages, None)
+        }
+        Load::Closed { vus, .. } => (None, None, vec![], Some(*vus)),
+    };
+    LoadSummary {
+        model: load.kind().into(),
+        rate,
+        start_rate,
+        stages,
+        vus,
+        duration_s: load.duration().as_secs_f64(),
+        max_in_flight: load.max_in_flight(),
+        graceful_stop_s: load.graceful_stop().as_secs_f64(),
     }
 }

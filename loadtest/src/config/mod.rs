@@ -132,6 +132,14 @@ impl Load {
         }
     }
 
+    /// Open models: how many iterations may run at once before arrivals are dropped.
+    pub fn max_in_flight(&self) -> Option<u32> {
+        match self {
+            Load::ConstantRate { max_in_flight, .. } | Load::RampingRate { max_in_flight, .. } => Some(*max_in_flight),
+            Load::Closed { .. } => None,
+        }
+    }
+
     /// Whether latency is measured from the intended start (open models).
     pub fn is_open(&self) -> bool {
         !matches!(self, Load::Closed { .. })
