@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, bail};
+use glasshouse_telemetry::contract::parse_metrics_md;
 
 use crate::promql::{self, MatchOp};
 
@@ -29,21 +30,8 @@ pub enum Source {
 /// Labels Prometheus adds to every scraped series.
 const TARGET_LABELS: [&str; 2] = ["job", "instance"];
 
-/// One family as a table row of METRICS.md describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Family {
-    pub name: String,
-    pub kind: Kind,
-    /// Label name -> the allowed values when the table enumerates them.
-    pub labels: BTreeMap<String, Option<BTreeSet<String>>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
+/// One family as a table row of METRICS.md describes it (the telemetry crate's reader).
+pub use glasshouse_telemetry::contract::{MetricKind as Kind, MetricSpec as Family};
 
 /// What may be queried under one series name.
 #[derive(Debug, Clone)]
@@ -59,72 +47,10 @@ pub struct Contract {
     series: BTreeMap<String, SeriesSpec>,
 }
 
-/// Reads the family tables of a METRICS.md-style document: every row whose
-/// first cell is a backticked name and whose second is `counter`, `gauge` or
-/// `histogram`. Label cells list backticked names, optionally followed by a
-/// parenthesised list of backticked values (`` `status` (`created`, `confirmed`) ``).
+/// Reads the family tables of a METRICS.md-style document with
+/// [`glasshouse_telemetry::contract::parse_metrics_md`] (its docs give the row grammar).
 pub fn parse_families(markdown: &str) -> anyhow::Result<Vec<Family>> {
-    let mut out = Vec::new();
-    for (n, line) in markdown.lines().enumerate() {
-        let line = line.trim();
-        if !line.starts_with('|') {
-            continue;
-        }
-        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
-        if cells.len() < 3 {
-            continue;
-        }
-        let Some(name) = cells[0].strip_prefix('`').and_then(|s| s.strip_suffix('`')) else {
-            continue; // header or separator row
-        };
-        let kind = match cells[1] {
-            "counter" => Kind::Counter,
-            "gauge" => Kind::Gauge,
-            "histogram" => Kind::Histogram,
-            other => bail!("line {}: family `{name}` has unknown type '{other}'", n + 1),
-        };
-        if kind == Kind::Counter && !name.ends_with("_total") {
-            bail!("line {}: counter `{name}` must end in _total (OpenMetrics)", n + 1);
-        }
-        let labels = parse_labels(cells[2]).with_context(|| format!("line {}: labels of `{name}`", n + 1))?;
-        out.push(Family { name: name.to_owned(), kind, labels });
-    }
-    if out.is_empty() {
-        bail!("no metric family table rows found");
-    }
-    Ok(out)
-}
-
-fn parse_labels(cell: &str) -> anyhow::Result<BTreeMap<String, Option<BTreeSet<String>>>> {
-    let mut labels: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
-    let mut depth = 0i32;
-    let mut last: Option<String> = None;
-    let mut rest = cell;
-    while let Some(c) = rest.chars().next() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            '`' => {
-                let end = rest[1..].find('`').context("unbalanced backtick")? + 1;
-                let token = rest[1..end].to_owned();
-                rest = &rest[end + 1..];
-                if depth == 0 {
-                    labels.insert(token.clone(), None);
-                    last = Some(token);
-                } else {
-                    let label = last.as_ref().context("a value list must follow a label")?;
-                    labels.get_mut(label).expect("inserted above").get_or_insert_with(BTreeSet::new).insert(token);
-                }
-                continue;
-            }
-            _ => {}
-        }
-        rest = &rest[c.len_utf8()..];
-    }
-    if depth != 0 {
-        bail!("unbalanced parentheses in '{cell}'");
-    }
-    Ok(labels)
+    Ok(parse_metrics_md(markdown)?)
 }
 
 impl Contract {
@@ -143,7 +69,7 @@ impl Contract {
     pub fn add_proposed(&mut self, markdown: &str) -> anyhow::Result<()> {
         let families = parse_families(markdown).context("alerts/PROPOSED_METRICS.md")?;
         for f in &families {
-            if self.series.keys().any(|k| k == &f.name || series_names(f).contains(k)) {
+            if self.series.keys().any(|k| k == &f.name || f.series_names().contains(k)) {
                 bail!(
                     "`{}` is proposed in alerts/PROPOSED_METRICS.md but is already in telemetry/METRICS.md: \
                      delete its row from the proposal",
@@ -164,7 +90,7 @@ impl Contract {
 
     fn add_families(&mut self, families: &[Family], source: Source) {
         for f in families {
-            for name in series_names(f) {
+            for name in f.series_names() {
                 let mut labels = f.labels.clone();
                 if name.ends_with("_bucket") && f.kind == Kind::Histogram {
                     labels.insert("le".to_owned(), None);
@@ -215,14 +141,6 @@ impl Contract {
             }
         }
         problems
-    }
-}
-
-/// The names a family appears under in Prometheus.
-pub fn series_names(f: &Family) -> Vec<String> {
-    match f.kind {
-        Kind::Histogram => ["_bucket", "_sum", "_count"].iter().map(|s| format!("{}{s}", f.name)).collect(),
-        Kind::Counter | Kind::Gauge => vec![f.name.clone()],
     }
 }
 

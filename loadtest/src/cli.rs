@@ -134,54 +134,26 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
 }
 
 fn run_command(args: RunArgs) -> i32 {
-    let cfg = match Config::load(&args.common.config, &args.common.overrides()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_CONFIG;
-        }
-    };
-    let tokens = match &cfg.auth {
-        Some(source) => match config::load_tokens(source) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: config {}: {e}", args.common.config.display());
-                return EXIT_CONFIG;
-            }
-        },
-        None => Vec::new(),
-    };
-    if args.threads == Some(0) {
-        eprintln!("error: --threads must be at least 1");
-        return EXIT_CONFIG;
-    }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(n) = args.threads {
-        builder.worker_threads(n);
-    }
-    let rt = match builder.build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_OUTPUT;
+    let (cfg, tokens, rt) = match prepare(&args) {
+        Ok(ready) => ready,
+        Err((msg, code)) => {
+            eprintln!("error: {msg}");
+            return code;
         }
     };
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("target/loadtest").join(format!("{}-{}", cfg.scenario, chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
     });
     let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    let progress = !args.quiet && !ci && std::io::stderr().is_terminal();
     let mut opts = RunOptions::new(out);
-    opts.progress = progress;
+    opts.progress = !args.quiet && !ci && std::io::stderr().is_terminal();
     opts.tokens = tokens;
     opts.on_metrics = Some(Box::new(|a| eprintln!("metrics: http://{a}/metrics")));
     opts.stop = Some(Box::pin(async {
         let _ = tokio::signal::ctrl_c().await;
     }));
     eprintln!("{}", describe(&cfg));
-    let outcome = rt.block_on(runner::run(&cfg, opts));
-    match outcome {
+    match rt.block_on(runner::run(&cfg, opts)) {
         Ok(o) => {
             if let Some(p) = &o.registered {
                 eprintln!("was registered with Prometheus via {} (removed)", p.display());
@@ -200,6 +172,25 @@ fn run_command(args: RunArgs) -> i32 {
             EXIT_OUTPUT
         }
     }
+}
+
+/// The config, its tokens and the runtime; or the message and exit code.
+fn prepare(args: &RunArgs) -> Result<(Config, Vec<String>, tokio::runtime::Runtime), (String, i32)> {
+    let cfg = Config::load(&args.common.config, &args.common.overrides()).map_err(|e| (e.to_string(), EXIT_CONFIG))?;
+    let tokens = match &cfg.auth {
+        Some(source) => config::load_tokens(source).map_err(|e| (format!("config {}: {e}", args.common.config.display()), EXIT_CONFIG))?,
+        None => Vec::new(),
+    };
+    if args.threads == Some(0) {
+        return Err(("--threads must be at least 1".into(), EXIT_CONFIG));
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n);
+    }
+    let rt = builder.build().map_err(|e| (format!("cannot start the async runtime: {e}"), EXIT_OUTPUT))?;
+    Ok((cfg, tokens, rt))
 }
 
 /// One paragraph saying what will run.

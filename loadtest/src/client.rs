@@ -315,142 +315,160 @@ enum Framing {
     UntilClose,
 }
 
+/// A parsed response head; `len` bytes of the read buffer.
+struct Head {
+    status: StatusCode,
+    /// HTTP/1.`version`.
+    version: u8,
+    len: usize,
+    headers: HeaderMap,
+}
+
+impl Head {
+    /// Whether a comma-separated header has `token` (case-insensitive).
+    fn has_token(&self, name: &HeaderName, token: &str) -> bool {
+        self.headers.get_all(name).iter().any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+    }
+
+    /// How the body is framed, and whether the connection may be reused after it.
+    fn framing(&self, is_head: bool) -> Result<(Framing, bool), ReadError> {
+        let keep_alive = self.version == 1 && !self.has_token(&http::header::CONNECTION, "close");
+        if is_head || self.status == StatusCode::NO_CONTENT || self.status == StatusCode::NOT_MODIFIED {
+            return Ok((Framing::Empty, keep_alive));
+        }
+        if self.has_token(&http::header::TRANSFER_ENCODING, "chunked") {
+            return Ok((Framing::Chunked, keep_alive));
+        }
+        let Some(v) = self.headers.get(http::header::CONTENT_LENGTH) else {
+            return Ok((Framing::UntilClose, false));
+        };
+        let n: usize =
+            v.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| ReadError::Invalid("bad content-length".into()))?;
+        if n > MAX_BODY {
+            return Err(ReadError::Invalid(format!("body of {n} bytes is over the {MAX_BODY}-byte limit")));
+        }
+        Ok((Framing::Length(n), keep_alive))
+    }
+}
+
 /// Reads one response; returns it and whether the connection can be reused.
 async fn read_response(conn: &mut Conn, is_head: bool) -> Result<(Response, bool), ReadError> {
     let mut filled = 0usize;
+    let head = loop {
+        let head = read_head(conn, &mut filled).await?;
+        if !head.status.is_informational() {
+            break head;
+        }
+        // 100 Continue and friends precede the real response.
+        conn.rbuf.copy_within(head.len..filled, 0);
+        filled -= head.len;
+    };
+    let (framing, keep_alive) = head.framing(is_head)?;
+    let start = head.len;
+    // `clean`: no bytes beyond the body (bytes we did not ask for: do not trust the connection).
+    let (body, clean) = match framing {
+        Framing::Empty => (Bytes::new(), true),
+        Framing::Length(n) => {
+            while filled < start + n {
+                fill(conn, &mut filled, start + n + 4096).await?;
+            }
+            (Bytes::copy_from_slice(&conn.rbuf[start..start + n]), filled == start + n)
+        }
+        Framing::UntilClose => {
+            loop {
+                match fill(conn, &mut filled, start + MAX_BODY).await {
+                    Ok(()) => {}
+                    Err(ReadError::Closed { .. }) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            (Bytes::copy_from_slice(&conn.rbuf[start..filled]), true)
+        }
+        Framing::Chunked => read_chunked(conn, &mut filled, start).await?,
+    };
+    // Keep the buffer from staying huge after one large response.
+    if conn.rbuf.len() > 64 * 1024 {
+        conn.rbuf.truncate(8192);
+        conn.rbuf.shrink_to(8192);
+    }
+    Ok((Response { status: head.status, headers: head.headers, body }, keep_alive && clean))
+}
+
+/// Reads until `rbuf[..filled]` starts with a complete response head, and parses it.
+async fn read_head(conn: &mut Conn, filled: &mut usize) -> Result<Head, ReadError> {
     loop {
-        // --- head ---
-        let parsed = loop {
-            if filled > 0 {
-                let mut headers = [httparse::EMPTY_HEADER; 64];
-                let mut r = httparse::Response::new(&mut headers);
-                match r.parse(&conn.rbuf[..filled]) {
-                    Ok(httparse::Status::Complete(head_len)) => {
-                        let code = r.code.unwrap_or(0);
-                        let mut map = HeaderMap::with_capacity(r.headers.len());
-                        for h in r.headers.iter() {
-                            let name = HeaderName::from_bytes(h.name.as_bytes())
-                                .map_err(|_| ReadError::Invalid(format!("bad header name {:?}", h.name)))?;
-                            let value = HeaderValue::from_bytes(h.value)
-                                .map_err(|_| ReadError::Invalid(format!("bad value of header {}", h.name)))?;
-                            map.append(name, value);
-                        }
-                        break (code, r.version.unwrap_or(1), head_len, map);
+        if *filled > 0 {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut headers);
+            match r.parse(&conn.rbuf[..*filled]) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let mut map = HeaderMap::with_capacity(r.headers.len());
+                    for h in r.headers.iter() {
+                        let name = HeaderName::from_bytes(h.name.as_bytes())
+                            .map_err(|_| ReadError::Invalid(format!("bad header name {:?}", h.name)))?;
+                        let value =
+                            HeaderValue::from_bytes(h.value).map_err(|_| ReadError::Invalid(format!("bad value of header {}", h.name)))?;
+                        map.append(name, value);
                     }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(e) => return Err(ReadError::Invalid(format!("bad response head: {e}"))),
+                    let code = r.code.unwrap_or(0);
+                    let status = StatusCode::from_u16(code).map_err(|_| ReadError::Invalid(format!("bad status {code}")))?;
+                    return Ok(Head { status, version: r.version.unwrap_or(1), len, headers: map });
                 }
+                Ok(httparse::Status::Partial) => {}
+                Err(e) => return Err(ReadError::Invalid(format!("bad response head: {e}"))),
             }
-            fill(conn, &mut filled, MAX_HEAD).await?;
-        };
-        let (code, version, head_len, headers) = parsed;
-        let status = StatusCode::from_u16(code).map_err(|_| ReadError::Invalid(format!("bad status {code}")))?;
-        if status.is_informational() {
-            // 100 Continue and friends precede the real response.
-            conn.rbuf.copy_within(head_len..filled, 0);
-            filled -= head_len;
-            continue;
         }
+        fill(conn, filled, MAX_HEAD).await?;
+    }
+}
 
-        let has_token = |name: &HeaderName, token: &str| {
-            headers.get_all(name).iter().any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
-        };
-        let mut keep_alive = version == 1 && !has_token(&http::header::CONNECTION, "close");
-        let framing = if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            Framing::Empty
-        } else if has_token(&http::header::TRANSFER_ENCODING, "chunked") {
-            Framing::Chunked
-        } else if let Some(v) = headers.get(http::header::CONTENT_LENGTH) {
-            let n: usize =
-                v.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| ReadError::Invalid("bad content-length".into()))?;
-            if n > MAX_BODY {
-                return Err(ReadError::Invalid(format!("body of {n} bytes is over the {MAX_BODY}-byte limit")));
-            }
-            Framing::Length(n)
-        } else {
-            keep_alive = false;
-            Framing::UntilClose
-        };
-
-        // --- body ---
-        let body = match framing {
-            Framing::Empty => Bytes::new(),
-            Framing::Length(n) => {
-                while filled < head_len + n {
-                    fill(conn, &mut filled, head_len + n + 4096).await?;
+/// Reads a chunked body starting at `rbuf[pos]`, through the last chunk and
+/// its trailers; returns the body and whether nothing followed it.
+async fn read_chunked(conn: &mut Conn, filled: &mut usize, mut pos: usize) -> Result<(Bytes, bool), ReadError> {
+    let mut body = Vec::new();
+    loop {
+        match httparse::parse_chunk_size(&conn.rbuf[pos..*filled]) {
+            Ok(httparse::Status::Complete((used, size))) => {
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                if size > MAX_BODY || body.len() + size > MAX_BODY {
+                    return Err(ReadError::Invalid("chunked body over the size limit".into()));
                 }
-                if filled > head_len + n {
-                    keep_alive = false; // bytes we did not ask for: do not trust the connection
+                let data = pos + used;
+                if size == 0 {
+                    let clean = skip_trailers(conn, filled, data).await?;
+                    return Ok((Bytes::from(body), clean));
                 }
-                Bytes::copy_from_slice(&conn.rbuf[head_len..head_len + n])
-            }
-            Framing::UntilClose => {
-                loop {
-                    match fill(conn, &mut filled, head_len + MAX_BODY).await {
-                        Ok(()) => {}
-                        Err(ReadError::Closed { .. }) => break,
-                        Err(e) => return Err(e),
-                    }
+                while *filled < data + size + 2 {
+                    fill(conn, filled, data + size + 2 + 4096).await?;
                 }
-                Bytes::copy_from_slice(&conn.rbuf[head_len..filled])
-            }
-            Framing::Chunked => {
-                let mut body = Vec::new();
-                let mut pos = head_len;
-                loop {
-                    match httparse::parse_chunk_size(&conn.rbuf[pos..filled]) {
-                        Ok(httparse::Status::Complete((used, size))) => {
-                            let size = usize::try_from(size).unwrap_or(usize::MAX);
-                            if size > MAX_BODY || body.len() + size > MAX_BODY {
-                                return Err(ReadError::Invalid("chunked body over the size limit".into()));
-                            }
-                            let data = pos + used;
-                            if size == 0 {
-                                // Optional trailers, then an empty line.
-                                loop {
-                                    let rest = &conn.rbuf[data..filled];
-                                    if rest.starts_with(b"\r\n") {
-                                        if filled > data + 2 {
-                                            keep_alive = false;
-                                        }
-                                        break;
-                                    }
-                                    if let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
-                                        if filled > data + end + 4 {
-                                            keep_alive = false;
-                                        }
-                                        break;
-                                    }
-                                    let limit = filled + MAX_HEAD;
-                                    fill(conn, &mut filled, limit).await?;
-                                }
-                                break;
-                            }
-                            while filled < data + size + 2 {
-                                fill(conn, &mut filled, data + size + 2 + 4096).await?;
-                            }
-                            if &conn.rbuf[data + size..data + size + 2] != b"\r\n" {
-                                return Err(ReadError::Invalid("chunk not followed by CRLF".into()));
-                            }
-                            body.extend_from_slice(&conn.rbuf[data..data + size]);
-                            pos = data + size + 2;
-                        }
-                        Ok(httparse::Status::Partial) => {
-                            let limit = filled + 4096 + MAX_HEAD;
-                            fill(conn, &mut filled, limit).await?;
-                        }
-                        Err(_) => return Err(ReadError::Invalid("bad chunk size".into())),
-                    }
+                if &conn.rbuf[data + size..data + size + 2] != b"\r\n" {
+                    return Err(ReadError::Invalid("chunk not followed by CRLF".into()));
                 }
-                Bytes::from(body)
+                body.extend_from_slice(&conn.rbuf[data..data + size]);
+                pos = data + size + 2;
             }
-        };
-        // Keep the buffer from staying huge after one large response.
-        if conn.rbuf.len() > 64 * 1024 {
-            conn.rbuf.truncate(8192);
-            conn.rbuf.shrink_to(8192);
+            Ok(httparse::Status::Partial) => {
+                let limit = *filled + 4096 + MAX_HEAD;
+                fill(conn, filled, limit).await?;
+            }
+            Err(_) => return Err(ReadError::Invalid("bad chunk size".into())),
         }
-        return Ok((Response { status, headers, body }, keep_alive));
+    }
+}
+
+/// Skips the optional trailers after the last chunk, up to the empty line at
+/// `rbuf[data..]`; returns whether nothing followed it.
+async fn skip_trailers(conn: &mut Conn, filled: &mut usize, data: usize) -> Result<bool, ReadError> {
+    loop {
+        let rest = &conn.rbuf[data..*filled];
+        if rest.starts_with(b"\r\n") {
+            return Ok(*filled == data + 2);
+        }
+        if let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Ok(*filled == data + end + 4);
+        }
+        let limit = *filled + MAX_HEAD;
+        fill(conn, filled, limit).await?;
     }
 }
 

@@ -17,9 +17,10 @@
 //! - [`client`]: a lean HTTP/1.1 client with a per-target keep-alive pool and
 //!   exact failure classes (connect, timeout, protocol).
 //! - [`scenario`]: one iteration of a flow: the order-flow steps and `http`.
-//! - [`stats`]: the recorder: histograms per step and per time bucket,
-//!   outcomes, checks, slowest requests with trace ids.
+//! - [`sample`]: one request's outcome class, trace id and latency.
 //! - [`metrics`]: `loadtest_*` families, `/metrics`, Prometheus file-SD.
+//! - [`stats`]: the recorder: histograms per step and per time bucket,
+//!   outcomes, checks, slowest requests with trace ids; feeds [`metrics`].
 //! - [`runner`]: pre-load checks, open/closed executors, progress, outputs.
 //! - [`report`]: the JSON summary and threshold evaluation.
 //! - [`html`]: the offline HTML report with inline SVG charts.
@@ -33,6 +34,7 @@ pub mod html;
 pub mod metrics;
 pub mod report;
 pub mod runner;
+pub mod sample;
 pub mod scenario;
 pub mod schedule;
 pub mod stats;

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::TargetsDir;
-use crate::stats::{Outcome, TraceId};
+use crate::sample::{Outcome, TraceId};
 
 /// Bucket bounds (seconds) of `loadtest_request_duration_seconds`.
 pub const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -271,30 +271,22 @@ mod tests {
     /// every family with its type and exactly its labels.
     #[test]
     fn matches_the_naming_contract() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../telemetry/METRICS.md")).expect("telemetry/METRICS.md");
-        let rows: Vec<(String, String, Vec<String>)> = doc
-            .lines()
-            .filter(|l| l.starts_with("| `loadtest_"))
-            .map(|l| {
-                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-                let labels = cells[3].split(',').map(|x| x.trim().trim_matches('`').to_string()).collect();
-                (cells[1].trim_matches('`').to_string(), cells[2].to_string(), labels)
-            })
-            .collect();
+        use glasshouse_telemetry::contract::{METRICS_MD, MetricKind, parse_metrics_md};
+        let specs = parse_metrics_md(METRICS_MD).expect("telemetry/METRICS.md is a readable contract");
+        let rows: Vec<_> = specs.iter().filter(|s| s.name.starts_with("loadtest_")).collect();
         assert_eq!(rows.len(), 4, "METRICS.md lists four loadtest families: {rows:?}");
         let m = Metrics::new("s", &["a".into()]);
         m.observe(0, Outcome::Success, Duration::from_millis(1), TraceId(1));
         let text = m.encode();
-        for (name, kind, labels) in rows {
-            let family = if kind == "counter" { name.trim_end_matches("_total") } else { name.as_str() };
+        for spec in rows {
+            let (name, family, kind) = (&spec.name, spec.family_name(), spec.kind.as_str());
             assert!(text.contains(&format!("# TYPE {family} {kind}\n")), "{name}: no `# TYPE {family} {kind}` in\n{text}");
-            let series = if kind == "histogram" { format!("{name}_count{{") } else { format!("{name}{{") };
+            let series = if spec.kind == MetricKind::Histogram { format!("{name}_count{{") } else { format!("{name}{{") };
             let line = text.lines().find(|l| l.starts_with(&series)).unwrap_or_else(|| panic!("no series of {name}"));
             let inside = &line[series.len()..line.find('}').unwrap()];
             let mut got: Vec<String> = inside.split(',').map(|kv| kv.split('=').next().unwrap().to_string()).collect();
-            let mut want = labels.clone();
+            let want: Vec<String> = spec.label_names().into_iter().collect();
             got.sort();
-            want.sort();
             assert_eq!(got, want, "{name}: labels");
         }
     }

@@ -12,7 +12,8 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Load};
-use crate::stats::{Outcome, Results, SlowRequest};
+use crate::sample::Outcome;
+use crate::stats::{Bucket, Results, SlowRequest, hist_u64};
 use crate::threshold::{Metric, Stat, Threshold};
 
 /// `schema` value of every summary.
@@ -203,19 +204,17 @@ fn round3(v: f64) -> f64 {
 }
 
 fn percentiles(h: &Histogram<u64>) -> Option<Percentiles> {
-    if h.is_empty() {
-        return None;
-    }
-    Some(Percentiles {
+    let s = |stat| stat_of(h, stat).unwrap_or_default();
+    (!h.is_empty()).then(|| Percentiles {
         count: h.len(),
-        min: round3(h.min() as f64 / 1000.0),
-        mean: round3(h.mean() / 1000.0),
-        p50: ms(h, 0.5),
-        p90: ms(h, 0.9),
-        p95: ms(h, 0.95),
-        p99: ms(h, 0.99),
-        p99_9: ms(h, 0.999),
-        max: round3(h.max() as f64 / 1000.0),
+        min: s(Stat::Min),
+        mean: s(Stat::Mean),
+        p50: s(Stat::Quantile(0.5)),
+        p90: s(Stat::Quantile(0.9)),
+        p95: s(Stat::Quantile(0.95)),
+        p99: s(Stat::Quantile(0.99)),
+        p99_9: s(Stat::Quantile(0.999)),
+        max: s(Stat::Max),
     })
 }
 
@@ -236,60 +235,27 @@ fn rate(n: u64, d: u64) -> f64 {
     if d == 0 { 0.0 } else { n as f64 / d as f64 }
 }
 
-/// Link to a trace in Jaeger's UI.
-pub fn trace_url(jaeger: &str, trace_id: &str) -> String {
-    format!("{jaeger}/trace/{trace_id}")
-}
-
 impl Summary {
     /// Builds the summary and evaluates the thresholds.
     pub fn build(config: &Config, r: &Results, facts: RunFacts) -> Summary {
         let elapsed = facts.elapsed.as_secs_f64().max(1e-9);
-        let jaeger = &config.report.jaeger_url;
         let slow = |s: &SlowRequest| SlowSummary {
             step: r.step_names[s.step].clone(),
             latency_ms: round3(s.latency_us as f64 / 1000.0),
             trace_id: s.trace_id.to_string(),
-            trace_url: trace_url(jaeger, &s.trace_id.to_string()),
+            trace_url: format!("{}/trace/{}", config.report.jaeger_url, s.trace_id),
             status: s.status,
             outcome: s.outcome.as_str().to_string(),
             at_s: s.at_s_millis as f64 / 1000.0,
         };
-
-        let mut all = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds");
-        let mut steps = Vec::new();
-        let mut total_requests = 0;
-        let mut total_errors = 0;
-        let mut overall_slow: Vec<SlowRequest> = Vec::new();
-        for (i, name) in r.step_names.iter().enumerate() {
-            let s = &r.steps[i];
+        let steps: Vec<StepSummary> = (0..r.steps.len()).map(|i| step_summary(r, i, elapsed, &slow)).collect();
+        let mut all = hist_u64();
+        for s in &r.steps {
             let _ = all.add(&s.latency);
-            let requests: u64 = s.outcomes.iter().sum();
-            let errors = requests - s.outcomes[Outcome::Success.index()];
-            total_requests += requests;
-            total_errors += errors;
-            let slowest = r.slowest(i);
-            overall_slow.extend(slowest.iter().cloned());
-            steps.push(StepSummary {
-                name: name.clone(),
-                requests,
-                errors,
-                error_rate: rate(errors, requests),
-                throughput_rps: round3(requests as f64 / elapsed),
-                latency_ms: percentiles(&s.latency),
-                outcomes: Outcome::ALL
-                    .iter()
-                    .filter(|o| s.outcomes[o.index()] > 0)
-                    .map(|o| (o.as_str().to_string(), s.outcomes[o.index()]))
-                    .collect(),
-                status_codes: s.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-                error_examples: s.error_examples.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect(),
-                slowest: slowest.iter().map(slow).collect(),
-            });
         }
-        overall_slow.sort_by(|a, b| b.cmp(a));
-        overall_slow.truncate(config.report.slowest);
-
+        let mut slowest: Vec<SlowRequest> = (0..r.steps.len()).flat_map(|i| r.slowest(i)).collect();
+        slowest.sort_by(|a, b| b.cmp(a));
+        slowest.truncate(config.report.slowest);
         let checks: Vec<CheckSummary> = r
             .checks
             .iter()
@@ -300,82 +266,10 @@ impl Summary {
                 fails: c.fails,
             })
             .collect();
-        let checks_passed: u64 = checks.iter().map(|c| c.passes).sum();
-        let checks_failed: u64 = checks.iter().map(|c| c.fails).sum();
-
-        let totals = Totals {
-            requests: total_requests,
-            errors: total_errors,
-            error_rate: rate(total_errors, total_requests),
-            throughput_rps: round3(total_requests as f64 / elapsed),
-            iterations_started: r.iterations_started,
-            iterations_completed: r.iterations_completed,
-            iterations_failed: r.iterations_failed,
-            iterations_interrupted: facts.iterations_interrupted,
-            dropped_iterations: r.dropped,
-            checks_passed,
-            checks_failed,
-            check_failure_rate: rate(checks_failed, checks_passed + checks_failed),
-        };
-
-        let thresholds: Vec<ThresholdResult> = config
-            .thresholds
-            .iter()
-            .map(|t| {
-                let observed = observe(t, r, &all, &totals, &steps);
-                ThresholdResult {
-                    expression: t.expression.clone(),
-                    metric: t.metric.as_str().to_string(),
-                    step: t.step.clone(),
-                    stat: t.stat.to_string(),
-                    op: t.op.as_str().to_string(),
-                    limit: t.limit,
-                    unit: t.unit().to_string(),
-                    observed,
-                    // No data is a failure: a rule about a step that never ran proves nothing.
-                    passed: observed.is_some_and(|v| t.holds(v)),
-                }
-            })
-            .collect();
+        let totals = totals(r, &steps, &checks, elapsed, facts.iterations_interrupted);
+        let thresholds: Vec<ThresholdResult> =
+            config.thresholds.iter().map(|t| evaluate(t, observe(t, r, &all, &totals, &steps))).collect();
         let thresholds_passed = thresholds.iter().all(|t| t.passed);
-
-        let interval = r.interval.as_secs_f64();
-        let points = r
-            .buckets
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let mut merged = Histogram::<u32>::new(2).expect("static precision");
-                let mut errors = 0;
-                let mut per_step = BTreeMap::new();
-                for (si, (h, e)) in b.steps.iter().enumerate() {
-                    let _ = merged.add(h);
-                    errors += e;
-                    if !h.is_empty() {
-                        per_step.insert(
-                            r.step_names[si].clone(),
-                            StepPoint { requests: h.len(), errors: *e, p50_ms: Some(ms(h, 0.5)), p99_ms: Some(ms(h, 0.99)) },
-                        );
-                    }
-                }
-                let some = !merged.is_empty();
-                Point {
-                    t_s: round3(i as f64 * interval),
-                    requests: merged.len(),
-                    errors,
-                    rps: round3(merged.len() as f64 / interval),
-                    iterations_started: b.iterations_started,
-                    dropped: b.dropped,
-                    p50_ms: some.then(|| ms(&merged, 0.5)),
-                    p90_ms: some.then(|| ms(&merged, 0.9)),
-                    p99_ms: some.then(|| ms(&merged, 0.99)),
-                    max_ms: some.then(|| round3(merged.max() as f64 / 1000.0)),
-                    steps: per_step,
-                }
-            })
-            .collect();
-
-        let load = load_summary(&config.load);
         Summary {
             schema: SCHEMA.to_string(),
             schema_version: SCHEMA_VERSION,
@@ -385,7 +279,7 @@ impl Summary {
             finished_at: facts.finished_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             duration_s: round3(elapsed),
             interrupted: facts.interrupted,
-            load,
+            load: load_summary(&config.load),
             latency_origin: if config.load.is_open() { "intended_start" } else { "actual_start" }.to_string(),
             targets: config.targets.iter().map(|(k, t)| (k.clone(), t.url.clone())).collect(),
             totals,
@@ -397,8 +291,8 @@ impl Summary {
             counters: r.counters.clone(),
             thresholds,
             thresholds_passed,
-            slowest: overall_slow.iter().map(slow).collect(),
-            timeseries: TimeSeries { interval_s: interval, points },
+            slowest: slowest.iter().map(slow).collect(),
+            timeseries: timeseries(r),
             warnings: facts.warnings,
             exit_code: if thresholds_passed { 0 } else { 1 },
         }
@@ -408,6 +302,92 @@ impl Summary {
     pub fn breached(&self) -> Vec<&ThresholdResult> {
         self.thresholds.iter().filter(|t| !t.passed).collect()
     }
+}
+
+fn step_summary(r: &Results, i: usize, elapsed: f64, slow: &impl Fn(&SlowRequest) -> SlowSummary) -> StepSummary {
+    let s = &r.steps[i];
+    let (requests, errors) = (s.requests(), s.errors());
+    StepSummary {
+        name: r.step_names[i].clone(),
+        requests,
+        errors,
+        error_rate: rate(errors, requests),
+        throughput_rps: round3(requests as f64 / elapsed),
+        latency_ms: percentiles(&s.latency),
+        outcomes: Outcome::ALL
+            .iter()
+            .filter(|o| s.outcomes[o.index()] > 0)
+            .map(|o| (o.as_str().to_string(), s.outcomes[o.index()]))
+            .collect(),
+        status_codes: s.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        error_examples: s.error_examples.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect(),
+        slowest: r.slowest(i).iter().map(slow).collect(),
+    }
+}
+
+fn totals(r: &Results, steps: &[StepSummary], checks: &[CheckSummary], elapsed: f64, iterations_interrupted: u64) -> Totals {
+    let requests: u64 = steps.iter().map(|s| s.requests).sum();
+    let errors: u64 = steps.iter().map(|s| s.errors).sum();
+    let checks_passed: u64 = checks.iter().map(|c| c.passes).sum();
+    let checks_failed: u64 = checks.iter().map(|c| c.fails).sum();
+    Totals {
+        requests,
+        errors,
+        error_rate: rate(errors, requests),
+        throughput_rps: round3(requests as f64 / elapsed),
+        iterations_started: r.iterations_started,
+        iterations_completed: r.iterations_completed,
+        iterations_failed: r.iterations_failed,
+        iterations_interrupted,
+        dropped_iterations: r.dropped,
+        checks_passed,
+        checks_failed,
+        check_failure_rate: rate(checks_failed, checks_passed + checks_failed),
+    }
+}
+
+fn evaluate(t: &Threshold, observed: Option<f64>) -> ThresholdResult {
+    ThresholdResult {
+        expression: t.expression.clone(),
+        metric: t.metric.as_str().to_string(),
+        step: t.step.clone(),
+        stat: t.stat.to_string(),
+        op: t.op.as_str().to_string(),
+        limit: t.limit,
+        unit: t.unit().to_string(),
+        observed,
+        // No data is a failure: a rule about a step that never ran proves nothing.
+        passed: observed.is_some_and(|v| t.holds(v)),
+    }
+}
+
+/// One point per time bucket, all steps merged, plus each step that had requests.
+fn timeseries(r: &Results) -> TimeSeries {
+    let interval = r.interval.as_secs_f64();
+    let point = |i: usize, b: &Bucket| {
+        let merged = b.merged();
+        let some = !merged.is_empty();
+        let steps = (b.steps.iter().zip(&r.step_names))
+            .filter(|((h, _), _)| !h.is_empty())
+            .map(|((h, e), name)| {
+                (name.clone(), StepPoint { requests: h.len(), errors: *e, p50_ms: Some(ms(h, 0.5)), p99_ms: Some(ms(h, 0.99)) })
+            })
+            .collect();
+        Point {
+            t_s: round3(i as f64 * interval),
+            requests: merged.len(),
+            errors: b.steps.iter().map(|(_, e)| e).sum(),
+            rps: round3(merged.len() as f64 / interval),
+            iterations_started: b.iterations_started,
+            dropped: b.dropped,
+            p50_ms: some.then(|| ms(&merged, 0.5)),
+            p90_ms: some.then(|| ms(&merged, 0.9)),
+            p99_ms: some.then(|| ms(&merged, 0.99)),
+            max_ms: some.then(|| round3(merged.max() as f64 / 1000.0)),
+            steps,
+        }
+    };
+    TimeSeries { interval_s: interval, points: r.buckets.iter().enumerate().map(|(i, b)| point(i, b)).collect() }
 }
 
 fn observe(t: &Threshold, r: &Results, all: &Histogram<u64>, totals: &Totals, steps: &[StepSummary]) -> Option<f64> {
@@ -435,37 +415,22 @@ fn observe(t: &Threshold, r: &Results, all: &Histogram<u64>, totals: &Totals, st
 }
 
 fn load_summary(load: &Load) -> LoadSummary {
-    let secs = |d: Duration| d.as_secs_f64();
-    match load {
-        Load::ConstantRate { rate, duration, max_in_flight, graceful_stop } => LoadSummary {
-            model: load.kind().into(),
-            rate: Some(*rate),
-            start_rate: None,
-            stages: vec![],
-            vus: None,
-            duration_s: secs(*duration),
-            max_in_flight: Some(*max_in_flight),
-            graceful_stop_s: secs(*graceful_stop),
-        },
-        Load::RampingRate { start_rate, stages, max_in_flight, graceful_stop } => LoadSummary {
-            model: load.kind().into(),
-            rate: None,
-            start_rate: Some(*start_rate),
-            stages: stages.iter().map(|s| StageSummary { duration_s: secs(s.duration), target: s.target }).collect(),
-            vus: None,
-            duration_s: secs(load.duration()),
-            max_in_flight: Some(*max_in_flight),
-            graceful_stop_s: secs(*graceful_stop),
-        },
-        Load::Closed { vus, duration, graceful_stop } => LoadSummary {
-            model: load.kind().into(),
-            rate: None,
-            start_rate: None,
-            stages: vec![],
-            vus: Some(*vus),
-            duration_s: secs(*duration),
-            max_in_flight: None,
-            graceful_stop_s: secs(*graceful_stop),
-        },
+    let (rate, start_rate, stages, vus) = match load {
+        Load::ConstantRate { rate, .. } => (Some(*rate), None, vec![], None),
+        Load::RampingRate { start_rate, stages, .. } => {
+            let stages = stages.iter().map(|s| StageSummary { duration_s: s.duration.as_secs_f64(), target: s.target }).collect();
+            (None, Some(*start_rate), stages, None)
+        }
+        Load::Closed { vus, .. } => (None, None, vec![], Some(*vus)),
+    };
+    LoadSummary {
+        model: load.kind().into(),
+        rate,
+        start_rate,
+        stages,
+        vus,
+        duration_s: load.duration().as_secs_f64(),
+        max_in_flight: load.max_in_flight(),
+        graceful_stop_s: load.graceful_stop().as_secs_f64(),
     }
 }

@@ -14,18 +14,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::client::Client;
-use crate::config::{Config, Load};
-use crate::metrics::{self, Metrics, MetricsServer};
+use crate::config::{Config, Load, Target};
+use crate::metrics::{self, Metrics, MetricsServer, Registration};
 use crate::report::{RunFacts, Summary};
 use crate::scenario::Plan;
 use crate::schedule::Schedule;
-use crate::stats::Recorder;
+use crate::stats::{Live, Recorder, Results};
 
 /// How to run, beyond the config.
 pub struct RunOptions {
@@ -79,6 +80,7 @@ impl RunOutcome {
 }
 
 /// Set once to stop scheduling; iterations already running finish.
+#[derive(Default)]
 struct Stop {
     flag: AtomicBool,
     notify: Notify,
@@ -96,48 +98,8 @@ impl Stop {
 
 /// Runs the scenario and writes the reports.
 pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, RunError> {
-    // --- before any load -------------------------------------------------
-    let used: Vec<String> = {
-        let mut v: Vec<String> = Vec::new();
-        for s in config.flows.iter().flat_map(|f| &f.steps) {
-            if let Some(t) = step_target(s)
-                && !v.iter().any(|x| x == t)
-            {
-                v.push(t.to_string());
-            }
-        }
-        v
-    };
-    let origins: Vec<(String, crate::config::Target)> = used.iter().map(|n| (n.clone(), config.targets[n].clone())).collect();
-    let client =
-        Client::resolve(&origins, &config.allow_hosts, config.http.timeout, config.http.connect_timeout).await.map_err(RunError::Setup)?;
-    client.preflight().await.map_err(RunError::Setup)?;
-
-    let step_names = config.step_names();
-    let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new(&config.scenario, &step_names)));
-    let server = match &metrics {
-        Some(m) => Some(MetricsServer::start(config.metrics.listen, m.clone()).await.map_err(RunError::Setup)?),
-        None => None,
-    };
-    // Last check before load, so a failed one above leaves no directory behind.
-    prepare_out_dir(&opts.out_dir).map_err(RunError::Setup)?;
-    let mut warnings = Vec::new();
-    let registration = match (&server, &config.metrics.targets_dir) {
-        (Some(srv), Some(setting)) => match metrics::resolve_targets_dir(setting) {
-            Some(dir) => match metrics::register(&dir, srv.addr(), &config.scenario) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    warnings.push(format!("not registered with Prometheus: {e}"));
-                    None
-                }
-            },
-            None => None,
-        },
-        _ => None,
-    };
-    if let (Some(srv), Some(cb)) = (&server, opts.on_metrics.take()) {
-        cb(srv.addr());
-    }
+    let used = config.used_targets();
+    let mut setup = Setup::prepare(config, &used, &mut opts).await?;
 
     // --- load ------------------------------------------------------------
     let schedule = Schedule::from_load(&config.load);
@@ -145,10 +107,9 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
     let interval = config.report.interval.unwrap_or_else(|| auto_interval(duration));
     let t0 = Instant::now();
     let started_at = chrono::Utc::now();
-    let recorder = Arc::new(Recorder::new(t0, interval, step_names, config.report.slowest, metrics.clone()));
-    let plan = Arc::new(Plan::new(config, &used, &opts.tokens, client, recorder.clone()));
-
-    let stop = Arc::new(Stop { flag: AtomicBool::new(false), notify: Notify::new() });
+    let recorder = Arc::new(Recorder::new(t0, interval, config.step_names(), config.report.slowest, setup.metrics.clone()));
+    let plan = Arc::new(Plan::new(config, &used, &opts.tokens, setup.client, recorder.clone()));
+    let stop = Arc::new(Stop::default());
     if let Some(fut) = opts.stop.take() {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -156,56 +117,129 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
             stop.trigger();
         });
     }
-    let done = Arc::new(AtomicBool::new(false));
     let progress = Progress::new(opts.progress, duration);
-    let ticker = {
-        let (recorder, progress, done, metrics, schedule) =
-            (recorder.clone(), progress.clone(), done.clone(), metrics.clone(), schedule.clone());
-        let max_in_flight = match &config.load {
-            Load::ConstantRate { max_in_flight, .. } | Load::RampingRate { max_in_flight, .. } => *max_in_flight,
-            Load::Closed { .. } => 0,
-        };
-        tokio::spawn(async move {
-            let mut warned_drops = 0u64;
-            while !done.load(Ordering::Relaxed) {
-                let now = Instant::now();
-                let elapsed = now.saturating_duration_since(t0);
-                if let (Some(m), Some(s)) = (&metrics, &schedule) {
-                    m.set_target_rate(s.rate_at(elapsed));
-                }
-                let live = recorder.live(now);
-                if live.dropped > warned_drops {
-                    if warned_drops == 0 {
-                        progress.warn(&format!(
-                            "warning: the target rate cannot be met: iterations are being dropped because {max_in_flight} are in flight (load.max_in_flight); latencies of dropped iterations are not measured"
-                        ));
-                    }
-                    warned_drops = live.dropped;
-                }
-                progress.update(elapsed, &live);
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            if let Some(m) = &metrics {
-                m.set_target_rate(0.0);
-            }
-        })
-    };
-
+    let ticker =
+        tokio::spawn(tick(recorder.clone(), progress.clone(), setup.metrics.clone(), schedule.clone(), t0, config.load.max_in_flight()));
     let exec = match (&config.load, &schedule) {
-        (Load::ConstantRate { max_in_flight, graceful_stop, .. }, Some(s))
-        | (Load::RampingRate { max_in_flight, graceful_stop, .. }, Some(s)) => {
-            run_open(plan.clone(), s, t0, *max_in_flight as u64, *graceful_stop, &stop).await
-        }
-        (Load::Closed { vus, duration, graceful_stop }, _) => run_closed(plan.clone(), t0, *vus, *duration, *graceful_stop, &stop).await,
-        _ => unreachable!("open loads always have a schedule"),
+        (Load::Closed { vus, duration, graceful_stop }, _) => run_closed(plan, t0, *vus, *duration, *graceful_stop, &stop).await,
+        (open, Some(s)) => run_open(plan, s, t0, open.max_in_flight().unwrap_or(0).into(), open.graceful_stop(), &stop).await,
+        (_, None) => unreachable!("open loads always have a schedule"),
     };
     let elapsed = Instant::now().saturating_duration_since(t0);
-    done.store(true, Ordering::Relaxed);
+    ticker.abort();
     let _ = ticker.await;
+    if let Some(m) = &setup.metrics {
+        m.set_target_rate(0.0);
+    }
     progress.finish();
 
     // --- outputs ---------------------------------------------------------
     let results = recorder.snapshot();
+    setup.warnings.extend(load_warnings(&results, &exec));
+    let facts = RunFacts {
+        started_at,
+        finished_at: chrono::Utc::now(),
+        elapsed,
+        interrupted: exec.stopped_early,
+        iterations_interrupted: exec.interrupted_iterations,
+        warnings: setup.warnings,
+    };
+    let summary = Summary::build(config, &results, facts);
+    let (json_path, html_path) = write_outputs(&opts.out_dir, &summary).map_err(RunError::Output)?;
+
+    let metrics_addr = setup.server.as_ref().map(MetricsServer::addr);
+    if let Some(srv) = setup.server {
+        if !config.metrics.linger.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(config.metrics.linger) => {}
+                _ = stop.notify.notified(), if !stop.stopped() => {}
+            }
+        }
+        srv.stop().await;
+    }
+    // Dropping the registration removes its file.
+    let registered = setup.registration.map(|r| r.path().to_path_buf());
+    Ok(RunOutcome { summary, json_path, html_path, metrics_addr, registered })
+}
+
+/// Everything that can fail because of the config or the environment, done
+/// before the first request.
+struct Setup {
+    client: Client,
+    metrics: Option<Arc<Metrics>>,
+    server: Option<MetricsServer>,
+    registration: Option<Registration>,
+    warnings: Vec<String>,
+}
+
+impl Setup {
+    /// Resolves and reaches the `used` targets, starts `/metrics`, prepares the
+    /// output directory and registers with Prometheus (a failure to register
+    /// is only a warning).
+    async fn prepare(config: &Config, used: &[String], opts: &mut RunOptions) -> Result<Setup, RunError> {
+        let origins: Vec<(String, Target)> = used.iter().map(|n| (n.clone(), config.targets[n].clone())).collect();
+        let http = &config.http;
+        let client = Client::resolve(&origins, &config.allow_hosts, http.timeout, http.connect_timeout).await.map_err(RunError::Setup)?;
+        client.preflight().await.map_err(RunError::Setup)?;
+        let metrics = config.metrics.enabled.then(|| Arc::new(Metrics::new(&config.scenario, &config.step_names())));
+        let server = match &metrics {
+            Some(m) => Some(MetricsServer::start(config.metrics.listen, m.clone()).await.map_err(RunError::Setup)?),
+            None => None,
+        };
+        // Last check before load, so a failed one above leaves no directory behind.
+        prepare_out_dir(&opts.out_dir).map_err(RunError::Setup)?;
+        let mut warnings = Vec::new();
+        let dir = config.metrics.targets_dir.as_ref().filter(|_| server.is_some()).and_then(metrics::resolve_targets_dir);
+        let registration = match (&server, dir) {
+            (Some(srv), Some(dir)) => match metrics::register(&dir, srv.addr(), &config.scenario) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warnings.push(format!("not registered with Prometheus: {e}"));
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let (Some(srv), Some(cb)) = (&server, opts.on_metrics.take()) {
+            cb(srv.addr());
+        }
+        Ok(Setup { client, metrics, server, registration, warnings })
+    }
+}
+
+/// Four times a second while the load runs: the target-rate gauge, the
+/// progress line, and one warning when arrivals start being dropped.
+async fn tick(
+    recorder: Arc<Recorder>,
+    progress: Progress,
+    metrics: Option<Arc<Metrics>>,
+    schedule: Option<Schedule>,
+    t0: Instant,
+    max_in_flight: Option<u32>,
+) {
+    let mut warned = false;
+    loop {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(t0);
+        if let (Some(m), Some(s)) = (&metrics, &schedule) {
+            m.set_target_rate(s.rate_at(elapsed));
+        }
+        let live = recorder.live(now);
+        if live.dropped > 0 && !warned {
+            warned = true;
+            progress.warn(&format!(
+                "warning: the target rate cannot be met: iterations are being dropped because {} are in flight (load.max_in_flight); latencies of dropped iterations are not measured",
+                max_in_flight.unwrap_or(0)
+            ));
+        }
+        progress.update(elapsed, &live);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// What the report should say about how the load went.
+fn load_warnings(results: &Results, exec: &ExecResult) -> Vec<String> {
+    let mut warnings = Vec::new();
     if results.dropped > 0 {
         warnings.push(format!(
             "{} iterations were dropped: the target rate could not be met with load.max_in_flight; raise it or lower the rate",
@@ -215,51 +249,15 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
     if exec.interrupted_iterations > 0 {
         warnings.push(format!("{} iterations were still running after load.graceful_stop and were cancelled", exec.interrupted_iterations));
     }
-    if let Some(lag) = results.lag.len().gt(&0).then(|| results.lag.value_at_quantile(0.99)) {
-        // The runner itself is late: its latencies include its own delay (still honest, but say so).
-        if lag > 50_000 {
-            warnings.push(format!(
-                "the runner started iterations up to {} ms late (p99): it may be short of CPU; latencies include this delay",
-                lag / 1000
-            ));
-        }
+    // The runner itself is late: its latencies include its own delay (still honest, but say so).
+    let lag_p99 = if results.lag.is_empty() { 0 } else { results.lag.value_at_quantile(0.99) };
+    if lag_p99 > 50_000 {
+        warnings.push(format!(
+            "the runner started iterations up to {} ms late (p99): it may be short of CPU; latencies include this delay",
+            lag_p99 / 1000
+        ));
     }
-    let facts = RunFacts {
-        started_at,
-        finished_at: chrono::Utc::now(),
-        elapsed,
-        interrupted: exec.stopped_early,
-        iterations_interrupted: exec.interrupted_iterations,
-        warnings,
-    };
-    let summary = Summary::build(config, &results, facts);
-    let (json_path, html_path) = write_outputs(&opts.out_dir, &summary).map_err(RunError::Output)?;
-
-    let metrics_addr = server.as_ref().map(MetricsServer::addr);
-    if let Some(srv) = server {
-        if !config.metrics.linger.is_zero() {
-            tokio::select! {
-                _ = tokio::time::sleep(config.metrics.linger) => {}
-                _ = stop.notify.notified(), if !stop.stopped() => {}
-            }
-        }
-        srv.stop().await;
-    }
-    let registered = registration.as_ref().map(|r| r.path().to_path_buf());
-    drop(registration);
-    Ok(RunOutcome { summary, json_path, html_path, metrics_addr, registered })
-}
-
-fn step_target(s: &crate::config::Step) -> Option<&str> {
-    use crate::config::Step;
-    match s {
-        Step::ListCatalog { target, .. }
-        | Step::PlaceOrder { target, .. }
-        | Step::PollOrder { target, .. }
-        | Step::ReadNotifications { target, .. }
-        | Step::Http { target, .. } => Some(target),
-        Step::Think { .. } => None,
-    }
+    warnings
 }
 
 /// One-second buckets up to five minutes, then at most ~300 buckets.
@@ -277,7 +275,6 @@ fn prepare_out_dir(dir: &Path) -> Result<(), String> {
 }
 
 fn write_outputs(dir: &Path, s: &Summary) -> anyhow::Result<(PathBuf, PathBuf)> {
-    use anyhow::Context;
     let json_path = dir.join("summary.json");
     let html_path = dir.join("report.html");
     let json = serde_json::to_string_pretty(s).context("serialize the summary")?;
@@ -291,8 +288,16 @@ struct ExecResult {
     interrupted_iterations: u64,
 }
 
-/// Decrements the in-flight count however the iteration ends.
+/// Counts an iteration in flight until dropped, however the iteration ends.
 struct InFlight(Arc<Recorder>);
+
+impl InFlight {
+    fn enter(recorder: &Arc<Recorder>) -> InFlight {
+        recorder.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(recorder.clone())
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -310,7 +315,7 @@ async fn run_open(
     graceful_stop: Duration,
     stop: &Stop,
 ) -> ExecResult {
-    let recorder = plan.recorder.clone();
+    let recorder = &plan.recorder;
     let mut set = JoinSet::new();
     let mut stopped_early = false;
     for (i, offset) in schedule.arrivals().enumerate() {
@@ -333,8 +338,7 @@ async fn run_open(
             recorder.dropped(intended);
             continue;
         }
-        recorder.in_flight.fetch_add(1, Ordering::Relaxed);
-        let (plan, guard) = (plan.clone(), InFlight(recorder.clone()));
+        let (plan, guard) = (plan.clone(), InFlight::enter(recorder));
         set.spawn(async move {
             let _guard = guard;
             plan.iteration(intended, true).await;
@@ -356,8 +360,7 @@ async fn run_closed(plan: Arc<Plan>, t0: Instant, vus: u32, duration: Duration, 
         let (plan, quit) = (plan.clone(), quit.clone());
         set.spawn(async move {
             while Instant::now() < end && !quit.load(Ordering::Relaxed) {
-                plan.recorder.in_flight.fetch_add(1, Ordering::Relaxed);
-                let _guard = InFlight(plan.recorder.clone());
+                let _guard = InFlight::enter(&plan.recorder);
                 plan.iteration(Instant::now(), false).await;
             }
         });
@@ -410,7 +413,7 @@ impl Progress {
         Progress { bar: Some(bar) }
     }
 
-    fn update(&self, elapsed: Duration, live: &crate::stats::Live) {
+    fn update(&self, elapsed: Duration, live: &Live) {
         if let Some(b) = &self.bar {
             b.set_position(elapsed.as_millis() as u64);
             b.set_message(format!(

@@ -17,7 +17,8 @@ use tokio::time::Instant;
 
 use crate::client::{Client, FailureClass, RequestSpec, Response};
 use crate::config::{Config, Range, Step};
-use crate::stats::{Outcome, Recorder, Sample, TraceId};
+use crate::sample::{Outcome, Sample, TraceId};
+use crate::stats::Recorder;
 
 /// Order states after which polling stops (from the Order service contract).
 pub const FINAL_STATES: [&str; 3] = ["CONFIRMED", "REJECTED", "CANCELLED"];
@@ -57,21 +58,17 @@ enum Compiled {
         method: Method,
         path: String,
         headers: Vec<(HeaderName, HeaderValue)>,
+        /// JSON (the client adds `content-type: application/json`).
         body: Option<Bytes>,
-        json: bool,
         expect: Vec<u16>,
         auth: bool,
     },
 }
 
-#[derive(Debug)]
-struct CompiledFlow {
-    steps: Vec<Compiled>,
-}
-
 /// Everything an iteration needs, shared by all of them.
 pub struct Plan {
-    flows: Vec<CompiledFlow>,
+    /// Each flow's steps.
+    flows: Vec<Vec<Compiled>>,
     /// Cumulative weights for picking a flow.
     cumulative: Vec<u64>,
     /// `Bearer <token>` values; one is picked per iteration (a "customer").
@@ -87,58 +84,15 @@ const USER_AGENT: HeaderValue = HeaderValue::from_static(concat!("glasshouse-loa
 impl Plan {
     /// Compiles the config's flows; `origins` is the target order given to the client.
     pub fn new(config: &Config, origins: &[String], tokens: &[String], client: Client, recorder: Arc<Recorder>) -> Plan {
-        let names = recorder.step_names().to_vec();
-        let step_idx = |n: &str| names.iter().position(|x| x == n).expect("step names come from the same config");
-        let origin_idx = |t: &str| origins.iter().position(|x| x == t).expect("targets validated against the config");
-        let flows = config
-            .flows
-            .iter()
-            .map(|f| CompiledFlow {
-                steps: f
-                    .steps
-                    .iter()
-                    .map(|s| match s {
-                        Step::ListCatalog { name, target, limit } => Compiled::ListCatalog {
-                            step: step_idx(name),
-                            origin: origin_idx(target),
-                            path: format!("/items?limit={limit}"),
-                        },
-                        Step::PlaceOrder { name, target, lines, quantity } => {
-                            Compiled::PlaceOrder { step: step_idx(name), origin: origin_idx(target), lines: *lines, quantity: *quantity }
-                        }
-                        Step::PollOrder { name, target, interval, timeout } => {
-                            Compiled::PollOrder { step: step_idx(name), origin: origin_idx(target), interval: *interval, timeout: *timeout }
-                        }
-                        Step::ReadNotifications { name, target, min_items } => {
-                            Compiled::ReadNotifications { step: step_idx(name), origin: origin_idx(target), min_items: *min_items }
-                        }
-                        Step::Think { duration, jitter } => Compiled::Think { duration: *duration, jitter: *jitter },
-                        Step::Http { name, target, method, path, headers, json, expect_status, auth } => Compiled::Http {
-                            step: step_idx(name),
-                            origin: origin_idx(target),
-                            method: method.clone(),
-                            path: path.clone(),
-                            headers: headers.clone(),
-                            body: json.clone().map(Bytes::from),
-                            json: json.is_some(),
-                            expect: expect_status.clone(),
-                            auth: *auth,
-                        },
-                    })
-                    .collect(),
+        let names = recorder.step_names();
+        let flows = config.flows.iter().map(|f| f.steps.iter().map(|s| compile(s, names, origins)).collect()).collect();
+        let cumulative = (config.flows.iter())
+            .scan(0u64, |acc, f| {
+                *acc += u64::from(f.weight);
+                Some(*acc)
             })
             .collect();
-        let mut acc = 0u64;
-        let cumulative = config
-            .flows
-            .iter()
-            .map(|f| {
-                acc += f.weight as u64;
-                acc
-            })
-            .collect();
-        let bearer = tokens
-            .iter()
+        let bearer = (tokens.iter())
             .filter_map(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
             .map(|mut v| {
                 v.set_sensitive(true);
@@ -157,27 +111,47 @@ impl Plan {
         let flow = &self.flows[self.cumulative.iter().position(|c| pick < *c).unwrap_or(0)];
         let started = Instant::now();
         self.recorder.iteration_started(intended, open.then(|| started.saturating_duration_since(intended)));
-        let mut it = Iteration {
-            plan: self,
-            rng,
-            intended: Some(if open { intended } else { started }),
-            bearer: None,
-            skus: Vec::new(),
-            order_id: None,
-            failed: false,
-        };
-        if !self.bearer.is_empty() {
-            it.bearer = self.bearer.choose(&mut it.rng).cloned();
-        }
-        for step in &flow.steps {
-            let go_on = it.run_step(step).await;
-            if !go_on {
+        let origin = if open { intended } else { started };
+        let bearer = self.bearer.choose(&mut rng).cloned();
+        let mut it = Iteration { plan: self, rng, intended: Some(origin), bearer, skus: Vec::new(), order_id: None, failed: false };
+        for step in flow {
+            if !it.run_step(step).await {
                 it.failed = true;
                 break;
             }
         }
-        let origin = if open { intended } else { started };
         self.recorder.iteration_finished(Instant::now().saturating_duration_since(origin), it.failed);
+    }
+}
+
+/// A step with its step name and target resolved to indices.
+fn compile(s: &Step, names: &[String], origins: &[String]) -> Compiled {
+    let index = |list: &[String], x: &str| list.iter().position(|n| n == x).expect("step names and targets come from the same config");
+    let (step, origin) = (|n: &str| index(names, n), |t: &str| index(origins, t));
+    match s {
+        Step::ListCatalog { name, target, limit } => {
+            Compiled::ListCatalog { step: step(name), origin: origin(target), path: format!("/items?limit={limit}") }
+        }
+        Step::PlaceOrder { name, target, lines, quantity } => {
+            Compiled::PlaceOrder { step: step(name), origin: origin(target), lines: *lines, quantity: *quantity }
+        }
+        Step::PollOrder { name, target, interval, timeout } => {
+            Compiled::PollOrder { step: step(name), origin: origin(target), interval: *interval, timeout: *timeout }
+        }
+        Step::ReadNotifications { name, target, min_items } => {
+            Compiled::ReadNotifications { step: step(name), origin: origin(target), min_items: *min_items }
+        }
+        Step::Think { duration, jitter } => Compiled::Think { duration: *duration, jitter: *jitter },
+        Step::Http { name, target, method, path, headers, json, expect_status, auth } => Compiled::Http {
+            step: step(name),
+            origin: origin(target),
+            method: method.clone(),
+            path: path.clone(),
+            headers: headers.clone(),
+            body: json.clone().map(Bytes::from),
+            expect: expect_status.clone(),
+            auth: *auth,
+        },
     }
 }
 
@@ -198,167 +172,152 @@ struct Reply {
     ok: bool,
 }
 
+impl Reply {
+    /// The body as JSON, if the request succeeded and the body is JSON.
+    fn json(&self) -> Option<Value> {
+        self.response.as_ref().filter(|_| self.ok).and_then(|r| json(&r.body))
+    }
+}
+
+/// One request of a step.
+struct Call<'a> {
+    step: usize,
+    origin: usize,
+    method: Method,
+    path: &'a str,
+    /// JSON; `content-type` is added unless `headers` has one.
+    body: Option<Bytes>,
+    /// Send the iteration's bearer token.
+    auth: bool,
+    /// Statuses that count as success.
+    expect: &'a [u16],
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl<'a> Call<'a> {
+    /// `GET path` expecting 200.
+    fn get(step: usize, origin: usize, path: &'a str, auth: bool) -> Call<'a> {
+        Call { step, origin, method: Method::GET, path, body: None, auth, expect: &[200], headers: Vec::new() }
+    }
+}
+
 impl Iteration<'_> {
     /// Runs a step; `false` when the flow cannot go on.
     async fn run_step(&mut self, step: &Compiled) -> bool {
         match step {
             Compiled::Think { duration, jitter } => {
-                let extra = if jitter.is_zero() {
-                    Duration::ZERO
-                } else {
-                    Duration::from_nanos(self.rng.random_range(0..=jitter.as_nanos() as u64))
-                };
-                tokio::time::sleep(*duration + extra).await;
+                let extra = if jitter.is_zero() { 0 } else { self.rng.random_range(0..=jitter.as_nanos() as u64) };
+                tokio::time::sleep(*duration + Duration::from_nanos(extra)).await;
                 true
             }
-            Compiled::ListCatalog { step, origin, path } => {
-                let r = self.request(*step, *origin, Method::GET, path, None, false, &[200]).await;
-                if !r.ok {
-                    return false;
-                }
-                let items = r.response.as_ref().and_then(|resp| json(&resp.body)).and_then(|v| match v.get("items") {
-                    Some(Value::Array(items)) => Some(items.clone()),
-                    _ => None,
-                });
-                let valid = items.is_some();
-                self.plan.recorder.check(*step, "body has an items array", valid);
-                let items = items.unwrap_or_default();
-                let in_stock: Vec<String> = items
-                    .iter()
-                    .filter(|i| i.get("stock").and_then(Value::as_i64).is_none_or(|s| s > 0))
-                    .filter_map(|i| i.get("sku").and_then(Value::as_str).map(String::from))
-                    .collect();
-                self.skus = if in_stock.is_empty() {
-                    items.iter().filter_map(|i| i.get("sku").and_then(Value::as_str).map(String::from)).collect()
-                } else {
-                    in_stock
-                };
-                self.plan.recorder.check(*step, "catalog has items", !self.skus.is_empty());
-                valid
-            }
-            Compiled::PlaceOrder { step, origin, lines, quantity } => {
-                let pool: &[String] = if self.skus.is_empty() { &self.plan.skus } else { &self.skus };
-                if pool.is_empty() {
-                    return false;
-                }
-                let n = (self.rng.random_range(lines.min..=lines.max) as usize).min(pool.len());
-                let mut chosen: Vec<&String> = pool.iter().collect();
-                chosen.shuffle(&mut self.rng);
-                let body_lines: Vec<Value> = chosen[..n]
-                    .iter()
-                    .map(|sku| serde_json::json!({"sku": sku, "quantity": self.rng.random_range(quantity.min..=quantity.max)}))
-                    .collect();
-                let body = serde_json::to_vec(&serde_json::json!({ "lines": body_lines })).unwrap_or_default();
-                let key = uuid::Uuid::new_v4().to_string();
-                let extra = vec![(HeaderName::from_static("idempotency-key"), header(&key))];
-                let r = self.request_with(*step, *origin, Method::POST, "/orders", Some(Bytes::from(body)), true, &[202], extra).await;
-                if !r.ok {
-                    return false;
-                }
-                let resp = r.response.as_ref();
-                let id = resp
-                    .and_then(|resp| json(&resp.body))
-                    .and_then(|v| v.get("id").and_then(Value::as_str).map(String::from))
-                    .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-                self.plan.recorder.check(*step, "order has an id", id.is_some());
-                let located = resp.is_some_and(|resp| resp.headers.contains_key(http::header::LOCATION));
-                self.plan.recorder.check(*step, "response has a Location header", located);
-                self.order_id = id;
-                self.order_id.is_some()
-            }
-            Compiled::PollOrder { step, origin, interval, timeout } => {
-                let Some(id) = self.order_id.clone() else {
-                    return false;
-                };
-                let path = format!("/orders/{id}");
-                let deadline = Instant::now() + *timeout;
-                loop {
-                    let r = self.request(*step, *origin, Method::GET, &path, None, true, &[200]).await;
-                    let state = r
-                        .response
-                        .as_ref()
-                        .filter(|_| r.ok)
-                        .and_then(|resp| json(&resp.body))
-                        .and_then(|v| v.get("status").and_then(Value::as_str).map(String::from));
-                    if let Some(s) = state.as_deref()
-                        && FINAL_STATES.contains(&s)
-                    {
-                        self.plan.recorder.check(*step, "order reached a final state", true);
-                        self.plan.recorder.count(&format!("order_final_status.{s}"));
-                        return true;
-                    }
-                    if Instant::now() + *interval > deadline {
-                        self.plan.recorder.check(*step, "order reached a final state", false);
-                        self.plan.recorder.count("order_final_status.TIMED_OUT");
-                        // Notifications are still worth reading; the iteration counts as failed.
-                        self.failed = true;
-                        return true;
-                    }
-                    tokio::time::sleep(*interval).await;
-                }
-            }
-            Compiled::ReadNotifications { step, origin, min_items } => {
-                let Some(id) = self.order_id.clone() else {
-                    return false;
-                };
-                let path = format!("/notifications?order_id={id}");
-                let r = self.request(*step, *origin, Method::GET, &path, None, true, &[200]).await;
-                if !r.ok {
-                    return false;
-                }
-                let n = r
-                    .response
-                    .as_ref()
-                    .and_then(|resp| json(&resp.body))
-                    .and_then(|v| v.get("items").and_then(Value::as_array).map(Vec::len));
-                self.plan.recorder.check(*step, "body has an items array", n.is_some());
-                if *min_items > 0 {
-                    self.plan.recorder.check(*step, "enough notifications", n.unwrap_or(0) >= *min_items as usize);
-                }
-                n.is_some()
-            }
-            Compiled::Http { step, origin, method, path, headers, body, json: is_json, expect, auth } => {
-                let mut extra = headers.clone();
-                if *is_json {
-                    extra.push((http::header::CONTENT_TYPE, APPLICATION_JSON));
-                }
-                let r = self.request_with(*step, *origin, method.clone(), path, body.clone(), *auth, expect, extra).await;
-                r.ok
+            Compiled::ListCatalog { step, origin, path } => self.list_catalog(*step, *origin, path).await,
+            Compiled::PlaceOrder { step, origin, lines, quantity } => self.place_order(*step, *origin, *lines, *quantity).await,
+            Compiled::PollOrder { step, origin, interval, timeout } => self.poll_order(*step, *origin, *interval, *timeout).await,
+            Compiled::ReadNotifications { step, origin, min_items } => self.read_notifications(*step, *origin, *min_items).await,
+            Compiled::Http { step, origin, method, path, headers, body, expect, auth } => {
+                let (method, body, headers) = (method.clone(), body.clone(), headers.clone());
+                self.send(Call { step: *step, origin: *origin, method, path, body, auth: *auth, expect, headers }).await.ok
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn request(
-        &mut self,
-        step: usize,
-        origin: usize,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-        auth: bool,
-        expect: &[u16],
-    ) -> Reply {
-        let mut extra = Vec::new();
-        if body.is_some() {
-            extra.push((http::header::CONTENT_TYPE, APPLICATION_JSON));
+    /// Remembers the catalog's SKUs (those in stock, else all of them).
+    async fn list_catalog(&mut self, step: usize, origin: usize, path: &str) -> bool {
+        let r = self.send(Call::get(step, origin, path, false)).await;
+        if !r.ok {
+            return false;
         }
-        self.request_with(step, origin, method, path, body, auth, expect, extra).await
+        let items = match r.json().and_then(|mut v| v.get_mut("items").map(Value::take)) {
+            Some(Value::Array(items)) => Some(items),
+            _ => None,
+        };
+        let valid = items.is_some();
+        self.plan.recorder.check(step, "body has an items array", valid);
+        let items = items.unwrap_or_default();
+        let sku = |i: &Value| i.get("sku").and_then(Value::as_str).map(String::from);
+        let in_stock: Vec<String> =
+            items.iter().filter(|i| i.get("stock").and_then(Value::as_i64).is_none_or(|s| s > 0)).filter_map(sku).collect();
+        self.skus = if in_stock.is_empty() { items.iter().filter_map(sku).collect() } else { in_stock };
+        self.plan.recorder.check(step, "catalog has items", !self.skus.is_empty());
+        valid
+    }
+
+    /// `POST /orders` with random lines from the known SKUs and a fresh idempotency key.
+    async fn place_order(&mut self, step: usize, origin: usize, lines: Range, quantity: Range) -> bool {
+        let pool: &[String] = if self.skus.is_empty() { &self.plan.skus } else { &self.skus };
+        if pool.is_empty() {
+            return false;
+        }
+        let n = (self.rng.random_range(lines.min..=lines.max) as usize).min(pool.len());
+        let mut chosen: Vec<&String> = pool.iter().collect();
+        chosen.shuffle(&mut self.rng);
+        let body_lines: Vec<Value> = chosen[..n]
+            .iter()
+            .map(|sku| serde_json::json!({"sku": sku, "quantity": self.rng.random_range(quantity.min..=quantity.max)}))
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({ "lines": body_lines })).unwrap_or_default();
+        let headers = vec![(HeaderName::from_static("idempotency-key"), header(&uuid::Uuid::new_v4().to_string()))];
+        let call =
+            Call { step, origin, method: Method::POST, path: "/orders", body: Some(body.into()), auth: true, expect: &[202], headers };
+        let r = self.send(call).await;
+        if !r.ok {
+            return false;
+        }
+        let id = (r.json().and_then(|v| v.get("id").and_then(Value::as_str).map(String::from)))
+            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        self.plan.recorder.check(step, "order has an id", id.is_some());
+        let located = r.response.as_ref().is_some_and(|resp| resp.headers.contains_key(http::header::LOCATION));
+        self.plan.recorder.check(step, "response has a Location header", located);
+        self.order_id = id;
+        self.order_id.is_some()
+    }
+
+    /// `GET /orders/{id}` every `interval` until a final state or `timeout`.
+    async fn poll_order(&mut self, step: usize, origin: usize, interval: Duration, timeout: Duration) -> bool {
+        let Some(id) = self.order_id.clone() else {
+            return false;
+        };
+        let path = format!("/orders/{id}");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.send(Call::get(step, origin, &path, true)).await;
+            let state = r.json().and_then(|v| v.get("status").and_then(Value::as_str).map(String::from));
+            if let Some(s) = state.as_deref().filter(|s| FINAL_STATES.contains(s)) {
+                self.plan.recorder.check(step, "order reached a final state", true);
+                self.plan.recorder.count(&format!("order_final_status.{s}"));
+                return true;
+            }
+            if Instant::now() + interval > deadline {
+                self.plan.recorder.check(step, "order reached a final state", false);
+                self.plan.recorder.count("order_final_status.TIMED_OUT");
+                // Notifications are still worth reading; the iteration counts as failed.
+                self.failed = true;
+                return true;
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// `GET /notifications?order_id=<id>`; at least `min_items` when above 0.
+    async fn read_notifications(&mut self, step: usize, origin: usize, min_items: u32) -> bool {
+        let Some(id) = self.order_id.clone() else {
+            return false;
+        };
+        let r = self.send(Call::get(step, origin, &format!("/notifications?order_id={id}"), true)).await;
+        if !r.ok {
+            return false;
+        }
+        let n = r.json().and_then(|v| v.get("items").and_then(Value::as_array).map(Vec::len));
+        self.plan.recorder.check(step, "body has an items array", n.is_some());
+        if min_items > 0 {
+            self.plan.recorder.check(step, "enough notifications", n.unwrap_or(0) >= min_items as usize);
+        }
+        n.is_some()
     }
 
     /// Sends one request with a fresh traceparent and records the sample.
-    #[allow(clippy::too_many_arguments)]
-    async fn request_with(
-        &mut self,
-        step: usize,
-        origin: usize,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-        auth: bool,
-        expect: &[u16],
-        mut headers: Vec<(HeaderName, HeaderValue)>,
-    ) -> Reply {
+    async fn send(&mut self, call: Call<'_>) -> Reply {
+        let Call { step, origin, method, path, body, auth, expect, mut headers } = call;
         let trace = TraceId(self.rng.random::<u128>() | 1);
         let span: u64 = self.rng.random::<u64>() | 1;
         headers.push((HeaderName::from_static("traceparent"), header(&format!("00-{trace}-{span:016x}-01"))));

@@ -8,7 +8,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,87 +16,10 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
+use crate::sample::{Outcome, Sample, TraceId};
 
 /// Largest latency the histograms hold (longer ones are clamped): one hour.
 const MAX_MICROS: u64 = 3_600_000_000;
-
-/// Outcome of one request; the `outcome` label of `loadtest_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Outcome {
-    /// The status was one the step expects.
-    Success,
-    /// Unexpected 4xx.
-    Http4xx,
-    /// Unexpected 5xx.
-    Http5xx,
-    /// Unexpected status outside 4xx/5xx (e.g. a 200 where 202 was expected).
-    HttpOther,
-    /// No complete response within `http.timeout`.
-    Timeout,
-    /// TCP connect refused or timed out.
-    Connect,
-    /// Broken connection or invalid HTTP.
-    Protocol,
-}
-
-impl Outcome {
-    /// Every outcome, in label order.
-    pub const ALL: [Outcome; 7] =
-        [Outcome::Success, Outcome::Http4xx, Outcome::Http5xx, Outcome::HttpOther, Outcome::Timeout, Outcome::Connect, Outcome::Protocol];
-
-    /// Label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Http4xx => "http_4xx",
-            Outcome::Http5xx => "http_5xx",
-            Outcome::HttpOther => "http_other",
-            Outcome::Timeout => "timeout",
-            Outcome::Connect => "connect",
-            Outcome::Protocol => "protocol",
-        }
-    }
-
-    /// Position in [`Outcome::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Classifies a received status.
-    pub fn from_status(status: u16, expected: bool) -> Outcome {
-        match (expected, status) {
-            (true, _) => Outcome::Success,
-            (false, 400..=499) => Outcome::Http4xx,
-            (false, 500..=599) => Outcome::Http5xx,
-            _ => Outcome::HttpOther,
-        }
-    }
-}
-
-/// A W3C trace id (16 random bytes), kept with each sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TraceId(pub u128);
-
-impl fmt::Display for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
-
-/// One finished request.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    /// Index into the run's step names.
-    pub step: usize,
-    /// From the intended start (open model, first request of an iteration)
-    /// or the actual send, to the end of the response body.
-    pub latency: Duration,
-    /// When the response ended (places the sample in a time bucket).
-    pub finished: Instant,
-    pub outcome: Outcome,
-    pub status: Option<u16>,
-    pub trace_id: TraceId,
-}
 
 /// A slow request kept for the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +45,7 @@ impl PartialOrd for SlowRequest {
 }
 
 /// Aggregates for one step over the whole run.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StepStats {
     /// Latency in microseconds, 3 significant digits.
     pub latency: Histogram<u64>,
@@ -137,8 +59,20 @@ pub struct StepStats {
     pub error_examples: BTreeMap<Outcome, String>,
 }
 
+impl StepStats {
+    /// Requests recorded, whatever their outcome.
+    pub fn requests(&self) -> u64 {
+        self.outcomes.iter().sum()
+    }
+
+    /// Requests whose outcome is not success.
+    pub fn errors(&self) -> u64 {
+        self.requests() - self.outcomes[Outcome::Success.index()]
+    }
+}
+
 /// One time bucket.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Bucket {
     /// Per step: latency (µs, 2 significant digits) and error count.
     pub steps: Vec<(Histogram<u32>, u64)>,
@@ -146,6 +80,17 @@ pub struct Bucket {
     pub iterations_started: u64,
     /// Iterations whose intended start fell in this bucket and were dropped.
     pub dropped: u64,
+}
+
+impl Bucket {
+    /// The latencies of every step in this bucket, in one histogram.
+    pub fn merged(&self) -> Histogram<u32> {
+        let mut merged = hist_u32();
+        for (h, _) in &self.steps {
+            let _ = merged.add(h);
+        }
+        merged
+    }
 }
 
 /// Pass/fail counts of one named check.
@@ -156,7 +101,7 @@ pub struct CheckCount {
 }
 
 /// Everything recorded, handed to the report when the run ends.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Results {
     pub step_names: Vec<String>,
     pub steps: Vec<StepStats>,
@@ -198,39 +143,26 @@ pub struct Live {
     pub in_flight: u64,
 }
 
-struct State {
-    steps: Vec<StepStats>,
-    iterations: Histogram<u64>,
-    iterations_completed: u64,
-    iterations_failed: u64,
-    iterations_started: u64,
-    dropped: u64,
-    lag: Histogram<u64>,
-    checks: BTreeMap<(usize, &'static str), CheckCount>,
-    counters: BTreeMap<String, u64>,
-    buckets: Vec<Bucket>,
-    requests: u64,
-    errors: u64,
-}
-
 /// The run's sink for samples; shared by every iteration.
 pub struct Recorder {
     start: Instant,
     interval: Duration,
     step_names: Vec<String>,
     slowest: usize,
-    state: Mutex<State>,
+    state: Mutex<Results>,
     /// Iterations running now (open model's concurrency bound reads it).
     pub in_flight: AtomicU64,
     metrics: Option<Arc<Metrics>>,
 }
 
-fn hist_u64() -> Histogram<u64> {
+/// A histogram of microseconds up to an hour, 3 significant digits.
+pub(crate) fn hist_u64() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("static histogram bounds are valid")
 }
 
-fn hist_u32() -> Histogram<u32> {
-    // Auto-resizing: a bucket only grows to the largest latency it saw.
+/// A per-bucket histogram, 2 significant digits; auto-resizing, so a bucket
+/// only grows to the largest latency it saw.
+pub(crate) fn hist_u32() -> Histogram<u32> {
     Histogram::new(2).expect("static histogram precision is valid")
 }
 
@@ -241,38 +173,28 @@ fn micros(d: Duration) -> u64 {
 impl Recorder {
     /// A recorder for a run starting at `start`, with `interval`-wide time buckets.
     pub fn new(start: Instant, interval: Duration, step_names: Vec<String>, slowest: usize, metrics: Option<Arc<Metrics>>) -> Recorder {
-        let steps = step_names
-            .iter()
-            .map(|_| StepStats {
-                latency: hist_u64(),
-                outcomes: [0; 7],
-                statuses: BTreeMap::new(),
-                slowest: BinaryHeap::new(),
-                error_examples: BTreeMap::new(),
-            })
-            .collect();
-        Recorder {
-            start,
+        let step = || StepStats {
+            latency: hist_u64(),
+            outcomes: [0; 7],
+            statuses: BTreeMap::new(),
+            slowest: BinaryHeap::new(),
+            error_examples: BTreeMap::new(),
+        };
+        let results = Results {
+            step_names: step_names.clone(),
+            steps: step_names.iter().map(|_| step()).collect(),
+            iterations: hist_u64(),
+            iterations_completed: 0,
+            iterations_failed: 0,
+            iterations_started: 0,
+            dropped: 0,
+            lag: hist_u64(),
+            checks: BTreeMap::new(),
+            counters: BTreeMap::new(),
             interval,
-            slowest,
-            state: Mutex::new(State {
-                steps,
-                iterations: hist_u64(),
-                iterations_completed: 0,
-                iterations_failed: 0,
-                iterations_started: 0,
-                dropped: 0,
-                lag: hist_u64(),
-                checks: BTreeMap::new(),
-                counters: BTreeMap::new(),
-                buckets: Vec::new(),
-                requests: 0,
-                errors: 0,
-            }),
-            step_names,
-            in_flight: AtomicU64::new(0),
-            metrics,
-        }
+            buckets: Vec::new(),
+        };
+        Recorder { start, interval, step_names, slowest, state: Mutex::new(results), in_flight: AtomicU64::new(0), metrics }
     }
 
     /// The run's start instant (time zero of the report).
@@ -290,7 +212,7 @@ impl Recorder {
         (since.as_nanos() / self.interval.as_nanos().max(1)) as usize
     }
 
-    fn bucket<'a>(&self, st: &'a mut State, idx: usize) -> &'a mut Bucket {
+    fn bucket<'a>(&self, st: &'a mut Results, idx: usize) -> &'a mut Bucket {
         let n = self.step_names.len();
         while st.buckets.len() <= idx {
             st.buckets.push(Bucket { steps: (0..n).map(|_| (hist_u32(), 0)).collect(), iterations_started: 0, dropped: 0 });
@@ -298,7 +220,7 @@ impl Recorder {
         &mut st.buckets[idx]
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Results> {
         // A panic while holding the lock cannot leave the counters torn in a
         // way that matters for a report, so a poisoned lock is used as is.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -311,48 +233,32 @@ impl Recorder {
             m.observe(s.step, s.outcome, s.latency, s.trace_id);
         }
         let b = self.bucket_index(s.finished);
-        let at_ms = s.finished.saturating_duration_since(self.start).as_millis() as u64;
-        let mut guard = self.lock();
-        let st = &mut *guard;
-        st.requests += 1;
+        let at_s_millis = s.finished.saturating_duration_since(self.start).as_millis() as u64;
         let is_error = s.outcome != Outcome::Success;
-        if is_error {
-            st.errors += 1;
+        let mut st = self.lock();
+        let step = &mut st.steps[s.step];
+        step.latency.saturating_record(us);
+        step.outcomes[s.outcome.index()] += 1;
+        if let Some(code) = s.status {
+            *step.statuses.entry(code).or_insert(0) += 1;
         }
-        {
-            let step = &mut st.steps[s.step];
-            step.latency.saturating_record(us);
-            step.outcomes[s.outcome.index()] += 1;
-            if let Some(code) = s.status {
-                *step.statuses.entry(code).or_insert(0) += 1;
+        if is_error && let Some(d) = detail {
+            step.error_examples.entry(s.outcome).or_insert_with(|| d.chars().take(300).collect());
+        }
+        if self.slowest > 0 {
+            let entry =
+                SlowRequest { latency_us: us, step: s.step, trace_id: s.trace_id, status: s.status, outcome: s.outcome, at_s_millis };
+            if step.slowest.len() == self.slowest && step.slowest.peek().is_some_and(|min| min.0.latency_us < us) {
+                step.slowest.pop();
             }
-            if is_error && let Some(d) = detail {
-                step.error_examples.entry(s.outcome).or_insert_with(|| d.chars().take(300).collect());
-            }
-            if self.slowest > 0 {
-                let entry = SlowRequest {
-                    latency_us: us,
-                    step: s.step,
-                    trace_id: s.trace_id,
-                    status: s.status,
-                    outcome: s.outcome,
-                    at_s_millis: at_ms,
-                };
-                if step.slowest.len() < self.slowest {
-                    step.slowest.push(Reverse(entry));
-                } else if step.slowest.peek().is_some_and(|min| min.0.latency_us < us) {
-                    step.slowest.pop();
-                    step.slowest.push(Reverse(entry));
-                }
+            if step.slowest.len() < self.slowest {
+                step.slowest.push(Reverse(entry));
             }
         }
-        let bucket = self.bucket(st, b);
-        let (h, errs) = &mut bucket.steps[s.step];
+        let (h, errs) = &mut self.bucket(&mut st, b).steps[s.step];
         // `record`, not `saturating_record`: the latter clamps instead of growing an auto-resizing histogram.
         let _ = h.record(us);
-        if is_error {
-            *errs += 1;
-        }
+        *errs += u64::from(is_error);
     }
 
     /// An iteration started `lag` after its intended start.
@@ -361,7 +267,7 @@ impl Recorder {
         let mut st = self.lock();
         st.iterations_started += 1;
         if let Some(l) = lag {
-            st.lag.saturating_record(micros(l).max(1));
+            st.lag.saturating_record(micros(l));
         }
         self.bucket(&mut st, b).iterations_started += 1;
     }
@@ -371,9 +277,7 @@ impl Recorder {
         let mut st = self.lock();
         st.iterations.saturating_record(micros(duration));
         st.iterations_completed += 1;
-        if failed {
-            st.iterations_failed += 1;
-        }
+        st.iterations_failed += u64::from(failed);
     }
 
     /// The open model could not start an iteration (max in flight reached).
@@ -401,10 +305,9 @@ impl Recorder {
     /// Adds one to a free counter (e.g. final order states).
     pub fn count(&self, key: &str) {
         let mut st = self.lock();
-        if let Some(v) = st.counters.get_mut(key) {
-            *v += 1;
-        } else {
-            st.counters.insert(key.to_string(), 1);
+        match st.counters.get_mut(key) {
+            Some(v) => *v += 1,
+            None => drop(st.counters.insert(key.to_string(), 1)),
         }
     }
 
@@ -413,19 +316,14 @@ impl Recorder {
         let current = self.bucket_index(now);
         let st = self.lock();
         let mut live = Live {
-            requests: st.requests,
-            errors: st.errors,
+            requests: st.steps.iter().map(StepStats::requests).sum(),
+            errors: st.steps.iter().map(StepStats::errors).sum(),
             dropped: st.dropped,
             in_flight: self.in_flight.load(Ordering::Relaxed),
             ..Live::default()
         };
-        if current > 0
-            && let Some(b) = st.buckets.get(current - 1)
-        {
-            let mut merged = hist_u32();
-            for (h, _) in &b.steps {
-                let _ = merged.add(h);
-            }
+        if let Some(b) = current.checked_sub(1).and_then(|i| st.buckets.get(i)) {
+            let merged = b.merged();
             live.recent_rate = merged.len() as f64 / self.interval.as_secs_f64();
             if !merged.is_empty() {
                 live.recent_p99_ms = merged.value_at_quantile(0.99) as f64 / 1000.0;
@@ -437,39 +335,7 @@ impl Recorder {
     /// Everything recorded so far; the recorder stays usable (late samples
     /// of aborted iterations are simply not in the report).
     pub fn snapshot(&self) -> Results {
-        let st = self.lock();
-        Results {
-            step_names: self.step_names.clone(),
-            steps: st
-                .steps
-                .iter()
-                .map(|s| StepStats {
-                    latency: s.latency.clone(),
-                    outcomes: s.outcomes,
-                    statuses: s.statuses.clone(),
-                    slowest: s.slowest.clone(),
-                    error_examples: s.error_examples.clone(),
-                })
-                .collect(),
-            iterations: st.iterations.clone(),
-            iterations_completed: st.iterations_completed,
-            iterations_failed: st.iterations_failed,
-            iterations_started: st.iterations_started,
-            dropped: st.dropped,
-            lag: st.lag.clone(),
-            checks: st.checks.clone(),
-            counters: st.counters.clone(),
-            interval: self.interval,
-            buckets: st
-                .buckets
-                .iter()
-                .map(|b| Bucket {
-                    steps: b.steps.iter().map(|(h, e)| (h.clone(), *e)).collect(),
-                    iterations_started: b.iterations_started,
-                    dropped: b.dropped,
-                })
-                .collect(),
-        }
+        self.lock().clone()
     }
 }
 
@@ -510,14 +376,5 @@ mod tests {
         assert_eq!(r.buckets[0].steps[0].0.len(), 100);
         let bucket_p50 = r.buckets[0].steps[0].0.value_at_quantile(0.5) as f64 / 1000.0;
         assert!((bucket_p50 - 50.0).abs() < 1.0, "bucket histograms grow to hold the values: {bucket_p50}");
-    }
-
-    #[test]
-    fn outcome_classes() {
-        assert_eq!(Outcome::from_status(202, true), Outcome::Success);
-        assert_eq!(Outcome::from_status(404, false), Outcome::Http4xx);
-        assert_eq!(Outcome::from_status(503, false), Outcome::Http5xx);
-        assert_eq!(Outcome::from_status(200, false), Outcome::HttpOther);
-        assert_eq!(TraceId(0xab).to_string(), "000000000000000000000000000000ab");
     }
 }

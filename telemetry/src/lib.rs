@@ -22,6 +22,8 @@
 //!   sampler, resource attributes).
 //! - [`propagation`]: W3C trace context + baggage over HTTP, Kafka headers and a
 //!   database column (the outbox).
+//! - [`contract`]: `telemetry/METRICS.md` read as data, the one parser every
+//!   contract check (tests, alerts, dashboards, load runner) uses.
 //! - [`metrics`]: the standard Prometheus families of `telemetry/METRICS.md`,
 //!   the registry for a service's own, OpenMetrics encoding with exemplars.
 //! - [`http`]: poem middleware (server span + RED metrics), `/metrics`, client injection.
@@ -34,6 +36,7 @@
 
 pub mod config;
 pub mod context;
+pub mod contract;
 pub mod db;
 pub mod health;
 pub mod http;

@@ -4,23 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use glasshouse_telemetry::Metrics;
+use glasshouse_telemetry::contract::{METRICS_MD, parse_metrics_md};
 use glasshouse_telemetry::metrics::{BreakerState, ClientOutcome, ConsumeOutcome, Exporter, Signal};
 
 /// `name -> label names` from the "Standard families" table of METRICS.md.
 fn contract() -> BTreeMap<String, BTreeSet<String>> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/METRICS.md")).expect("METRICS.md");
-    let section = doc.split("## Standard families").nth(1).expect("a Standard families section");
-    let section = section.split("\n## ").next().unwrap();
-    section
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            let name = cells[1].trim_matches('`').to_owned();
-            let labels = cells[3].split(',').map(|s| s.trim().trim_matches('`').to_owned()).filter(|s| !s.is_empty() && s != "—").collect();
-            (name, labels)
-        })
-        .collect()
+    let specs = parse_metrics_md(METRICS_MD).expect("METRICS.md is a readable contract");
+    specs.into_iter().filter(|s| s.section.starts_with("Standard families")).map(|s| (s.name.clone(), s.label_names())).collect()
 }
 
 /// `family name -> label names` as the exposition shows them (histogram

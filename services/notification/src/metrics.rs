@@ -78,16 +78,13 @@ mod tests {
     #[test]
     fn exposes_exactly_the_families_metrics_md_assigns_to_notification() {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../telemetry/METRICS.md")).unwrap();
-        let section = doc.split("## Business families").nth(1).unwrap().split("\n## ").next().unwrap();
-        // `| name | type | labels | owner |` rows owned by notification: (name, first label).
-        let mut contract: Vec<(String, String)> = section
-            .lines()
-            .filter(|l| l.starts_with("| `"))
-            .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
-            .filter(|cells| cells[4].starts_with("notification"))
-            .map(|cells| {
-                (cells[1].trim_matches('`').to_owned(), cells[3].split_whitespace().next().unwrap_or("").trim_matches('`').to_owned())
-            })
+        // Business-family rows owned by notification: (name, label names joined by ",").
+        let mut contract: Vec<(String, String)> = glasshouse_telemetry::contract::parse_metrics_md(&doc)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.section.starts_with("Business families"))
+            .filter(|m| m.notes.get("owner").is_some_and(|o| o.starts_with("notification")))
+            .map(|m| (m.name.clone(), m.label_names().into_iter().collect::<Vec<_>>().join(",")))
             .collect();
         contract.sort();
         assert_eq!(contract.len(), 2, "{contract:?}");
