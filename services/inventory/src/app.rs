@@ -55,7 +55,8 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("migrate the inventory database: {e}"))?;
         let k = &settings.kafka;
-        let (orders_topic, inventory_topic) = (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
+        let (orders_topic, inventory_topic) =
+            (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
         ensure_topics(&k.brokers, &[&orders_topic, &inventory_topic], k.partitions).await?;
 
         let inventory_metrics = InventoryMetrics::register(&metrics);

@@ -31,7 +31,8 @@ fn api_service(store: Store) -> OpenApiService<NotificationApi, ()> {
 /// committed `services/notification/openapi.yaml`). Connects to nothing; async
 /// like every service's, because the lazy MongoDB client needs a Tokio runtime.
 pub async fn spec_yaml() -> anyhow::Result<String> {
-    let settings = DatabaseSettings { url: "mongodb://127.0.0.1:1/".to_owned().into(), name: "spec".into(), server_selection_timeout_ms: 1 };
+    let settings =
+        DatabaseSettings { url: "mongodb://127.0.0.1:1/".to_owned().into(), name: "spec".into(), server_selection_timeout_ms: 1 };
     Ok(api_service(Store::connect(&settings).await?).spec_yaml())
 }
 

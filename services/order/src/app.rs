@@ -62,7 +62,8 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("connect to the orders database: {e}"))?;
         glasshouse_platform::migrations::run_postgres(&pool, Some(sqlx::migrate!("./migrations"))).await?;
         let k = &settings.kafka;
-        let (orders_topic, inventory_topic) = (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
+        let (orders_topic, inventory_topic) =
+            (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
         ensure_topics(&k.brokers, &[&orders_topic, &inventory_topic], k.partitions).await?;
 
         let order_metrics = OrderMetrics::register(&metrics);

@@ -73,7 +73,11 @@ pub fn sql_check<DB: sqlx::Database>(name: &str, pool: sqlx::Pool<DB>) -> impl H
 
 /// Sets `db_pool_connections{state}` every 5 s until `stop` turns true
 /// (a supervised task: see [`crate::app::ServiceBuilder::task`]).
-pub async fn report_pool<DB: sqlx::Database>(pool: sqlx::Pool<DB>, metrics: Metrics, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn report_pool<DB: sqlx::Database>(
+    pool: sqlx::Pool<DB>,
+    metrics: Metrics,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     loop {
         let idle = pool.num_idle() as i64;
         metrics.standard.set_db_pool(idle, i64::from(pool.size()) - idle);
