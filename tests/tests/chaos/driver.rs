@@ -34,10 +34,10 @@ impl Catalog {
     pub fn lines(&self, seq: u64) -> Value {
         let n = self.plenty.len() as u64;
         let mut lines = vec![json!({ "sku": self.plenty[(seq % n) as usize], "quantity": 1 + seq % 2 })];
-        if seq % 3 == 0 {
+        if seq.is_multiple_of(3) {
             lines.push(json!({ "sku": self.plenty[((seq / 3 + 1 + seq) % n) as usize], "quantity": 1 }));
         }
-        if seq % 5 == 0 {
+        if seq.is_multiple_of(5) {
             lines.push(json!({ "sku": self.scarce, "quantity": 1 + seq % 2 }));
         }
         // Two plentiful lines may name the same SKU: keep the first.

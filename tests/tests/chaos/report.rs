@@ -134,19 +134,16 @@ pub fn render(rows: &[Row]) -> String {
          the scenario made on purpose, the audit found nothing, and the scenario's own checks held.\n\n",
     );
     md.push_str(
-        "| scenario | accepted | refused | lost | stuck | duplicates absorbed | dead letters | time to recover | alerts at Alertmanager | audit | verdict |\n\
+        "| scenario | accepted | refused / no answer | lost | stuck | duplicates absorbed | dead letters | time to recover | alerts at Alertmanager | audit | verdict |\n\
          | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n",
     );
     for r in rows {
-        let refused = if r.refused.is_empty() {
-            "0".to_owned()
-        } else {
-            r.refused
-                .iter()
-                .map(|(s, n)| if *s == 0 { format!("{n} conn. refused") } else { format!("{n}×{s}") })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let mut refused: Vec<String> =
+            r.refused.iter().map(|(s, n)| if *s == 0 { format!("{n} conn. refused") } else { format!("{n}×{s}") }).collect();
+        if r.ambiguous > 0 {
+            refused.push(format!("{} no answer (replayed)", r.ambiguous));
+        }
+        let refused = if refused.is_empty() { "0".to_owned() } else { refused.join(", ") };
         let dl = if r.expected_dead_letters > 0 {
             format!("{} (expected {})", r.dead_letters, r.expected_dead_letters)
         } else {
