@@ -18,9 +18,11 @@ test: up
 
 # The chaos suite (tests/tests/chaos/): its scenarios are #[ignore]d so `make test`
 # skips them; here they run one at a time (each starts its own services, and
-# some a private PostgreSQL/MariaDB/Kafka), and each writes its row of docs/reliability.md.
+# some a private PostgreSQL/MariaDB/Kafka), and each writes its row of docs/reliability.md
+# (rows of earlier runs are dropped first, so the table is this run's).
 chaos: up
 	cargo build --workspace --bins --locked
+	rm -rf $${CARGO_TARGET_DIR:-target}/tmp/chaos-rows
 	cargo test -p glasshouse-tests --test chaos --locked -- --ignored --test-threads=1 --nocapture
 
 up:

@@ -253,6 +253,12 @@ impl Chaos {
         )
     }
 
+    /// `POST /orders/{id}/cancel` as the customer who placed it; the status.
+    pub async fn cancel(&self, phase: &Phase, id: uuid::Uuid) -> anyhow::Result<u16> {
+        let resp = self.http.post(self.saga.order.url(&format!("/orders/{id}/cancel"))).bearer_auth(&phase.target.token).send().await?;
+        Ok(resp.status().as_u16())
+    }
+
     /// Orders in Order's database still PENDING now.
     pub async fn pending(&self) -> anyhow::Result<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders WHERE status = 'PENDING'").fetch_one(&self.orders).await?;

@@ -88,9 +88,10 @@ fn rows_dir() -> PathBuf {
 /// Where the table goes; `GH_CHAOS_REPORT` overrides (e.g. to keep the
 /// committed table while experimenting).
 fn doc_path() -> PathBuf {
-    std::env::var_os("GH_CHAOS_REPORT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| glasshouse_tests::stack::repo_root().join("docs/reliability.md"))
+    std::env::var_os("GH_CHAOS_REPORT").map(PathBuf::from).unwrap_or_else(|| {
+        let root = glasshouse_tests::stack::repo_root();
+        root.canonicalize().unwrap_or(root).join("docs/reliability.md")
+    })
 }
 
 /// Stores `row` and re-renders the document from every stored row.
