@@ -1,12 +1,13 @@
 # Glasshouse: the two commands of the README, and the stack's own.
 #   make demo   real local stack + the three services, a short load of the order flow, then where to look
 #   make test   stack up, then every test of the workspace against it
+#   make chaos  stack up, then the chaos suite (real faults under load, ~15 min), writes docs/reliability.md
 SHELL := /bin/bash
 STACK := deploy/local/stack
 # Two cores: keep the test harness to two threads; each test is parallel-safe.
 TEST_THREADS ?= 2
 
-.PHONY: demo test up down status install build clean-stack
+.PHONY: demo test chaos up down status install build clean-stack
 
 demo: up
 	@bash deploy/local/demo.sh
@@ -14,6 +15,15 @@ demo: up
 test: up
 	@deploy/local/test-tools.sh
 	cargo test --workspace --locked --no-fail-fast -- --test-threads=$(TEST_THREADS)
+
+# The chaos suite (tests/tests/chaos/): its scenarios are #[ignore]d so `make test`
+# skips them; here they run one at a time (each starts its own services, and
+# some a private PostgreSQL/MariaDB/Kafka), and each writes its row of docs/reliability.md
+# (rows of earlier runs are dropped first, so the table is this run's).
+chaos: up
+	cargo build --workspace --bins --locked
+	rm -rf $${CARGO_TARGET_DIR:-target}/tmp/chaos-rows
+	cargo test -p glasshouse-tests --test chaos --locked -- --ignored --test-threads=1 --nocapture
 
 up:
 	@$(STACK) up
