@@ -1,13 +1,14 @@
 # Glasshouse: the two commands of the README, and the stack's own.
 #   make demo   real local stack + the three services, a short load of the order flow, then where to look
 #   make test   stack up, then every test of the workspace against it
+#   make lint   cargo fmt --check and clippy with warnings as errors (what CI runs first)
 #   make chaos  stack up, then the chaos suite (real faults under load, ~15 min), writes docs/reliability.md
 SHELL := /bin/bash
 STACK := deploy/local/stack
 # Two cores: keep the test harness to two threads; each test is parallel-safe.
 TEST_THREADS ?= 2
 
-.PHONY: demo test chaos up down status install build clean-stack
+.PHONY: demo test lint chaos up down status install build clean-stack
 
 demo: up
 	@bash deploy/local/demo.sh
@@ -24,6 +25,10 @@ chaos: up
 	cargo build --workspace --bins --locked
 	rm -rf $${CARGO_TARGET_DIR:-target}/tmp/chaos-rows
 	cargo test -p glasshouse-tests --test chaos --locked -- --ignored --test-threads=1 --nocapture
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 up:
 	@$(STACK) up

@@ -2,6 +2,7 @@
 //! severity, and a page inhibits the tickets of the same SLO and service —
 //! proven on a private Alertmanager (the Debian binary the stack runs) that
 //! delivers to a webhook this test records.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod common;
 

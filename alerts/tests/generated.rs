@@ -1,5 +1,6 @@
 //! Generated rule files are exactly what the specs generate, and the generator's
 //! CLI keeps test renders (`--time-scale`) out of alerts/rules/.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The running local Prometheus loads every rule in alerts/rules/ and evaluates
 //! them without errors. Needs the stack (`deploy/local/stack up prometheus`).
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The rules themselves: promtool accepts them and their unit tests, every alert
 //! is well-formed with a runbook and promtool cases, and every query keeps the
 //! naming contract of telemetry/METRICS.md.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! queries are all valid (no ERROR; data is not required before a load run),
 //! broken queries are reported ERROR, and `--require-data` turns EMPTY into a
 //! failure. Needs the stack (`deploy/local/stack up prometheus`).
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,5 +1,6 @@
 //! Bad input gets an error or a reported problem, never a panic: variable
 //! substitution and the structure check over arbitrary text and JSON.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::collections::BTreeMap;
 

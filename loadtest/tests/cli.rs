@@ -1,5 +1,6 @@
 //! The binary's contract: exit codes, messages naming the problem, and
 //! nothing sent when the config or the target is bad.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod common;
 

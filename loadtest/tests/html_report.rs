@@ -1,6 +1,7 @@
 //! The HTML report renders in a real browser: headless Chromium (Debian's
 //! `chromium` package) loads it from disk with networking off, takes a
 //! screenshot, and its DOM has the per-step rows, charts and threshold rows.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The workload models against a real loopback server: arrival rate,
 //! coordinated-omission correction, dropped iterations, trace context.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The order-flow scenario against a stand-in speaking the services' HTTP
 //! contract; the runner's `/metrics` and Prometheus file-SD registration;
 //! latency measured from the intended start.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! and MariaDB databases migrated with the services' own migrations, a scratch
 //! MongoDB database, and dead-letter topics of a prefix of their own. A small
 //! consistent world passes; each corruption is then reported with its ids.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

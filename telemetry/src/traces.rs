@@ -83,7 +83,7 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource)
+        self.inner.set_resource(resource);
     }
 }
 

@@ -6,6 +6,7 @@
 //! Jaeger and VictoriaLogs binaries) on ports of its own, kills them mid-run and
 //! restarts them. VictoriaLogs stands in for both log APIs here: it accepts the
 //! Loki push API and the Elasticsearch bulk API.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The naming contract: the standard families in `telemetry/METRICS.md` are
 //! exactly what the code exposes, with exactly those label names.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::collections::{BTreeMap, BTreeSet};
 

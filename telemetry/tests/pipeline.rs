@@ -4,6 +4,7 @@
 //!
 //! Three processes (the demo binary's roles) play services A -> B -> C, so
 //! context really crosses process boundaries.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

@@ -17,6 +17,7 @@
 //!   the services use; `tests/saga.rs`: the order saga end to end;
 //!   `tests/chaos/`: the chaos suite (`make chaos`).
 #![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 pub mod alerting;
 pub mod db;

@@ -8,6 +8,7 @@
 //! 1h -> 1m, 5m -> 5s), loaded by a Prometheus of this test's own (never the
 //! stack's, whose rule files stay as generated), which sends to an
 //! Alertmanager of this test's own, whose webhook is a receiver in this test.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

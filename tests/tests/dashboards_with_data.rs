@@ -2,6 +2,7 @@
 //! scrapes them, the load runner drives the order flow for a short while,
 //! and then every panel query of every shipped dashboard must return data
 //! (`glasshouse-dashboards check --require-data`, run against the real Prometheus).
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! budget), orders keep coming. Once the fault clears, every order reaches a
 //! final state and not one event was dead-lettered: a transient failure is
 //! retried until it succeeds.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::time::{Duration, Instant};
 

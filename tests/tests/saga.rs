@@ -2,6 +2,7 @@
 //! stack. Orders are confirmed, rejected and cancelled; stock follows; the
 //! customer is notified; and ONE trace in Jaeger follows an order across
 //! HTTP, Kafka and all three databases, with its log lines in both log stores.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! The stack manager's command line: bad input gets a message naming it, and
 //! a missing backend is reported by name with how to start it.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::process::Command;
 

@@ -4,6 +4,7 @@
 //! cannot undo reservations made through Kafka; `If-Match`; adjustments),
 //! restock and adjustment idempotency, the stock ledger, metrics, health,
 //! and fault flags (also through the real binary started elsewhere).
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! 1317) is a transient failure: the consumer retries the event and the order
 //! is reserved once the row lock it waited for is released. Nothing is
 //! dead-lettered. Real MariaDB, real Kafka, the real service in-process.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! all-or-nothing, unknown SKUs, redelivery, release once, locking that does
 //! not deadlock, faults retried rather than turned into rejections, and a
 //! cancel that arrives before its order.created (tombstone) leaking nothing.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

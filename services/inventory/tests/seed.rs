@@ -2,6 +2,7 @@
 //! database: loads the deterministic catalog, is idempotent, leaves stock
 //! alone unless asked, keeps the stock ledger balanced, and fails clearly on
 //! bad input.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

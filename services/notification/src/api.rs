@@ -228,7 +228,7 @@ mod tests {
         let e = glasshouse_contracts::schema::examples().remove(0);
         let d = NotificationDoc::new(&e, crate::render::render(&e).unwrap(), Utc::now());
         let after = decode_cursor(&encode_cursor(&d)).unwrap();
-        assert_eq!(after, After { created_at_ms: d.created_at.timestamp_millis(), id: d.id.clone() });
+        assert_eq!(after, After { created_at_ms: d.created_at.timestamp_millis(), id: d.id });
         for bad in ["", "123", "abc.def", "123.not-a-uuid", ".0190f0f5-3c7e-7b7c-9c1a-1234567890ab"] {
             let p = decode_cursor(bad).unwrap_err();
             assert_eq!(p.status(), poem::http::StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(dto.order_id, e.order_id().as_uuid());
         assert_eq!(dto.event_type, NotificationTypeDto::OrderCreated);
         assert_eq!(dto.occurred_at.timestamp_millis(), e.occurred_at().timestamp_millis());
-        let mut broken = d.clone();
+        let mut broken = d;
         broken.event_type = "order.teleported".into();
         assert!(NotificationDto::try_from(&broken).is_err());
     }

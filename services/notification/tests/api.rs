@@ -1,5 +1,6 @@
 //! The HTTP API without Kafka traffic: authentication, query validation,
 //! keyset pagination, health, and the served contract.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The Notification service end to end against the real FerretDB and Kafka:
 //! events produced to `<prefix>orders.v1` become notifications listed over
 //! HTTP, once per event, visible to the owner and admins only.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

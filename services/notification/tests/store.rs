@@ -1,5 +1,6 @@
 //! The store against the real FerretDB: the unique index is the dedupe, and
 //! an unreachable server is a transient error (retried, not dead-lettered).
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use chrono::Utc;
 use glasshouse_contracts::{CustomerId, Event, OrderConfirmed, OrderId};

@@ -1,4 +1,5 @@
 //! The Order service against real PostgreSQL and Kafka.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

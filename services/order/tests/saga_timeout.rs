@@ -2,6 +2,7 @@
 //! order is rejected (`timeout`) and compensated once, late verdicts do not
 //! move it, several sweepers resolve each order once, and the running service
 //! sweeps on its own.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod support;
 

@@ -236,7 +236,7 @@ pub trait StateListener: Send + Sync {
 
 impl<F: Fn(&StateChange<'_>) + Send + Sync> StateListener for F {
     fn on_state_change(&self, change: &StateChange<'_>) {
-        self(change)
+        self(change);
     }
 }
 

@@ -241,7 +241,7 @@ impl Problem {
                 self.0.extensions.insert(key, v);
             }
             Err(e) => {
-                tracing::warn!(key, error = %e, "problem extension not serializable; dropped")
+                tracing::warn!(key, error = %e, "problem extension not serializable; dropped");
             }
         }
         self

@@ -1,6 +1,7 @@
 //! The `glasshouse-dev-token` binary, run as a process: init is idempotent and
 //! writes what the services read; minted tokens validate; bad usage exits 64
 //! naming the bad argument.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! Bearer authentication over a real poem server on 127.0.0.1:0 with reqwest:
 //! poem-openapi operations (`BearerAuth`) and plain poem handlers
 //! (`Principal` extractor, `RequireRole` middleware), keys from a JWKS file.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! Keys from a JWKS URL: fetched once, cached, re-read on an unknown key id
 //! (rotation) but no more often than `jwks_min_refetch_seconds`, kept when the
 //! URL goes away. The JWKS is served by a real poem server on 127.0.0.1:0.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

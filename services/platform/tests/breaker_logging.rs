@@ -4,6 +4,7 @@
 //! Alone in its own test binary on purpose: tracing caches per-callsite
 //! interest globally, and a concurrent test touching the same callsites
 //! without a subscriber could make the scoped subscriber here miss events.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

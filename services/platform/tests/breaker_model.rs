@@ -2,6 +2,7 @@
 //! moves give the same decisions and states as a small reference model written
 //! independently of the implementation, and the listener sees exactly the
 //! model's transitions.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,4 +1,5 @@
 //! The circuit breaker's state machine, on a manual clock (no sleeps).
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! Layered settings: base.yaml < <env>.yaml < APP_* variables, errors that name
 //! the key, secrets that never print, and the exit code 64.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

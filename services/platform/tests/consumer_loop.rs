@@ -5,6 +5,7 @@
 //! past finished messages, a prompt shutdown in the middle of a retry, a
 //! revoked partition's message given up uncommitted, and dead-letter topics
 //! created with their own retention.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

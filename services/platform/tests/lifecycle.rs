@@ -2,6 +2,7 @@
 //! PostgreSQL and Kafka: a background task that dies fails readiness and is
 //! restarted; at shutdown the outbox relay stops last, so an event committed
 //! by the last consumed message is published before the process ends.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

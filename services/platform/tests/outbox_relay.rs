@@ -1,5 +1,6 @@
 //! The outbox against real PostgreSQL, MariaDB and Kafka: atomic with the
 //! business transaction, published in order per key, safe with several relays.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -351,7 +352,7 @@ async fn relay_drain_stops_at_its_deadline_and_keeps_the_rows() -> anyhow::Resul
         ClientConfig::new().set("bootstrap.servers", "127.0.0.1:1").set("message.timeout.ms", "300").create()?;
     let drain_timeout = Duration::from_secs(2);
     let config = RelayConfig { drain_timeout, publish_timeout: Duration::from_millis(300), ..RelayConfig::default() };
-    let relay = Relay::new(OutboxDb::Postgres(db.pool.clone()), unreachable, Metrics::new("outbox-nowhere").standard.clone(), config);
+    let relay = Relay::new(OutboxDb::Postgres(db.pool.clone()), unreachable, Metrics::new("outbox-nowhere").standard, config);
     let shutdown = glasshouse_platform::app::Shutdown::new();
     shutdown.trigger();
     let started = Instant::now();
@@ -384,7 +385,7 @@ async fn mysql_relay_batch_in_flight_does_not_block_new_outbox_rows() -> anyhow:
     // Nothing listens on port 1: each publish, and so each claim transaction, lasts 3 s.
     let slow: FutureProducer = ClientConfig::new().set("bootstrap.servers", "127.0.0.1:1").set("message.timeout.ms", "3000").create()?;
     let config = RelayConfig { idle_poll: Duration::from_millis(10), drain_timeout: Duration::ZERO, ..RelayConfig::default() };
-    let relay = Relay::new(OutboxDb::MySql(db.pool.clone()), slow, Metrics::new("outbox-slow").standard.clone(), config);
+    let relay = Relay::new(OutboxDb::MySql(db.pool.clone()), slow, Metrics::new("outbox-slow").standard, config);
     let shutdown = glasshouse_platform::app::Shutdown::new();
     let task = tokio::spawn(relay.run(shutdown.subscribe()));
     // Locked by someone else: a SKIP LOCKED read of it finds nothing.

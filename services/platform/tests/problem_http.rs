@@ -1,4 +1,5 @@
 //! problem+json over a real poem server on 127.0.0.1:0, spoken to with reqwest.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -45,6 +45,7 @@
 //! (`$TMPDIR/saga_<id>/{order,inventory,notification}.log`, deleted on a
 //! clean stop, kept when the test panics), the private Prometheus'
 //! data next to them (`alerting/`).
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod audit;
 mod driver;

@@ -4,6 +4,7 @@
 //!
 //! All of them are safe to run in parallel: every test works in a database,
 //! topic, index, collection or service name of its own.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod kafka;
 mod logs;

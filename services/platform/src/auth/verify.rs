@@ -139,7 +139,7 @@ fn key_set(jwks: &JwkSet) -> KeySet {
         match (jwk_algorithm(jwk), DecodingKey::from_jwk(jwk)) {
             (Some(alg), Ok(key)) => keys.push(VerifyingKey { kid, alg, key }),
             (None, _) => {
-                tracing::debug!(kid = ?kid, "JWKS key skipped: not an RS256/ES256 signing key")
+                tracing::debug!(kid = ?kid, "JWKS key skipped: not an RS256/ES256 signing key");
             }
             (_, Err(e)) => tracing::warn!(kid = ?kid, error = %e, "JWKS key skipped: unusable"),
         }
