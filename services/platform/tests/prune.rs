@@ -126,7 +126,7 @@ async fn mysql_prunes_old_rows_in_bounded_batches() -> anyhow::Result<()> {
     migrations::run_mysql(&db.pool, None).await?;
     // Shaped like Inventory's idempotency table.
     sqlx::query(
-        "CREATE TABLE restocks (idempotency_key VARCHAR(255) NOT NULL PRIMARY KEY, \
+        "CREATE TABLE request_keys (idempotency_key VARCHAR(255) NOT NULL PRIMARY KEY, \
          created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE = InnoDB",
     )
     .execute(&db.pool)
@@ -147,7 +147,7 @@ async fn mysql_prunes_old_rows_in_bounded_batches() -> anyhow::Result<()> {
     insert(p, pe, "('c', UUID(), CURRENT_TIMESTAMP(6) - INTERVAL 8 DAY)", OLD_PROCESSED).await?;
     insert(p, pe, "('c', UUID(), CURRENT_TIMESTAMP(6) - INTERVAL 6 DAY)", 30).await?;
     insert(p, pe, "('c', UUID(), CURRENT_TIMESTAMP(6))", 10).await?;
-    let rk = "INSERT INTO restocks (idempotency_key, created_at)";
+    let rk = "INSERT INTO request_keys (idempotency_key, created_at)";
     insert(p, rk, "('old-{n}', CURRENT_TIMESTAMP(6) - INTERVAL 25 HOUR)", OLD_KEYS).await?;
     insert(p, rk, "('young-{n}', CURRENT_TIMESTAMP(6) - INTERVAL 23 HOUR)", 5).await?;
     let ob = "INSERT INTO outbox (event_id, topic, partition_key, event_type, payload, created_at, sent_at)";
@@ -159,7 +159,7 @@ async fn mysql_prunes_old_rows_in_bounded_batches() -> anyhow::Result<()> {
     // One connection, so the check below sees the very connection the pruner used.
     let one = sqlx::mysql::MySqlPoolOptions::new().max_connections(1).connect(&db.url).await?;
     let metrics = Metrics::new("prune-test");
-    let pruner = Pruner::new(OutboxDb::MySql(one.clone()), metrics.standard.clone(), tables("restocks")?).with_config(config());
+    let pruner = Pruner::new(OutboxDb::MySql(one.clone()), metrics.standard.clone(), tables("request_keys")?).with_config(config());
 
     let processed = PruneTable::processed_events(PROCESSED_EVENTS_RETENTION)?;
     assert_eq!(pruner.prune_batch(&processed).await?, u64::from(BATCH), "one batch, one batch's worth");
@@ -173,14 +173,14 @@ async fn mysql_prunes_old_rows_in_bounded_batches() -> anyhow::Result<()> {
 
     let count = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await };
     assert_eq!(count("SELECT count(*) FROM processed_events").await?, 40, "young dedupe rows stay");
-    assert_eq!(count("SELECT count(*) FROM restocks WHERE idempotency_key LIKE 'young-%'").await?, 5, "young keys stay");
-    assert_eq!(count("SELECT count(*) FROM restocks WHERE idempotency_key LIKE 'old-%'").await?, 0);
+    assert_eq!(count("SELECT count(*) FROM request_keys WHERE idempotency_key LIKE 'young-%'").await?, 5, "young keys stay");
+    assert_eq!(count("SELECT count(*) FROM request_keys WHERE idempotency_key LIKE 'old-%'").await?, 0);
     assert_eq!(count("SELECT count(*) FROM outbox WHERE sent_at IS NULL").await?, 2, "unsent rows stay, however old");
     assert_eq!(count("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL").await?, 2, "recently sent rows stay");
     assert_eq!(pruner.prune_once().await?, 0);
 
     assert_counted(&metrics, "prune-test", "processed_events", OLD_PROCESSED - i64::from(BATCH));
-    assert_counted(&metrics, "prune-test", "restocks", OLD_KEYS);
+    assert_counted(&metrics, "prune-test", "request_keys", OLD_KEYS);
     assert_counted(&metrics, "prune-test", "outbox", 3);
     one.close().await;
     db.drop_db().await
