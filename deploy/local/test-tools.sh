@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Programs the tests drive besides the stack: headless Chromium (the load
 # report is rendered and screenshotted in a test) and wrk (the load runner's
-# benchmark baseline). Installed from Debian's packages when missing.
+# benchmark baseline), installed from Debian's packages when missing; and helm
+# (tests/tests/helm.rs), built from the Go module proxy by the stack script and
+# cached under $GLASSHOUSE_HOME/bin (deploy/local/tools/helm/go.mod pins it).
 set -euo pipefail
+"$(dirname "${BASH_SOURCE[0]}")/stack" install helm
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v wrk >/dev/null || missing+=(wrk)

@@ -1,0 +1,520 @@
+//! The Helm chart (`deploy/helm/glasshouse`), proven offline with the real `helm`
+//! (built from the Go module proxy by `deploy/local/stack install helm`; `make test`
+//! installs it through `deploy/local/test-tools.sh`).
+//!
+//! For the default values and each of `values-local.yaml` and `values-eks.yaml`:
+//! - `helm lint --strict` and `helm template` succeed;
+//! - every workload passes the policy (probes, requests and limits, non-root,
+//!   read-only root filesystem, no privilege escalation, capabilities dropped,
+//!   seccomp, no `latest` image, its own ServiceAccount);
+//! - every Service has a NetworkPolicy selecting its pods, behind a default deny;
+//! - Istio: every host a VirtualService routes to has a DestinationRule, every
+//!   Service an AuthorizationPolicy, mTLS is STRICT, and no route retries unless
+//!   it is idempotent (GET, or POST /orders with its Idempotency-Key);
+//! - the `APP_*` settings the chart gives each service load into that service's
+//!   real `Settings` type (every struct denies unknown fields, so a key that is
+//!   not a setting fails), from the config directory the chart mounts, and every
+//!   setting whose base.yaml default only works on a laptop is set;
+//! - the PrometheusRules, dashboard ConfigMaps and config files equal the
+//!   repository's files (the chart reads them through symlinks; a copy that
+//!   drifted would fail here).
+//!
+//! No helm: the tests print a loud SKIPPED message and pass, unless `CI` is set,
+//! where a missing tool is a failure.
+
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use glasshouse_platform::config::SettingsLoader;
+use glasshouse_tests::stack::{home, repo_root};
+use serde::Deserialize;
+use serde_yaml::Value;
+
+const SERVICES: [&str; 3] = ["order", "inventory", "notification"];
+/// The values files the chart ships; `None` is the chart's defaults alone.
+const VALUES: [Option<&str>; 3] = [None, Some("values-local.yaml"), Some("values-eks.yaml")];
+/// `helm template` needs a target version (a module build of helm has no default);
+/// the chart's `kubeVersion` says >= 1.27.
+const KUBE_VERSION: &str = "1.31.0";
+const RELEASE: &str = "glasshouse";
+const NAMESPACE: &str = "glasshouse";
+
+fn chart_dir() -> PathBuf {
+    repo_root().join("deploy/helm/glasshouse")
+}
+
+/// The helm binary, or `None` (with a loud message) when it is not built and
+/// this is not CI. `GH_HELM` wins; otherwise the stack's cached build.
+fn helm() -> Option<PathBuf> {
+    static HELM: OnceLock<Option<PathBuf>> = OnceLock::new();
+    HELM.get_or_init(|| {
+        let found = std::env::var_os("GH_HELM")
+            .map(PathBuf::from)
+            .or_else(|| home().ok().map(|h| h.join("bin/helm")))
+            .filter(|p| p.is_file());
+        if found.is_none() {
+            let how = "build it with `deploy/local/stack install helm` (make test does)";
+            assert!(std::env::var_os("CI").is_none(), "helm is missing under CI: {how}");
+            eprintln!("\n!!!!!!!! SKIPPED: helm chart tests: helm is not built; {how} !!!!!!!!\n");
+        }
+        found
+    })
+    .clone()
+}
+
+fn helm_cmd(helm: &Path, args: &[&str], values: Option<&str>) -> std::process::Output {
+    let chart = chart_dir();
+    let mut cmd = Command::new(helm);
+    cmd.args(args).arg(&chart).args(["--kube-version", KUBE_VERSION]);
+    if let Some(v) = values {
+        cmd.arg("-f").arg(chart.join(v));
+    }
+    // helm keeps caches and config under these; the tests never share them.
+    let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm-home");
+    cmd.env("HELM_CACHE_HOME", scratch.join("cache")).env("HELM_CONFIG_HOME", scratch.join("config")).env("HELM_DATA_HOME", scratch.join("data"));
+    cmd.output().unwrap()
+}
+
+/// The rendered objects for one values file (rendered once per test binary).
+fn rendered(values: Option<&str>) -> Option<&'static [Value]> {
+    static CACHE: OnceLock<BTreeMap<Option<&'static str>, Vec<Value>>> = OnceLock::new();
+    let helm = helm()?;
+    let all = CACHE.get_or_init(|| {
+        VALUES
+            .iter()
+            .map(|v| {
+                let out = helm_cmd(&helm, &["template", RELEASE, "--namespace", NAMESPACE], *v);
+                assert!(out.status.success(), "helm template ({v:?}) failed:\n{}", String::from_utf8_lossy(&out.stderr));
+                let text = String::from_utf8(out.stdout).unwrap();
+                let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+                    .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("rendered YAML ({v:?}) does not parse: {e}")))
+                    .filter(|d| !d.is_null())
+                    .collect();
+                (*v, docs)
+            })
+            .collect()
+    });
+    Some(all[&values].as_slice())
+}
+
+fn s<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+fn str_at<'a>(v: &'a Value, path: &str) -> &'a str {
+    s(v, path).and_then(Value::as_str).unwrap_or("")
+}
+
+fn kind(v: &Value) -> &str {
+    str_at(v, "kind")
+}
+
+fn name(v: &Value) -> &str {
+    str_at(v, "metadata.name")
+}
+
+fn of_kind<'a>(docs: &'a [Value], k: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    docs.iter().filter(move |d| kind(d) == k)
+}
+
+fn label_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_mapping)
+        .map(|m| m.iter().map(|(k, v)| (k.as_str().unwrap_or("").to_owned(), v.as_str().unwrap_or("").to_owned())).collect())
+        .unwrap_or_default()
+}
+
+fn is_subset(small: &BTreeMap<String, String>, big: &BTreeMap<String, String>) -> bool {
+    !small.is_empty() && small.iter().all(|(k, v)| big.get(k) == Some(v))
+}
+
+fn label(values: Option<&str>) -> &str {
+    values.unwrap_or("values.yaml (defaults)")
+}
+
+#[test]
+fn helm_lint_is_clean_for_every_values_file() {
+    let Some(helm) = helm() else { return };
+    for v in VALUES {
+        let out = helm_cmd(&helm, &["lint", "--strict"], v);
+        assert!(
+            out.status.success(),
+            "helm lint --strict with {}:\n{}{}",
+            label(v),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn every_values_file_renders_and_counts_its_objects() {
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for d in docs {
+            *count.entry(kind(d)).or_default() += 1;
+        }
+        eprintln!("{}: {} objects {count:?}", label(v), docs.len());
+        for k in ["Deployment", "Service", "ServiceAccount", "NetworkPolicy", "ConfigMap"] {
+            assert!(count.contains_key(k), "{}: no {k} rendered", label(v));
+        }
+        // Services migrate at start (no migrate-only mode): no migration Job.
+        assert!(!count.contains_key("Job"), "{}: a Job is rendered, but no service has a migrate-only mode", label(v));
+    }
+}
+
+#[test]
+fn every_workload_follows_the_pod_policy() {
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        let deployments: Vec<_> = of_kind(docs, "Deployment").collect();
+        assert_eq!(deployments.len(), SERVICES.len(), "{}", label(v));
+        let accounts: BTreeSet<&str> = of_kind(docs, "ServiceAccount").map(name).collect();
+        for d in deployments {
+            let at = format!("{} Deployment {}", label(v), name(d));
+            let pod = s(d, "spec.template.spec").unwrap();
+            let sa = str_at(pod, "serviceAccountName");
+            assert!(accounts.contains(sa) && sa != "default", "{at}: own ServiceAccount expected, found {sa:?}");
+            assert_eq!(s(pod, "securityContext.runAsNonRoot").and_then(Value::as_bool), Some(true), "{at}: pod runAsNonRoot");
+            assert_eq!(str_at(pod, "securityContext.seccompProfile.type"), "RuntimeDefault", "{at}: pod seccomp");
+            for c in s(pod, "containers").and_then(Value::as_sequence).unwrap() {
+                let at = format!("{at} container {}", str_at(c, "name"));
+                for p in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                    assert!(s(c, &format!("{p}.httpGet.path")).is_some(), "{at}: no HTTP {p}");
+                }
+                assert_eq!(str_at(c, "readinessProbe.httpGet.path"), "/health/ready", "{at}");
+                assert_eq!(str_at(c, "livenessProbe.httpGet.path"), "/health/live", "{at}");
+                for r in ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"] {
+                    assert!(s(c, &format!("resources.{r}")).is_some(), "{at}: no resources.{r}");
+                }
+                let sc = s(c, "securityContext").unwrap();
+                assert_eq!(s(sc, "runAsNonRoot").and_then(Value::as_bool), Some(true), "{at}: runAsNonRoot");
+                assert_eq!(s(sc, "readOnlyRootFilesystem").and_then(Value::as_bool), Some(true), "{at}: readOnlyRootFilesystem");
+                assert_eq!(s(sc, "allowPrivilegeEscalation").and_then(Value::as_bool), Some(false), "{at}: allowPrivilegeEscalation");
+                let dropped = s(sc, "capabilities.drop").and_then(Value::as_sequence).cloned().unwrap_or_default();
+                assert!(dropped.iter().any(|c| c.as_str() == Some("ALL")), "{at}: capabilities must drop ALL");
+                assert_eq!(str_at(sc, "seccompProfile.type"), "RuntimeDefault", "{at}: seccomp");
+                let image = str_at(c, "image");
+                let tag = image.rsplit_once('/').map_or(image, |(_, t)| t);
+                assert!(
+                    tag.contains('@') || tag.split_once(':').is_some_and(|(_, t)| !t.is_empty() && t != "latest"),
+                    "{at}: image {image:?} must be pinned (a tag other than latest, or a digest)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_service_has_a_network_policy_behind_a_default_deny() {
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        let policies: Vec<_> = of_kind(docs, "NetworkPolicy").collect();
+        assert!(
+            policies.iter().any(|p| s(p, "spec.ingress").is_none()
+                && s(p, "spec.egress").is_none()
+                && s(p, "spec.policyTypes").and_then(Value::as_sequence).is_some_and(|t| t.len() == 2)),
+            "{}: no default-deny NetworkPolicy (both directions, no rules)",
+            label(v)
+        );
+        for svc in of_kind(docs, "Service") {
+            let selector = label_map(s(svc, "spec.selector"));
+            let covering: Vec<_> =
+                policies.iter().filter(|p| is_subset(&label_map(s(p, "spec.podSelector.matchLabels")), &selector)).filter(|p| s(p, "spec.ingress").is_some()).collect();
+            assert!(!covering.is_empty(), "{}: Service {} has no NetworkPolicy with ingress rules for its pods", label(v), name(svc));
+            // An empty `from`/`to` means "everyone": never rendered.
+            for p in &covering {
+                for dir in ["ingress", "egress"] {
+                    for rule in s(p, &format!("spec.{dir}")).and_then(Value::as_sequence).into_iter().flatten() {
+                        let peers = if dir == "ingress" { "from" } else { "to" };
+                        assert!(
+                            s(rule, peers).and_then(Value::as_sequence).is_some_and(|x| !x.is_empty()),
+                            "{}: NetworkPolicy {} has an {dir} rule open to everyone",
+                            label(v),
+                            name(p)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// True when a VirtualService route may be retried: every match is a GET, or
+/// exactly `POST /orders` (idempotent through its Idempotency-Key).
+fn idempotent(route: &Value) -> bool {
+    let matches = s(route, "match").and_then(Value::as_sequence).cloned().unwrap_or_default();
+    !matches.is_empty()
+        && matches.iter().all(|m| {
+            let method = str_at(m, "method.exact");
+            method == "GET" || (method == "POST" && str_at(m, "uri.exact") == "/orders")
+        })
+}
+
+#[test]
+fn istio_objects_follow_the_mesh_rules() {
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        let at = label(v);
+        let dr_hosts: BTreeSet<&str> = of_kind(docs, "DestinationRule").map(|d| str_at(d, "spec.host")).collect();
+        let mut routes_seen = 0;
+        for vs in of_kind(docs, "VirtualService") {
+            for route in s(vs, "spec.http").and_then(Value::as_sequence).unwrap() {
+                routes_seen += 1;
+                let rname = format!("{at}: VirtualService {} route {}", name(vs), str_at(route, "name"));
+                for dest in s(route, "route").and_then(Value::as_sequence).unwrap() {
+                    let host = str_at(dest, "destination.host");
+                    assert!(dr_hosts.contains(host), "{rname}: host {host} has no DestinationRule");
+                }
+                assert!(s(route, "timeout").is_some(), "{rname}: no timeout");
+                // Istio retries by default, so every route states its policy.
+                let attempts = s(route, "retries.attempts").and_then(Value::as_u64);
+                assert!(attempts.is_some(), "{rname}: no explicit retry policy (Istio's default would retry)");
+                if attempts.unwrap_or(0) > 0 {
+                    assert!(idempotent(route), "{rname}: retries a non-idempotent route");
+                    assert_eq!(str_at(route, "retries.retryOn"), "connect-failure,refused-stream,503", "{rname}");
+                }
+                if str_at(route, "name").contains("cancel") {
+                    assert_eq!(attempts, Some(0), "{rname}: cancel must never be retried");
+                }
+            }
+        }
+        assert!(routes_seen > 0, "{at}: no VirtualService routes");
+        // The public API's cancel route exists and is matched before the generic ones.
+        let public = of_kind(docs, "VirtualService").find(|vs| name(vs).ends_with("-public")).unwrap();
+        assert_eq!(str_at(&s(public, "spec.http").unwrap()[0], "name"), "cancel-order", "{at}");
+
+        let pa: Vec<_> = of_kind(docs, "PeerAuthentication").collect();
+        assert!(pa.iter().any(|p| str_at(p, "spec.mtls.mode") == "STRICT"), "{at}: no STRICT PeerAuthentication");
+        let policies: Vec<_> = of_kind(docs, "AuthorizationPolicy").collect();
+        for svc in of_kind(docs, "Service") {
+            let selector = label_map(s(svc, "spec.selector"));
+            assert!(
+                policies.iter().any(|p| is_subset(&label_map(s(p, "spec.selector.matchLabels")), &selector)),
+                "{at}: Service {} has no AuthorizationPolicy",
+                name(svc)
+            );
+        }
+        // Only order's identity reaches inventory's catalog; admin writes need the claim.
+        let inv = policies.iter().find(|p| name(p).ends_with("-inventory")).unwrap();
+        let text = serde_yaml::to_string(inv).unwrap();
+        let order_sa = format!("/ns/{NAMESPACE}/sa/{RELEASE}-order");
+        for rule in s(inv, "spec.rules").and_then(Value::as_sequence).unwrap() {
+            let ops = serde_yaml::to_string(s(rule, "to").unwrap()).unwrap();
+            if ops.contains("GET") && ops.contains("/items") {
+                let from = serde_yaml::to_string(s(rule, "from").unwrap()).unwrap();
+                assert!(from.contains(&order_sa), "{at}: the catalog is open to more than order: {from}");
+            }
+            if ops.contains("PUT") {
+                assert!(serde_yaml::to_string(rule).unwrap().contains("request.auth.claims[roles]"), "{at}: admin writes without the admin claim");
+            }
+        }
+        assert!(text.contains("admin"), "{at}");
+        // JWT: the services' issuer and audience, the original token forwarded.
+        let ra = of_kind(docs, "RequestAuthentication").next().unwrap();
+        let rule = &s(ra, "spec.jwtRules").unwrap()[0];
+        assert_eq!(s(rule, "forwardOriginalToken").and_then(Value::as_bool), Some(true), "{at}");
+        let env = env_of(docs, "order");
+        assert_eq!(str_at(rule, "issuer"), env["APP_AUTH__ISSUER"], "{at}: the mesh and the services must agree on the issuer");
+        assert_eq!(rule["audiences"][0].as_str(), Some(env["APP_AUTH__AUDIENCE"].as_str()), "{at}: audience");
+    }
+}
+
+/// The environment the chart gives one service: its -env ConfigMap and, when the
+/// chart renders it, its Secret. An existing (external) Secret is documented to
+/// hold APP_DATABASE__URL; a placeholder stands for it.
+fn env_of(docs: &[Value], service: &str) -> BTreeMap<String, String> {
+    let deployment = of_kind(docs, "Deployment").find(|d| name(d).ends_with(&format!("-{service}"))).unwrap();
+    let container = &s(deployment, "spec.template.spec.containers").unwrap()[0];
+    let mut env = BTreeMap::new();
+    for from in s(container, "envFrom").and_then(Value::as_sequence).unwrap() {
+        if let Some(cm) = s(from, "configMapRef.name").and_then(Value::as_str) {
+            let obj = of_kind(docs, "ConfigMap").find(|c| name(c) == cm).unwrap_or_else(|| panic!("ConfigMap {cm} not rendered"));
+            env.extend(label_map(s(obj, "data")));
+        }
+        if let Some(sec) = s(from, "secretRef.name").and_then(Value::as_str) {
+            match of_kind(docs, "Secret").find(|c| name(c) == sec) {
+                Some(obj) => env.extend(label_map(s(obj, "stringData"))),
+                None => {
+                    env.insert("APP_DATABASE__URL".into(), format!("(from the existing Secret {sec})"));
+                }
+            }
+        }
+    }
+    env
+}
+
+/// Dotted leaves of a YAML mapping.
+fn leaves(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
+    match v.as_mapping() {
+        Some(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() { k.as_str().unwrap().to_owned() } else { format!("{prefix}.{}", k.as_str().unwrap()) };
+                leaves(v, &key, out);
+            }
+        }
+        None => {
+            out.insert(prefix.to_owned(), v.clone());
+        }
+    }
+}
+
+fn env_var(key: &str) -> String {
+    glasshouse_platform::config::env_var_for(key)
+}
+
+/// The settings that must be set in a cluster, derived from the service's
+/// base.yaml: every value bound to the laptop (loopback addresses, the `local`
+/// environment and issuer, paths relative to the stack home), plus the code
+/// defaults of the telemetry crate that point at loopback and are not in base.yaml.
+fn required_keys(service: &str) -> BTreeSet<String> {
+    let base: Value = serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(format!("services/{service}/config/base.yaml"))).unwrap()).unwrap();
+    let mut all = BTreeMap::new();
+    leaves(&base, "", &mut all);
+    let mut keys: BTreeSet<String> = all
+        .iter()
+        .filter(|(k, v)| {
+            let text = v.as_str().unwrap_or("");
+            text.contains("127.0.0.1") || text.contains("localhost") || text.split(|c: char| !c.is_alphanumeric()).any(|w| w == "local") || (k.ends_with(".file") && !text.starts_with('/'))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.extend(["telemetry.traces.endpoint", "telemetry.logs.loki.enabled", "telemetry.logs.elasticsearch.enabled"].map(String::from));
+    keys
+}
+
+#[test]
+fn required_keys_are_derived_from_base_yaml() {
+    // The derivation itself: what a cluster must override in order's base.yaml.
+    let order = required_keys("order");
+    for k in ["http.host", "database.url", "kafka.brokers", "inventory.base_url", "auth.issuer", "auth.jwks.file", "telemetry.environment"] {
+        assert!(order.contains(k), "{k} missing from {order:?}");
+    }
+    assert!(required_keys("inventory").contains("faults.file"));
+    assert!(!order.contains("http.port") && !order.contains("saga.timeout_seconds"));
+}
+
+#[test]
+fn the_chart_sets_only_real_settings_and_every_required_one() {
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        for service in SERVICES {
+            let at = format!("{} {service}", label(v));
+            let env = env_of(docs, service);
+            for key in required_keys(service) {
+                let var = env_var(&key);
+                let value = env.get(&var).unwrap_or_else(|| panic!("{at}: required setting {key} ({var}) is not set"));
+                assert!(!value.contains("127.0.0.1") && !value.contains("localhost"), "{at}: {var}={value} points at loopback");
+                if key.ends_with(".file") {
+                    assert!(value.starts_with('/'), "{at}: {var}={value} must be absolute off the stack");
+                }
+            }
+            // The config directory the chart mounts, written out, then the service's
+            // own Settings type loaded from it with the chart's environment.
+            let deployment = of_kind(docs, "Deployment").find(|d| name(d).ends_with(&format!("-{service}"))).unwrap();
+            let cm_name = s(deployment, "spec.template.spec.volumes")
+                .and_then(Value::as_sequence)
+                .unwrap()
+                .iter()
+                .find(|vol| str_at(vol, "name") == "config")
+                .map(|vol| str_at(vol, "configMap.name").to_owned())
+                .unwrap();
+            let cm = of_kind(docs, "ConfigMap").find(|c| name(c) == cm_name).unwrap();
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(glasshouse_tests::stack::unique_name(&format!("helm-config-{service}")));
+            std::fs::create_dir_all(&dir).unwrap();
+            for (file, text) in label_map(s(cm, "data")) {
+                std::fs::write(dir.join(file), text).unwrap();
+            }
+            assert_eq!(env.get("APP_CONFIG_DIR").map(String::as_str), Some("/etc/glasshouse/config"), "{at}");
+            let mut vars = env.clone();
+            if vars["APP_DATABASE__URL"].starts_with("(from") {
+                vars.insert("APP_DATABASE__URL".into(), "postgres://placeholder@db:5432/x".into());
+            }
+            let loader = SettingsLoader::with_vars(&dir, vars);
+            let result = match service {
+                "order" => loader.load::<glasshouse_order::Settings>().map(|_| ()),
+                "inventory" => loader.load::<glasshouse_inventory::Settings>().map(|_| ()),
+                _ => loader.load::<glasshouse_notification::Settings>().map(|_| ()),
+            };
+            std::fs::remove_dir_all(&dir).unwrap();
+            if let Err(e) = result {
+                panic!("{at}: the chart's settings do not load into the service's Settings: {e}");
+            }
+        }
+    }
+}
+
+/// The chart's files/ entries resolve to the repository's files, byte for byte.
+#[test]
+fn the_charts_files_are_the_repositorys_files() {
+    let chart = chart_dir().join("files");
+    let pairs = [("alerts", "alerts/rules"), ("dashboards", "dashboards/grafana")];
+    for (inside, repo) in pairs {
+        let repo_dir = repo_root().join(repo);
+        let mut names: Vec<_> = std::fs::read_dir(&repo_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        let mut chart_names: Vec<_> = std::fs::read_dir(chart.join(inside)).unwrap().map(|e| e.unwrap().file_name()).collect();
+        chart_names.sort();
+        assert_eq!(names, chart_names, "files/{inside} and {repo} list different files");
+        for n in names {
+            assert_eq!(std::fs::read(chart.join(inside).join(&n)).unwrap(), std::fs::read(repo_dir.join(&n)).unwrap(), "files/{inside}/{n:?} differs from {repo}");
+        }
+    }
+    for service in SERVICES {
+        assert_eq!(
+            std::fs::read(chart.join(format!("config/{service}/base.yaml"))).unwrap(),
+            std::fs::read(repo_root().join(format!("services/{service}/config/base.yaml"))).unwrap(),
+            "the chart's base.yaml of {service} differs"
+        );
+    }
+    assert_eq!(std::fs::read(chart.join("alertmanager.yml")).unwrap(), std::fs::read(repo_root().join("deploy/local/config/alertmanager.yml")).unwrap());
+}
+
+/// The rendered objects carry exactly the repository's rules and dashboards.
+#[test]
+fn rendered_rules_and_dashboards_equal_the_repositorys_files() {
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        let at = label(v);
+        let rule_files: BTreeSet<String> = std::fs::read_dir(repo_root().join("alerts/rules"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".yaml"))
+            .collect();
+        let mut seen = BTreeSet::new();
+        for rule in of_kind(docs, "PrometheusRule") {
+            let source = s(rule, "metadata.annotations").and_then(|a| a.get("glasshouse.io/source")).and_then(Value::as_str).unwrap();
+            let file: Value = serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(source)).unwrap()).unwrap();
+            assert_eq!(s(rule, "spec").unwrap(), &file, "{at}: PrometheusRule {} differs from {source}", name(rule));
+            seen.insert(source.trim_start_matches("alerts/rules/").to_owned());
+        }
+        assert_eq!(seen, rule_files, "{at}: one PrometheusRule per alerts/rules/*.yaml");
+
+        let dash_files: BTreeSet<String> = std::fs::read_dir(repo_root().join("dashboards/grafana"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        let mut seen = BTreeSet::new();
+        for cm in of_kind(docs, "ConfigMap").filter(|c| s(c, "metadata.labels.grafana_dashboard").is_some()) {
+            assert_eq!(str_at(cm, "metadata.labels.grafana_dashboard"), "1", "{at}");
+            for (file, text) in label_map(s(cm, "data")) {
+                let repo = std::fs::read_to_string(repo_root().join("dashboards/grafana").join(&file)).unwrap();
+                assert_eq!(text.trim_end(), repo.trim_end(), "{at}: dashboard ConfigMap {} differs from dashboards/grafana/{file}", name(cm));
+                seen.insert(file);
+            }
+        }
+        assert_eq!(seen, dash_files, "{at}: one dashboard ConfigMap per dashboards/grafana/*.json");
+
+        for service in SERVICES {
+            let cm = of_kind(docs, "ConfigMap").find(|c| name(c).ends_with(&format!("-{service}-config"))).unwrap();
+            let repo = std::fs::read_to_string(repo_root().join(format!("services/{service}/config/base.yaml"))).unwrap();
+            let data = label_map(s(cm, "data"));
+            assert_eq!(data["base.yaml"].trim_end(), repo.trim_end(), "{at}: the mounted base.yaml of {service} differs");
+        }
+    }
+}
