@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Installs the chart, with each values file, into a real Kubernetes API server:
+# kube-apiserver + etcd built from the Go module proxy (deploy/local/tools/
+# kube-apiserver, tools/etcd; `deploy/local/stack install kube-apiserver etcd`),
+# started here on 127.0.0.1 with a self-signed certificate and a static token,
+# with the CRDs the chart uses registered from their own Go modules (Istio:
+# istio.io/api; Prometheus Operator: github.com/prometheus-operator/prometheus-operator,
+# versions in deploy/local/versions.env; fetched at run time, never committed).
+# Every object must be accepted: schema errors are refused by the server, and
+# any "unknown field" / "duplicate field" warning (field validation) fails the run.
+# No kubelet, scheduler or controller manager: no pod ever runs; that is expected.
+#
+#   deploy/helm/apiserver-check.sh            # all three values files
+#   GH_KUBE_API_PORT=16443 GH_KUBE_ETCD_PORT=23790 (defaults) choose the ports.
+#
+# Prints one line per values file: objects accepted. Everything it starts is
+# stopped at exit; its scratch directory is removed.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+STACK="$REPO/deploy/local/stack"
+CHART="$HERE/glasshouse"
+set -a; source "$REPO/deploy/local/versions.env"; set +a
+API_PORT=${GH_KUBE_API_PORT:-16443}
+ETCD_PORT=${GH_KUBE_ETCD_PORT:-23790}
+ETCD_PEER_PORT=$(( ETCD_PORT + 10 ))
+DEADLINE_S=${GH_KUBE_READY_TIMEOUT:-120}
+
+say() { printf 'apiserver-check: %s\n' "$*" >&2; }
+die() { say "FAILED: $*"; exit 1; }
+
+"$STACK" install helm etcd kube-apiserver >&2
+HELM=$("$STACK" which helm); ETCD=$("$STACK" which etcd); KAS=$("$STACK" which kube-apiserver)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gh-apiserver.XXXXXX")
+PIDS=()
+cleanup() {
+  local rc=$? p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [[ $rc -ne 0 ]]; then
+    for f in "$WORK"/etcd.log "$WORK"/kube-apiserver.log; do [[ -f $f ]] && { say "tail of $f:"; tail -n 20 "$f" >&2; }; done
+  fi
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT"; do port_open "$p" && die "port $p is taken (set GH_KUBE_API_PORT / GH_KUBE_ETCD_PORT)"; done
+
+# until_ok WHAT CMD...: polls CMD against a deadline (no fixed sleeps).
+until_ok() {
+  local what=$1; shift
+  local end=$(( SECONDS + DEADLINE_S ))
+  until "$@" >/dev/null 2>&1; do
+    (( SECONDS < end )) || die "$what not ready after ${DEADLINE_S}s"
+    sleep 0.3
+  done
+}
+
+# --- certificates and the static token
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+  -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+  -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+openssl genrsa -out "$WORK/sa.key" 2048 2>/dev/null
+openssl rsa -in "$WORK/sa.key" -pubout -out "$WORK/sa.pub" 2>/dev/null
+TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+echo "$TOKEN,glasshouse-check,glasshouse-check,system:masters" >"$WORK/tokens.csv"
+
+# --- etcd and kube-apiserver
+t0=$SECONDS
+"$ETCD" --name check --data-dir "$WORK/etcd" \
+  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster "check=http://127.0.0.1:$ETCD_PEER_PORT" --log-level warn >"$WORK/etcd.log" 2>&1 &
+PIDS+=($!)
+until_ok etcd curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
+
+"$KAS" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+  --tls-cert-file "$WORK/tls.crt" --tls-private-key-file "$WORK/tls.key" --cert-dir "$WORK/certs" \
+  --token-auth-file "$WORK/tokens.csv" --authorization-mode RBAC \
+  --service-account-issuer https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file "$WORK/sa.pub" --service-account-signing-key-file "$WORK/sa.key" \
+  --service-cluster-ip-range 10.96.0.0/16 >"$WORK/kube-apiserver.log" 2>&1 &
+PIDS+=($!)
+API="https://127.0.0.1:$API_PORT"
+api() { curl -fsS --cacert "$WORK/tls.crt" -H "Authorization: Bearer $TOKEN" "$@"; }
+until_ok kube-apiserver api "$API/readyz"
+say "etcd + kube-apiserver $( "$KAS" --version 2>/dev/null | awk '{print $2}') ready in $(( SECONDS - t0 ))s"
+
+cat >"$WORK/kubeconfig" <<YAML
+apiVersion: v1
+kind: Config
+clusters: [{name: check, cluster: {server: "$API", certificate-authority: "$WORK/tls.crt"}}]
+users: [{name: check, user: {token: "$TOKEN"}}]
+contexts: [{name: check, context: {cluster: check, user: check}}]
+current-context: check
+YAML
+export KUBECONFIG="$WORK/kubeconfig" HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
+
+# --- namespaces the chart writes to besides the release's
+for ns in istio-system monitoring; do
+  printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n' "$ns" |
+    api -X POST -H 'Content-Type: application/yaml' --data-binary @- "$API/api/v1/namespaces" >/dev/null
+done
+
+# --- CRDs, from their Go modules, as a throwaway chart's crds/ (helm waits for them)
+mod_dir() { go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'; }
+ISTIO_API=$(cd "$WORK" && mod_dir "istio.io/api@$GH_ISTIO_API_VERSION")
+PROM_OP=$(cd "$WORK" && mod_dir "github.com/prometheus-operator/prometheus-operator@$GH_PROMETHEUS_OPERATOR_VERSION")
+[[ -f $ISTIO_API/kubernetes/customresourcedefinitions.gen.yaml ]] || die "no Istio CRDs in istio.io/api@$GH_ISTIO_API_VERSION"
+mkdir -p "$WORK/crds/crds"
+printf 'apiVersion: v2\nname: glasshouse-check-crds\nversion: 0.0.0\n' >"$WORK/crds/Chart.yaml"
+cp "$ISTIO_API/kubernetes/customresourcedefinitions.gen.yaml" "$WORK/crds/crds/istio.yaml"
+for c in servicemonitors podmonitors prometheusrules alertmanagers prometheuses; do
+  cp "$PROM_OP/example/prometheus-operator-crd/monitoring.coreos.com_$c.yaml" "$WORK/crds/crds/"
+done
+# Kiali's operator is not a Go module, so its CRD is not available here: a stand-in
+# with the Kiali CRD's names and an open schema (the real one does not constrain
+# spec either), so the Kiali CR is at least accepted by kind and group/version.
+cat >"$WORK/crds/crds/kiali.yaml" <<'YAML'
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: kialis.kiali.io}
+spec:
+  group: kiali.io
+  names: {kind: Kiali, listKind: KialiList, plural: kialis, singular: kiali}
+  scope: Namespaced
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+YAML
+"$HELM" install check-crds "$WORK/crds" --namespace default >"$WORK/crds.out" 2>&1 || { cat "$WORK/crds.out" >&2; die "registering the CRDs"; }
+say "CRDs registered: Istio (istio.io/api $GH_ISTIO_API_VERSION), Prometheus Operator ($GH_PROMETHEUS_OPERATOR_VERSION), Kiali (stand-in)"
+
+# --- the chart, once per values file, each in its own namespace
+failed=0
+for v in default local eks; do
+  args=(); [[ $v == default ]] || args=(-f "$CHART/values-$v.yaml")
+  ns="glasshouse-$v"; rel="glasshouse-$v"
+  if "$HELM" install "$rel" "$CHART" --namespace "$ns" --create-namespace "${args[@]}" >"$WORK/$v.out" 2>"$WORK/$v.err"; then
+    if grep -Ei 'unknown field|duplicate field|strict decoding' "$WORK/$v.err" >&2; then
+      say "$v: accepted, but with field warnings (above)"; failed=1; continue
+    fi
+    n=$("$HELM" get manifest "$rel" --namespace "$ns" | grep -c '^kind:')
+    printf '%-8s %3d objects accepted by kube-apiserver\n' "$v" "$n"
+  else
+    grep -v 'found symbolic link' "$WORK/$v.err" >&2 || true
+    say "$v: helm install refused"; failed=1
+  fi
+done
+exit $failed
