@@ -518,3 +518,25 @@ fn rendered_rules_and_dashboards_equal_the_repositorys_files() {
         }
     }
 }
+
+/// The images' Dockerfile (not built here: no Docker engine): multi-stage, a
+/// distroless runtime with no shell or package step after it, the chart's uid,
+/// an exec-form entrypoint, every base image pinned to a version.
+#[test]
+fn the_dockerfile_follows_the_image_policy() {
+    let text = std::fs::read_to_string(repo_root().join("deploy/docker/Dockerfile")).unwrap();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let froms: Vec<usize> = lines.iter().enumerate().filter(|(_, l)| l.starts_with("FROM ")).map(|(i, _)| i).collect();
+    assert!(froms.len() >= 2, "multi-stage build expected");
+    let runtime = &lines[*froms.last().unwrap()..];
+    assert!(!runtime.iter().any(|l| l.starts_with("RUN ")), "the runtime stage must not run anything (no shell there)");
+    assert!(runtime.contains(&"USER 65532:65532"), "the runtime runs as uid 65532 (the chart's runAsUser)");
+    assert!(runtime.iter().any(|l| l.starts_with("ENTRYPOINT [\"")), "exec-form ENTRYPOINT expected");
+    let args: BTreeMap<&str, &str> = lines.iter().filter_map(|l| l.strip_prefix("ARG ")?.split_once('=')).collect();
+    assert!(args["DISTROLESS"].starts_with("gcr.io/distroless/"), "distroless runtime expected");
+    assert!(!args["DISTROLESS"].contains("debug"), "the :debug distroless images have a shell");
+    for (name, image) in &args {
+        let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+        assert!(!tag.is_empty() && tag != "latest", "ARG {name}={image}: pin a version");
+    }
+}
