@@ -52,10 +52,8 @@ fn chart_dir() -> PathBuf {
 fn helm() -> Option<PathBuf> {
     static HELM: OnceLock<Option<PathBuf>> = OnceLock::new();
     HELM.get_or_init(|| {
-        let found = std::env::var_os("GH_HELM")
-            .map(PathBuf::from)
-            .or_else(|| home().ok().map(|h| h.join("bin/helm")))
-            .filter(|p| p.is_file());
+        let found =
+            std::env::var_os("GH_HELM").map(PathBuf::from).or_else(|| home().ok().map(|h| h.join("bin/helm"))).filter(|p| p.is_file());
         if found.is_none() {
             let how = "build it with `deploy/local/stack install helm` (make test does)";
             assert!(std::env::var_os("CI").is_none(), "helm is missing under CI: {how}");
@@ -75,7 +73,9 @@ fn helm_cmd(helm: &Path, args: &[&str], values: Option<&str>) -> std::process::O
     }
     // helm keeps caches and config under these; the tests never share them.
     let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm-home");
-    cmd.env("HELM_CACHE_HOME", scratch.join("cache")).env("HELM_CONFIG_HOME", scratch.join("config")).env("HELM_DATA_HOME", scratch.join("data"));
+    cmd.env("HELM_CACHE_HOME", scratch.join("cache"))
+        .env("HELM_CONFIG_HOME", scratch.join("config"))
+        .env("HELM_DATA_HOME", scratch.join("data"));
     cmd.output().unwrap()
 }
 
@@ -98,7 +98,7 @@ fn rendered(values: Option<&str>) -> Option<&'static [Value]> {
             })
             .collect()
     });
-    Some(all[&values].as_slice())
+    all.iter().find(|(k, _)| **k == values).map(|(_, docs)| docs.as_slice())
 }
 
 fn s<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
@@ -223,8 +223,11 @@ fn every_service_has_a_network_policy_behind_a_default_deny() {
         );
         for svc in of_kind(docs, "Service") {
             let selector = label_map(s(svc, "spec.selector"));
-            let covering: Vec<_> =
-                policies.iter().filter(|p| is_subset(&label_map(s(p, "spec.podSelector.matchLabels")), &selector)).filter(|p| s(p, "spec.ingress").is_some()).collect();
+            let covering: Vec<_> = policies
+                .iter()
+                .filter(|p| is_subset(&label_map(s(p, "spec.podSelector.matchLabels")), &selector))
+                .filter(|p| s(p, "spec.ingress").is_some())
+                .collect();
             assert!(!covering.is_empty(), "{}: Service {} has no NetworkPolicy with ingress rules for its pods", label(v), name(svc));
             // An empty `from`/`to` means "everyone": never rendered.
             for p in &covering {
@@ -310,7 +313,10 @@ fn istio_objects_follow_the_mesh_rules() {
                 assert!(from.contains(&order_sa), "{at}: the catalog is open to more than order: {from}");
             }
             if ops.contains("PUT") {
-                assert!(serde_yaml::to_string(rule).unwrap().contains("request.auth.claims[roles]"), "{at}: admin writes without the admin claim");
+                assert!(
+                    serde_yaml::to_string(rule).unwrap().contains("request.auth.claims[roles]"),
+                    "{at}: admin writes without the admin claim"
+                );
             }
         }
         assert!(text.contains("admin"), "{at}");
@@ -372,14 +378,18 @@ fn env_var(key: &str) -> String {
 /// environment and issuer, paths relative to the stack home), plus the code
 /// defaults of the telemetry crate that point at loopback and are not in base.yaml.
 fn required_keys(service: &str) -> BTreeSet<String> {
-    let base: Value = serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(format!("services/{service}/config/base.yaml"))).unwrap()).unwrap();
+    let base: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(format!("services/{service}/config/base.yaml"))).unwrap()).unwrap();
     let mut all = BTreeMap::new();
     leaves(&base, "", &mut all);
     let mut keys: BTreeSet<String> = all
         .iter()
         .filter(|(k, v)| {
             let text = v.as_str().unwrap_or("");
-            text.contains("127.0.0.1") || text.contains("localhost") || text.split(|c: char| !c.is_alphanumeric()).any(|w| w == "local") || (k.ends_with(".file") && !text.starts_with('/'))
+            text.contains("127.0.0.1")
+                || text.contains("localhost")
+                || text.split(|c: char| !c.is_alphanumeric()).any(|w| w == "local")
+                || (k.ends_with(".file") && !text.starts_with('/'))
         })
         .map(|(k, _)| k.clone())
         .collect();
@@ -391,7 +401,8 @@ fn required_keys(service: &str) -> BTreeSet<String> {
 fn required_keys_are_derived_from_base_yaml() {
     // The derivation itself: what a cluster must override in order's base.yaml.
     let order = required_keys("order");
-    for k in ["http.host", "database.url", "kafka.brokers", "inventory.base_url", "auth.issuer", "auth.jwks.file", "telemetry.environment"] {
+    for k in ["http.host", "database.url", "kafka.brokers", "inventory.base_url", "auth.issuer", "auth.jwks.file", "telemetry.environment"]
+    {
         assert!(order.contains(k), "{k} missing from {order:?}");
     }
     assert!(required_keys("inventory").contains("faults.file"));
@@ -424,7 +435,8 @@ fn the_chart_sets_only_real_settings_and_every_required_one() {
                 .map(|vol| str_at(vol, "configMap.name").to_owned())
                 .unwrap();
             let cm = of_kind(docs, "ConfigMap").find(|c| name(c) == cm_name).unwrap();
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(glasshouse_tests::stack::unique_name(&format!("helm-config-{service}")));
+            let dir =
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(glasshouse_tests::stack::unique_name(&format!("helm-config-{service}")));
             std::fs::create_dir_all(&dir).unwrap();
             for (file, text) in label_map(s(cm, "data")) {
                 std::fs::write(dir.join(file), text).unwrap();
@@ -461,7 +473,11 @@ fn the_charts_files_are_the_repositorys_files() {
         chart_names.sort();
         assert_eq!(names, chart_names, "files/{inside} and {repo} list different files");
         for n in names {
-            assert_eq!(std::fs::read(chart.join(inside).join(&n)).unwrap(), std::fs::read(repo_dir.join(&n)).unwrap(), "files/{inside}/{n:?} differs from {repo}");
+            assert_eq!(
+                std::fs::read(chart.join(inside).join(&n)).unwrap(),
+                std::fs::read(repo_dir.join(&n)).unwrap(),
+                "files/{inside}/{n:?} differs from {repo}"
+            );
         }
     }
     for service in SERVICES {
@@ -471,7 +487,10 @@ fn the_charts_files_are_the_repositorys_files() {
             "the chart's base.yaml of {service} differs"
         );
     }
-    assert_eq!(std::fs::read(chart.join("alertmanager.yml")).unwrap(), std::fs::read(repo_root().join("deploy/local/config/alertmanager.yml")).unwrap());
+    assert_eq!(
+        std::fs::read(chart.join("alertmanager.yml")).unwrap(),
+        std::fs::read(repo_root().join("deploy/local/config/alertmanager.yml")).unwrap()
+    );
 }
 
 /// The rendered objects carry exactly the repository's rules and dashboards.
@@ -504,7 +523,12 @@ fn rendered_rules_and_dashboards_equal_the_repositorys_files() {
             assert_eq!(str_at(cm, "metadata.labels.grafana_dashboard"), "1", "{at}");
             for (file, text) in label_map(s(cm, "data")) {
                 let repo = std::fs::read_to_string(repo_root().join("dashboards/grafana").join(&file)).unwrap();
-                assert_eq!(text.trim_end(), repo.trim_end(), "{at}: dashboard ConfigMap {} differs from dashboards/grafana/{file}", name(cm));
+                assert_eq!(
+                    text.trim_end(),
+                    repo.trim_end(),
+                    "{at}: dashboard ConfigMap {} differs from dashboards/grafana/{file}",
+                    name(cm)
+                );
                 seen.insert(file);
             }
         }
