@@ -36,8 +36,14 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/gh-apiserver.XXXXXX")
 PIDS=()
 cleanup() {
   local rc=$? p
+  # SIGTERM, then SIGKILL after 10 s (kube-apiserver drains slowly and nothing here needs it).
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  local end=$(( SECONDS + 10 ))
+  for p in "${PIDS[@]}"; do
+    while kill -0 "$p" 2>/dev/null && (( SECONDS < end )); do sleep 0.2; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
   if [[ $rc -ne 0 ]]; then
     for f in "$WORK"/etcd.log "$WORK"/kube-apiserver.log; do [[ -f $f ]] && { say "tail of $f:"; tail -n 20 "$f" >&2; }; done
   fi
@@ -49,11 +55,13 @@ trap cleanup EXIT
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT"; do port_open "$p" && die "port $p is taken (set GH_KUBE_API_PORT / GH_KUBE_ETCD_PORT)"; done
 
-# until_ok WHAT CMD...: polls CMD against a deadline (no fixed sleeps).
+# until_ok WHAT PID CMD...: polls CMD against a deadline (no fixed sleeps); fails at
+# once if the process PID has exited.
 until_ok() {
-  local what=$1; shift
+  local what=$1 pid=$2; shift 2
   local end=$(( SECONDS + DEADLINE_S ))
   until "$@" >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null || die "$what exited during start-up"
     (( SECONDS < end )) || die "$what not ready after ${DEADLINE_S}s"
     sleep 0.3
   done
@@ -68,14 +76,14 @@ openssl rsa -in "$WORK/sa.key" -pubout -out "$WORK/sa.pub" 2>/dev/null
 TOKEN=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 echo "$TOKEN,glasshouse-check,glasshouse-check,system:masters" >"$WORK/tokens.csv"
 
-# --- etcd and kube-apiserver
+# --- etcd and kube-apiserver (no endpoint reconciler: it refuses a loopback address)
 t0=$SECONDS
 "$ETCD" --name check --data-dir "$WORK/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
   --initial-cluster "check=http://127.0.0.1:$ETCD_PEER_PORT" --log-level warn >"$WORK/etcd.log" 2>&1 &
 PIDS+=($!)
-until_ok etcd curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
+until_ok etcd "${PIDS[-1]}" curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 
 "$KAS" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
   --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
@@ -83,11 +91,11 @@ until_ok etcd curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
   --token-auth-file "$WORK/tokens.csv" --authorization-mode RBAC \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$WORK/sa.pub" --service-account-signing-key-file "$WORK/sa.key" \
-  --service-cluster-ip-range 10.96.0.0/16 >"$WORK/kube-apiserver.log" 2>&1 &
+  --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none >"$WORK/kube-apiserver.log" 2>&1 &
 PIDS+=($!)
 API="https://127.0.0.1:$API_PORT"
 api() { curl -fsS --cacert "$WORK/tls.crt" -H "Authorization: Bearer $TOKEN" "$@"; }
-until_ok kube-apiserver api "$API/readyz"
+until_ok kube-apiserver "${PIDS[-1]}" api "$API/readyz"
 say "etcd + kube-apiserver $( "$KAS" --version 2>/dev/null | awk '{print $2}') ready in $(( SECONDS - t0 ))s"
 
 cat >"$WORK/kubeconfig" <<YAML
