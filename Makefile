@@ -3,12 +3,13 @@
 #   make test   stack up, then every test of the workspace against it
 #   make lint   cargo fmt --check and clippy with warnings as errors (what CI runs first)
 #   make chaos  stack up, then the chaos suite (real faults under load, ~15 min), writes docs/reliability.md
+#   make helm-apiserver-check  the Helm chart installed into a real kube-apiserver + etcd (builds them the first time)
 SHELL := /bin/bash
 STACK := deploy/local/stack
 # Two cores: keep the test harness to two threads; each test is parallel-safe.
 TEST_THREADS ?= 2
 
-.PHONY: demo test lint chaos up down status install build clean-stack
+.PHONY: demo test lint chaos up down status install build clean-stack helm-apiserver-check
 
 demo: up
 	@bash deploy/local/demo.sh
@@ -25,6 +26,11 @@ chaos: up
 	cargo build --workspace --bins --locked
 	rm -rf $${CARGO_TARGET_DIR:-target}/tmp/chaos-rows
 	cargo test -p glasshouse-tests --test chaos --locked -- --ignored --test-threads=1 --nocapture
+
+# Not part of `make test` yet: the first build of kube-apiserver takes ~15 min and ~4 GB of
+# Go caches on this two-core machine (deploy/README.md, "A real API server").
+helm-apiserver-check:
+	@deploy/helm/apiserver-check.sh
 
 lint:
 	cargo fmt --all --check
