@@ -22,8 +22,10 @@ pidfile() { echo "$H/run/svc-$1.pid"; }
 running() { local f; f=$(pidfile "$1"); [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null; }
 
 build() {
-  say "building the services (release; cargo caches it)..."
-  (cd "$REPO" && cargo build -q --release --locked -p glasshouse-order -p glasshouse-inventory -p glasshouse-notification -p glasshouse-platform -p glasshouse-loadtest --bins)
+  # Not quiet: a first build takes minutes, and cargo's own lines (one per crate
+  # compiled, or its progress bar on a terminal) say what it is doing.
+  say "building the services (release; the first build compiles ~400 crates and takes several minutes on 2 cores; cargo caches it)..."
+  (cd "$REPO" && cargo build --release --locked -p glasshouse-order -p glasshouse-inventory -p glasshouse-notification -p glasshouse-platform -p glasshouse-loadtest --bins)
 }
 
 # Every service reads the stack's addresses from the environment (APP_<SECTION>__<KEY>).
