@@ -138,7 +138,11 @@ fn num(x: f64) -> String {
 /// `error / total` that is always one finite sample: 0 when `error` has no
 /// series, 0 when `total` is 0 or absent (nothing happened, nothing burned).
 fn defined_ratio(error: &str, total: &str) -> String {
-    format!("(\n  (\n{}\n  )\n  or on() vector(0)\n)\n/\n(\n  (\n{}\n  )\n  > 0\n)\nor on() vector(0)\n", indent(error, 4), indent(total, 4))
+    format!(
+        "(\n  (\n{}\n  )\n  or on() vector(0)\n)\n/\n(\n  (\n{}\n  )\n  > 0\n)\nor on() vector(0)\n",
+        indent(error, 4),
+        indent(total, 4)
+    )
 }
 
 fn record(name: &str, expr: String, labels: &BTreeMap<String, String>) -> Rule {

@@ -24,7 +24,7 @@ running() { local f; f=$(pidfile "$1"); [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/
 build() {
   # Not quiet: a first build takes minutes, and cargo's own lines (one per crate
   # compiled, or its progress bar on a terminal) say what it is doing.
-  say "building the services (release; the first build compiles ~400 crates and takes several minutes on 2 cores; cargo caches it)..."
+  say "building the services (release; the first build compiles a few hundred crates, several minutes on 2 cores; cargo caches it)..."
   (cd "$REPO" && cargo build --release --locked -p glasshouse-order -p glasshouse-inventory -p glasshouse-notification -p glasshouse-platform -p glasshouse-loadtest --bins)
 }
 

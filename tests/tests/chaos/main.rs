@@ -282,15 +282,14 @@ async fn inventory_sigterm_mid_batch() -> anyhow::Result<()> {
     let reserved_at_stop = c.reserved_orders().await?;
     // Orders that exist or may exist: accepted, or sent without an answer (a
     // slow machine times some out; they are replayed with their key later).
-    let accepted = p
-        .attempts()
-        .iter()
-        .filter(|a| matches!(a.outcome, driver::Outcome::Accepted(_) | driver::Outcome::Ambiguous(_)))
-        .count() as i64;
+    let accepted =
+        p.attempts().iter().filter(|a| matches!(a.outcome, driver::Outcome::Accepted(_) | driver::Outcome::Ambiguous(_))).count() as i64;
     checks.push(Check::new(
         "mid-batch",
         reserved_at_stop < accepted,
-        format!("SIGTERM when {reserved} orders were reserved; {reserved_at_stop} of {accepted} accepted (or unanswered) were reserved at exit"),
+        format!(
+            "SIGTERM when {reserved} orders were reserved; {reserved_at_stop} of {accepted} accepted (or unanswered) were reserved at exit"
+        ),
     ));
     checks.push(Check::new(
         "graceful exit",
