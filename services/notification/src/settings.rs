@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use glasshouse_platform::auth::AuthSettings;
-pub use glasshouse_platform::settings::{HttpSettings, KafkaSettings};
+pub use glasshouse_platform::settings::{FaultSettings, HttpSettings, KafkaSettings};
 use glasshouse_telemetry::TelemetryConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -16,6 +16,10 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
     pub auth: AuthSettings,
+    /// Demo and chaos fault flags (`consumer_error_rate`; see
+    /// `crate::events::FLAGS` and `glasshouse_platform::faults`).
+    #[serde(default)]
+    pub faults: FaultSettings,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }

@@ -65,6 +65,7 @@ pub fn test_settings(jwks: PathBuf) -> Settings {
             jwks_refresh_seconds: 300,
             jwks_min_refetch_seconds: 10,
         },
+        faults: Default::default(),
         telemetry: Default::default(),
     }
 }
