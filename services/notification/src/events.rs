@@ -10,7 +10,7 @@
 use chrono::Utc;
 use glasshouse_contracts::{Event, EventType};
 use glasshouse_platform::consumer::{HandleError, Handled, InboundMessage, MessageHandler};
-use glasshouse_platform::faults::{FlagSpec, Faults};
+use glasshouse_platform::faults::{Faults, FlagSpec};
 
 use crate::metrics::NotificationMetrics;
 use crate::render::render;
