@@ -53,7 +53,6 @@ pub struct Chaos {
     pub private: Option<PrivateStack>,
     pub http: reqwest::Client,
     catalog: Catalog,
-    initial_stock: BTreeMap<String, i64>,
     /// Order's database, polled for final states (reconnects after an outage).
     orders: sqlx::PgPool,
     /// Duplicates counted by service processes that have since been stopped.
@@ -113,7 +112,6 @@ impl Chaos {
         let admin = saga.token("chaos-ops", Role::Admin);
         let plenty: Vec<String> = ["CHAOS-A", "CHAOS-B", "CHAOS-C", "CHAOS-D", "CHAOS-E"].map(String::from).to_vec();
         let scarce = "CHAOS-SCARCE".to_owned();
-        let mut initial_stock = BTreeMap::new();
         for (sku, stock) in plenty.iter().map(|s| (s.clone(), PLENTY)).chain([(scarce.clone(), SCARCE)]) {
             let resp = http
                 .put(saga.inventory.url(&format!("/items/{sku}")))
@@ -124,7 +122,6 @@ impl Chaos {
                 .send()
                 .await?;
             anyhow::ensure!(resp.status().is_success(), "seed {sku}: {} {}", resp.status(), resp.text().await?);
-            initial_stock.insert(sku, stock);
         }
         let orders = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
@@ -136,7 +133,6 @@ impl Chaos {
             private,
             http,
             catalog: Catalog { plenty, scarce },
-            initial_stock,
             orders,
             carried_duplicates: 0.0,
             expected_dead_letters: 0,
@@ -336,7 +332,6 @@ impl Chaos {
             mongo_db: self.saga.mongo_db.clone(),
             kafka: self.saga.kafka.clone(),
             topic_prefix: self.saga.prefix.clone(),
-            initial_stock: self.initial_stock.clone(),
             expected_dead_letters: self.expected_dead_letters,
         }
     }

@@ -24,7 +24,7 @@
 //!    comes back as the idempotent replay).
 //! 5. Polls Order's database until every accepted order is final (deadline
 //!    [`harness::SETTLE`]): "time to recover" is fault cleared -> all final.
-//! 6. Runs the reconciliation audit ([`audit`]) until it is clean or 45 s
+//! 6. Runs the reconciliation audit ([`audit`]: `glasshouse_ops::audit`) until it is clean or 45 s
 //!    have passed, and writes the row to `docs/reliability.md` ([`report`]).
 //!
 //! Scenarios of one test share one saga (the three SIGKILLs; the four fault
