@@ -49,3 +49,21 @@ impl DatabaseSettings {
         Duration::from_millis(self.server_selection_timeout_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use glasshouse_platform::config::SettingsLoader;
+
+    use super::*;
+
+    const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+
+    #[test]
+    fn the_committed_config_reads_its_fault_flags_under_the_stack_home() {
+        let s: Settings = SettingsLoader::with_vars(DIR, []).load().unwrap();
+        assert_eq!(s.faults.file.as_deref(), Some(std::path::Path::new("etc/notification/faults.json")), "relative to GLASSHOUSE_HOME");
+        assert_eq!(s.faults.poll_ms, 1000);
+        let typo = SettingsLoader::with_vars(DIR, [("APP_FAULTS__POLL".to_owned(), "5".to_owned())]).load::<Settings>();
+        assert!(typo.is_err(), "an unknown key must not be ignored");
+    }
+}

@@ -112,6 +112,7 @@ mod tests {
         let s = load(&[]).unwrap();
         assert_eq!(s.saga.timeout(), Duration::from_secs(120));
         assert_eq!((s.saga.sweep_interval(), s.saga.batch_size.get()), (Duration::from_secs(5), 100));
+        assert_eq!(s.faults.file.as_deref(), Some(std::path::Path::new("etc/order/faults.json")), "relative to GLASSHOUSE_HOME");
     }
 
     #[test]

@@ -18,7 +18,11 @@
 //! 2. Seeds five plentiful SKUs and one scarce SKU (40 units), and drives
 //!    `POST /orders` at 10 orders/s, open model ([`driver`]: why not the load
 //!    runner is said there).
-//! 3. Injects the fault once the load flows, holds it, clears it.
+//! 3. Injects the fault once the load flows, holds it, clears it. A fault
+//!    flag is written to the flag file of the service it targets
+//!    (`Saga::faults_file`; `glasshouse_platform::faults`), and its row checks
+//!    that `fault_flag_active{flag}` read 1 on that service's `/metrics` while
+//!    set and 0 after, and that the service logged both changes.
 //! 4. Stops the load; re-sends every request whose answer was lost with the
 //!    same `Idempotency-Key` (an order stored before the connection broke
 //!    comes back as the idempotent replay).
@@ -27,8 +31,8 @@
 //! 6. Runs the reconciliation audit ([`audit`]: `glasshouse_ops::audit`) until it is clean or 45 s
 //!    have passed, and writes the row to `docs/reliability.md` ([`report`]).
 //!
-//! Scenarios of one test share one saga (the three SIGKILLs; the four fault
-//! flags), and the audit covers the whole saga: a violation left by one
+//! Scenarios of one test share one saga (the three SIGKILLs; Inventory's four
+//! fault flags; the consumer and relay flags), and the audit covers the whole saga: a violation left by one
 //! scenario shows again in the rows after it, which is why the phase most
 //! likely to fail on older code runs last in its test.
 //!
