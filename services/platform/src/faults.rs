@@ -420,7 +420,7 @@ impl FaultWatcher {
     }
 
     /// One look at the file: apply it if its content changed.
-    pub fn check(&mut self) {
+    fn check(&mut self) {
         let Some(path) = &self.path else { return };
         let content = match std::fs::read(path) {
             Ok(bytes) => Some(bytes),

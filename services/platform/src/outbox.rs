@@ -482,6 +482,8 @@ impl Relay {
     }
 
     /// Claims, publishes and marks one batch; returns how many rows were sent.
+    /// `kafka_produce_error_rate` applies; `relay_paused` does not (it holds
+    /// the loop of [`Relay::run`], not a batch asked for explicitly).
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
         Ok(self.relay_batch().await?.sent)
     }
