@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::build::{
-    Dashboard, ELASTICSEARCH_UID, LOKI_UID, PROMETHEUS_UID, Variable, bar_gauge, elasticsearch, logs, loki, prom, prom_exemplar,
+    Dashboard, ELASTICSEARCH_UID, LOKI_UID, PROMETHEUS_UID, Panel, Variable, bar_gauge, elasticsearch, logs, loki, prom, prom_exemplar,
     prom_instant, stat, state_timeline, table, text, timeseries,
 };
 
@@ -405,7 +405,8 @@ fn service(s: &Service) -> Value {
                 .w(8)
                 .empty_when_healthy("the state machine sees no illegal transition in a healthy run")
                 .desc("Events that did not apply to the order's state (late or duplicate); ignored safely."),
-            ),
+            )
+            .panel(fault_flags(biz).w(24)),
         "inventory" => d
             .panel(
                 timeseries(
@@ -416,12 +417,7 @@ fn service(s: &Service) -> Value {
                 .w(8),
             )
             .panel(timeseries("Items low on stock", "short", vec![prom(&format!("max(inventory_stock_low_items{{{biz}}})"), "items")]).w(8))
-            .panel(
-                state_timeline("Fault flags", "none", vec![prom(&format!("max by (flag) (fault_flag_active{{{biz}}})"), "{{flag}}")])
-                    .w(8)
-                    .value_mappings(&[("0", "off", "green"), ("1", "on", "red")])
-                    .desc("Injected faults for tests; on in production is a mistake."),
-            ),
+            .panel(fault_flags(biz).w(8)),
         _ => d
             .panel(
                 timeseries(
@@ -443,7 +439,8 @@ fn service(s: &Service) -> Value {
                     )],
                 )
                 .w(12),
-            ),
+            )
+            .panel(fault_flags(biz).w(24)),
     };
 
     d.row("Logs")
@@ -452,6 +449,14 @@ fn service(s: &Service) -> Value {
                 .desc("This service's log lines; type a trace id in the variable above to follow one request."),
         )
         .build()
+}
+
+/// The service's fault flags (`glasshouse_platform::faults`; every service
+/// has some): a state timeline, red while a flag is on.
+fn fault_flags(biz: &str) -> Panel {
+    state_timeline("Fault flags", "none", vec![prom(&format!("max by (flag) (fault_flag_active{{{biz}}})"), "{{flag}}")])
+        .value_mappings(&[("0", "off", "green"), ("1", "on", "red")])
+        .desc("Injected faults for tests; on in production is a mistake.")
 }
 
 fn order_flow() -> Value {

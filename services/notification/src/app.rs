@@ -1,17 +1,18 @@
-//! Wiring: settings in, the Notification service's parts (HTTP API and the
-//! order-event consumer) handed to the platform's lifecycle.
+//! Wiring: settings in, the Notification service's parts (HTTP API, the
+//! order-event consumer, fault flags) handed to the platform's lifecycle.
 
 use std::sync::Arc;
 
 use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
+use glasshouse_platform::faults::Faults;
 use glasshouse_platform::service::kafka_check;
 use glasshouse_telemetry::Metrics;
 use glasshouse_telemetry::health::HealthCheck;
 use poem_openapi::OpenApiService;
 
 use crate::api::NotificationApi;
-use crate::events::OrderEvents;
+use crate::events::{FLAGS, OrderEvents};
 use crate::metrics::NotificationMetrics;
 use crate::settings::{DatabaseSettings, Settings};
 use crate::store::Store;
@@ -63,10 +64,12 @@ impl Application {
         let orders_topic = k.topic(glasshouse_contracts::topics::ORDERS);
         k.ensure_topics(&[&orders_topic]).await?;
 
-        let handler = OrderEvents { store: store.clone(), metrics: NotificationMetrics::register(&metrics) };
+        let faults = Faults::new(FLAGS);
+        let handler = OrderEvents { store: store.clone(), metrics: NotificationMetrics::register(&metrics), faults: faults.clone() };
         let app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
             .check(MongoCheck(store.clone()))
             .check(kafka_check(&k.brokers)?)
+            .faults(&settings.faults, faults)?
             .consumer(k.consumer(&[&orders_topic]), Arc::new(handler))?
             .build(api_service(store.clone()), Authenticator::from_settings(&settings.auth).await?)?;
         Ok(Self(app, store))

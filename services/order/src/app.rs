@@ -1,11 +1,13 @@
 //! Wiring: settings in, the Order service's parts (HTTP API, outbox relay,
-//! inventory-event consumer, saga timeout sweeper, pruner) handed to the platform's lifecycle.
+//! inventory-event consumer, saga timeout sweeper, pruner, fault flags) handed
+//! to the platform's lifecycle.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
+use glasshouse_platform::faults::{Faults, RELAY_FLAGS};
 use glasshouse_platform::http_client::ServiceClient;
 use glasshouse_platform::outbox::{OutboxDb, RelayConfig};
 use glasshouse_platform::prune::{IDEMPOTENCY_KEY_RETENTION, OUTBOX_SENT_RETENTION, PROCESSED_EVENTS_RETENTION, PruneTable};
@@ -83,11 +85,14 @@ impl Application {
             PruneTable::new("idempotency_keys", "created_at", IDEMPOTENCY_KEY_RETENTION)?,
         ];
         let (gauge_pool, gauge_metrics, closing) = (pool.clone(), metrics.clone(), pool.clone());
+        // Order's only flags are its relay's.
+        let faults = Faults::new(RELAY_FLAGS);
         let app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
             .check(sql_check("postgres", pool.clone()))
             .check(kafka_check(&k.brokers)?)
             .consumer(k.consumer(&[&inventory_topic]), Arc::new(handler))?
-            .relay(OutboxDb::Postgres(pool.clone()), k.producer()?, RelayConfig::default())
+            .faults(&settings.faults, faults.clone())?
+            .relay(OutboxDb::Postgres(pool.clone()), k.producer()?, RelayConfig { faults: Some(faults), ..RelayConfig::default() })
             .task("saga-timeouts", move |stop| {
                 SagaTimeouts::new(timeout_pool.clone(), order_metrics.clone(), prefix.clone(), saga.clone()).run(stop)
             })

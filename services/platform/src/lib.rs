@@ -13,7 +13,10 @@
 //!   counted (`service_task_up`, `service_task_restarts_total`) and restarted.
 //! - [`backoff`]: exponential backoff with full jitter for every retry loop.
 //! - [`service`]: the HTTP surface, readiness checks and pool gauge every service assembles.
-//! - [`settings`]: the `http` and `kafka` settings sections every service shares.
+//! - [`settings`]: the `http`, `kafka` and `faults` settings sections every service shares.
+//! - [`faults`]: fault-injection flags read from a JSON file at run time (demos,
+//!   chaos): typed specs, the [`faults::Faults`] handle, the watcher,
+//!   `fault_flag_active{flag}` and `fault_flags_file{path}`; the relay's own flags.
 //! - [`migrations`]: the platform's tables (`outbox`, `processed_events`) for both dialects.
 //! - [`problem`]: RFC 9457 problem+json errors with a stable `type` URI per error,
 //!   opaque logged 500s, and the [`problem::ProblemJson`] middleware.
@@ -37,6 +40,7 @@ pub mod breaker;
 pub mod config;
 pub mod consumer;
 pub mod errors;
+pub mod faults;
 pub mod http_client;
 pub mod migrations;
 pub mod outbox;

@@ -58,6 +58,15 @@
 //! [`RelayConfig::drain_timeout`] passes; what is left then is published after
 //! the next start (nothing is lost, only delayed).
 //!
+//! # Fault flags
+//! With [`RelayConfig::faults`] set, the relay obeys the flags of
+//! [`crate::faults::RELAY_FLAGS`]: while `relay_paused` is on it claims and
+//! publishes nothing (its loop, its backlog gauges and its shutdown keep
+//! working; the rows wait in the table and go out once the flag is off), and
+//! `kafka_produce_error_rate` fails that share of publishes in place of the
+//! broker's answer, so a failed row takes the real failure path: not marked
+//! sent, the later rows of its key held back, the batch retried with backoff.
+//!
 //! # Tables
 //! `outbox` and `processed_events` come from the platform's own migrations,
 //! [`crate::migrations::run_postgres`] / [`crate::migrations::run_mysql`]
@@ -74,6 +83,8 @@ use sqlx::Row;
 use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
+
+use crate::faults::{Faults, KAFKA_PRODUCE_ERROR_RATE, RELAY_PAUSED};
 
 /// One event to publish, as the business transaction writes it.
 #[derive(Debug, Clone)]
@@ -294,6 +305,9 @@ pub struct RelayConfig {
     /// left before it gives up (a batch in flight may add up to
     /// `publish_timeout`). Rows left then are published after the next start.
     pub drain_timeout: Duration,
+    /// The service's fault flags (`relay_paused`, `kafka_produce_error_rate`,
+    /// see the module doc); `None`: no fault is ever injected.
+    pub faults: Option<Faults>,
 }
 
 impl Default for RelayConfig {
@@ -303,6 +317,7 @@ impl Default for RelayConfig {
             idle_poll: Duration::from_millis(50),
             publish_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            faults: None,
         }
     }
 }
@@ -338,9 +353,22 @@ impl Relay {
     /// (the deadline passed, or the last batch failed); they stay in the table.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut failures: u32 = 0;
+        let mut paused_since: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 return self.drain().await;
+            }
+            if self.note_pause(&mut paused_since) {
+                self.update_backlog_metrics().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.idle_poll) => {}
+                    changed = shutdown.changed() => {
+                        if changed.is_err() {
+                            return self.drain().await;
+                        }
+                    }
+                }
+                continue;
             }
             let batch = match self.relay_batch().await {
                 Ok(b) if b.sent == b.claimed => {
@@ -376,9 +404,37 @@ impl Relay {
         }
     }
 
+    /// Whether `relay_paused` holds the relay now; logs when it starts and
+    /// stops doing so (`paused_since` remembers which it was).
+    fn note_pause(&self, paused_since: &mut Option<Instant>) -> bool {
+        let paused = self.paused();
+        match (paused, *paused_since) {
+            (true, None) => {
+                tracing::warn!(flag = RELAY_PAUSED, "outbox relay paused by a fault flag: nothing is published until it is off");
+                *paused_since = Some(Instant::now());
+            }
+            (false, Some(since)) => {
+                tracing::warn!(flag = RELAY_PAUSED, paused_ms = since.elapsed().as_millis() as u64, "outbox relay resumes");
+                *paused_since = None;
+            }
+            _ => {}
+        }
+        paused
+    }
+
+    fn paused(&self) -> bool {
+        self.config.faults.as_ref().is_some_and(|f| f.is_on(RELAY_PAUSED))
+    }
+
     /// The shutdown drain: batches back to back until one claims nothing;
-    /// failed batches are retried with backoff until the deadline.
+    /// failed batches are retried with backoff until the deadline. Paused
+    /// (`relay_paused`), it publishes nothing: the rows wait for the next start.
     async fn drain(&self) -> anyhow::Result<()> {
+        if self.paused() {
+            self.update_backlog_metrics().await;
+            tracing::warn!(flag = RELAY_PAUSED, "outbox relay stops paused: unsent rows are published after the next start");
+            return Ok(());
+        }
         let started = Instant::now();
         let deadline = started + self.config.drain_timeout;
         let mut failures: u32 = 0;
@@ -426,6 +482,8 @@ impl Relay {
     }
 
     /// Claims, publishes and marks one batch; returns how many rows were sent.
+    /// `kafka_produce_error_rate` applies; `relay_paused` does not (it holds
+    /// the loop of [`Relay::run`], not a batch asked for explicitly).
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
         Ok(self.relay_batch().await?.sent)
     }
@@ -497,11 +555,19 @@ impl Relay {
                     .insert(Header { key: "event_id", value: Some(row.event_id.as_str()) })
                     .insert(Header { key: "event_type", value: Some(row.event_type.as_str()) }),
             );
-            let record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload).headers(headers);
-            let send = self.producer.send(record, self.config.publish_timeout);
+            // An injected produce failure stands in for the broker's answer;
+            // from here on it takes the same path as a real one.
+            let injected = self.config.faults.as_ref().is_some_and(|f| f.fails(KAFKA_PRODUCE_ERROR_RATE));
+            let send = (!injected).then(|| {
+                let record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload).headers(headers);
+                self.producer.send(record, self.config.publish_timeout)
+            });
             async move {
-                let r = send.await;
-                if let Err((e, _)) = &r {
+                let r = match send {
+                    Some(send) => send.await.map(|_| ()).map_err(|(e, _)| e.to_string()),
+                    None => Err(format!("injected fault ({KAFKA_PRODUCE_ERROR_RATE})")),
+                };
+                if let Err(e) = &r {
                     tracing::warn!(error = %e, "publish failed");
                     tracing::Span::current().record("otel.status_code", "ERROR");
                 }

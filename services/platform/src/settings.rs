@@ -1,11 +1,14 @@
-//! The settings sections every service has, in one shape: where it listens
-//! and how it talks to Kafka. Each service's own `Settings` embeds these next
+//! The settings sections every service has, in one shape: where it listens,
+//! how it talks to Kafka, where its fault flags are ([`FaultSettings`], defined
+//! next to the flags in [`crate::faults`]). Each service's own `Settings` embeds these next
 //! to what is its own (its database, its peers).
 
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+pub use crate::faults::FaultSettings;
 
 /// `http:` — where the service listens.
 #[derive(Debug, Clone, Deserialize)]
