@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
-use glasshouse_platform::outbox::{OutboxDb, RelayConfig};
+use glasshouse_platform::outbox::OutboxDb;
 use glasshouse_platform::prune::{OUTBOX_SENT_RETENTION, PROCESSED_EVENTS_RETENTION, PruneTable};
 use glasshouse_platform::service::{kafka_check, report_pool, sql_check};
 use glasshouse_telemetry::Metrics;
@@ -55,26 +55,19 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("migrate the inventory database: {e}"))?;
         let k = &settings.kafka;
-        let (orders_topic, inventory_topic) =
-            (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
-        k.ensure_topics(&[&orders_topic, &inventory_topic]).await?;
+        k.ensure_topics(&[glasshouse_contracts::topics::ORDERS, glasshouse_contracts::topics::INVENTORY]).await?;
 
         let inventory_metrics = InventoryMetrics::register(&metrics);
         let faults = Faults::new();
         let low_stock = LowStock::new();
         let state = Arc::new(ApiState { pool: pool.clone(), faults: faults.clone(), low_stock: low_stock.clone() });
-        let handler = OrderEvents {
-            pool: pool.clone(),
-            metrics: inventory_metrics.clone(),
-            topic_prefix: k.topic_prefix.clone(),
-            faults: faults.clone(),
-            low_stock: low_stock.clone(),
-        };
+        let handler =
+            OrderEvents { pool: pool.clone(), metrics: inventory_metrics.clone(), faults: faults.clone(), low_stock: low_stock.clone() };
         let mut app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
             .check(sql_check("mariadb", pool.clone()))
             .check(kafka_check(&k.brokers)?)
-            .consumer(k.consumer(&[&orders_topic]), Arc::new(handler))?
-            .relay(OutboxDb::MySql(pool.clone()), k.producer()?, RelayConfig::default())
+            .consumer(k.consumer(&[glasshouse_contracts::topics::ORDERS]), Arc::new(handler))?
+            .relay(OutboxDb::MySql(pool.clone()), k.producer()?, k.relay())
             // `restocks` holds idempotency keys too, but it is part of the stock
             // ledger (see the stock_ledger migration): never pruned.
             .pruner(

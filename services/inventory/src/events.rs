@@ -70,8 +70,6 @@ pub const CONSUMER: &str = "inventory";
 pub struct OrderEvents {
     pub pool: MySqlPool,
     pub metrics: InventoryMetrics,
-    /// See `KafkaSettings::topic_prefix`.
-    pub topic_prefix: String,
     pub faults: Faults,
     pub low_stock: LowStock,
 }
@@ -82,7 +80,7 @@ fn db(e: sqlx::Error) -> HandleError {
 
 impl OrderEvents {
     async fn enqueue(&self, conn: &mut MySqlConnection, event: &Event) -> Result<(), HandleError> {
-        let msg = glasshouse_platform::outbox::OutboxMessage::from_event(event, &self.topic_prefix).map_err(HandleError::Permanent)?;
+        let msg = glasshouse_platform::outbox::OutboxMessage::from_event(event).map_err(HandleError::Permanent)?;
         enqueue_mysql(conn, &msg).await.map_err(db)
     }
 

@@ -60,14 +60,13 @@ impl Application {
         let store = Store::connect(&settings.database).await?;
         store.ensure_indexes().await?;
         let k = &settings.kafka;
-        let orders_topic = k.topic(glasshouse_contracts::topics::ORDERS);
-        k.ensure_topics(&[&orders_topic]).await?;
+        k.ensure_topics(&[glasshouse_contracts::topics::ORDERS]).await?;
 
         let handler = OrderEvents { store: store.clone(), metrics: NotificationMetrics::register(&metrics) };
         let app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
             .check(MongoCheck(store.clone()))
             .check(kafka_check(&k.brokers)?)
-            .consumer(k.consumer(&[&orders_topic]), Arc::new(handler))?
+            .consumer(k.consumer(&[glasshouse_contracts::topics::ORDERS]), Arc::new(handler))?
             .build(api_service(store.clone()), Authenticator::from_settings(&settings.auth).await?)?;
         Ok(Self(app, store))
     }

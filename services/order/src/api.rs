@@ -165,8 +165,6 @@ pub struct ApiState {
     pub pool: sqlx::PgPool,
     pub inventory: InventoryClient,
     pub metrics: OrderMetrics,
-    /// See `KafkaSettings::topic_prefix`.
-    pub topic_prefix: String,
 }
 
 pub struct OrderApi {
@@ -333,7 +331,6 @@ impl OrderApi {
             idempotency_key: &key.0,
             request_hash: &request,
             event: &event,
-            topic_prefix: &self.state.topic_prefix,
         };
         let outcome = store::create_order(&self.state.pool, &new, |o| serde_json::to_string(&OrderDto::from(o)).unwrap_or_default())
             .await
@@ -400,7 +397,7 @@ impl OrderApi {
             return Err(Problem::forbidden("only the customer who placed an order can cancel it"));
         }
         let mut tx = self.state.pool.begin().await.map_err(Problem::internal)?;
-        let applied = store::apply(&mut tx, &self.state.topic_prefix, id, OrderEvent::CancelRequested, None, |o, _| {
+        let applied = store::apply(&mut tx, id, OrderEvent::CancelRequested, None, |o, _| {
             let customer_id = CustomerId::parse(&o.customer_id)?;
             Ok(Some(Event::new(OrderId::from_uuid(o.id)?, glasshouse_contracts::OrderCancelled::by_customer(customer_id))))
         })

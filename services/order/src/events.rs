@@ -15,7 +15,6 @@ pub const CONSUMER: &str = "order";
 pub struct InventoryEvents {
     pub pool: PgPool,
     pub metrics: OrderMetrics,
-    pub topic_prefix: String,
 }
 
 #[async_trait::async_trait]
@@ -40,7 +39,7 @@ impl MessageHandler for InventoryEvents {
         // the saga deadline; Inventory's `cancelled` answer to a re-driven
         // order.created) moves nothing: see crate::domain.
         let reason_code = reason.as_ref().map(RejectionReason::code);
-        let applied = store::apply(&mut tx, &self.topic_prefix, order_id.as_uuid(), order_event, reason_code, |o, to| {
+        let applied = store::apply(&mut tx, order_id.as_uuid(), order_event, reason_code, |o, to| {
             let customer_id = CustomerId::parse(&o.customer_id)?;
             let id = OrderId::from_uuid(o.id)?;
             Ok(match to {

@@ -54,8 +54,6 @@ pub struct NewOrder<'a> {
     pub request_hash: &'a str,
     /// The `order.created` event (its id is the outbox row's event id).
     pub event: &'a Event,
-    /// Prefix of topic names (see `KafkaSettings::topic_prefix`).
-    pub topic_prefix: &'a str,
 }
 
 /// The stored answer for `(customer, key)`, if the key was used: `Ok(Some(body))`
@@ -136,7 +134,7 @@ async fn create_order_tx(pool: &PgPool, o: &NewOrder<'_>, response_body: impl Fn
         });
     }
     key?;
-    enqueue_pg(&mut tx, &OutboxMessage::from_event(o.event, o.topic_prefix)?).await?;
+    enqueue_pg(&mut tx, &OutboxMessage::from_event(o.event)?).await?;
     tx.commit().await?;
     Ok(Created::New(order))
 }
@@ -250,7 +248,6 @@ pub enum Applied {
 /// outbox (in that order), all in the caller's transaction `conn`.
 pub async fn apply<I>(
     conn: &mut PgConnection,
-    topic_prefix: &str,
     id: Uuid,
     event: OrderEvent,
     rejection_reason: Option<&str>,
@@ -259,12 +256,11 @@ pub async fn apply<I>(
 where
     I: IntoIterator<Item = Event>,
 {
-    apply_q(conn, topic_prefix, id, event, rejection_reason, make_events).instrument(db_span("UPDATE", "orders")).await
+    apply_q(conn, id, event, rejection_reason, make_events).instrument(db_span("UPDATE", "orders")).await
 }
 
 async fn apply_q<I>(
     conn: &mut PgConnection,
-    topic_prefix: &str,
     id: Uuid,
     event: OrderEvent,
     rejection_reason: Option<&str>,
@@ -285,7 +281,7 @@ where
             .execute(&mut *conn)
             .await?;
             for ev in make_events(&order, to)? {
-                enqueue_pg(conn, &OutboxMessage::from_event(&ev, topic_prefix)?).await?;
+                enqueue_pg(conn, &OutboxMessage::from_event(&ev)?).await?;
             }
             Ok(Applied::Moved { from: order.status, to, created_at: order.created_at })
         }
