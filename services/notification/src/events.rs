@@ -3,12 +3,16 @@
 //! for why a single insert is enough without transactions).
 
 use chrono::Utc;
-use glasshouse_contracts::{Event, EventType};
+use glasshouse_contracts::EventType;
 use glasshouse_platform::consumer::{HandleError, Handled, InboundMessage, MessageHandler};
 
 use crate::metrics::NotificationMetrics;
 use crate::render::render;
 use crate::store::{self, Inserted, NotificationDoc, Store};
+
+/// The consumer's name in dead-letter errors (Notification deduplicates by
+/// the unique `event_id` index, not in `processed_events`).
+pub const CONSUMER: &str = "notification";
 
 /// The event types this consumer understands: all on `orders.v1`.
 pub use crate::render::NOTIFIED as CONSUMES;
@@ -29,12 +33,12 @@ pub fn handle_error(e: mongodb::error::Error) -> HandleError {
 #[async_trait::async_trait]
 impl MessageHandler for OrderEvents {
     async fn handle(&self, msg: &InboundMessage) -> Result<Handled, HandleError> {
-        let event = Event::from_slice(&msg.payload).map_err(|e| HandleError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
-        tracing::Span::current().record("messaging.message.id", event.id().to_string().as_str());
+        // Only Order's events are on this topic; anything else breaks the contract.
+        let event = msg.event(CONSUMER, &CONSUMES)?;
         let event_type: EventType = event.event_type();
         let Some(rendered) = render(&event) else {
-            // Only Order's events are on this topic; anything else breaks the contract.
-            return Err(HandleError::Permanent(anyhow::anyhow!("notification does not consume {event_type} (on {})", msg.topic)));
+            // CONSUMES is what `render` renders.
+            return Err(HandleError::Permanent(anyhow::anyhow!("{CONSUMER} does not consume {event_type} (on {})", msg.topic)));
         };
         let now = Utc::now();
         let doc = NotificationDoc::new(&event, rendered, now);

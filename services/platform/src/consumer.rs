@@ -47,6 +47,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use glasshouse_contracts::{Event, EventType};
 use glasshouse_telemetry::metrics::{ConsumeOutcome, StandardMetrics};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -69,6 +70,24 @@ pub struct InboundMessage {
     pub offset: i64,
     pub key: Option<String>,
     pub payload: Vec<u8>,
+}
+
+impl InboundMessage {
+    /// The head every handler starts with: the contract event this message
+    /// carries, its id recorded on the consumer span (`messaging.message.id`).
+    /// A payload that is not a valid event (the parse error names the bad
+    /// field), or an event type not in `consumes`, is a
+    /// [`HandleError::Permanent`]: `consumer` (its name in `processed_events`)
+    /// will never handle it.
+    pub fn event(&self, consumer: &str, consumes: &[EventType]) -> Result<Event, HandleError> {
+        let event = Event::from_slice(&self.payload).map_err(|e| HandleError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
+        tracing::Span::current().record("messaging.message.id", event.id().to_string().as_str());
+        let event_type = event.event_type();
+        if !consumes.contains(&event_type) {
+            return Err(HandleError::Permanent(anyhow::anyhow!("{consumer} does not consume {event_type} (on {})", self.topic)));
+        }
+        Ok(event)
+    }
 }
 
 /// How a handler dealt with a message.
@@ -135,6 +154,30 @@ pub async fn mark_processed_mysql(conn: &mut sqlx::MySqlConnection, consumer: &s
         .execute(conn)
         .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// Begins the handler's PostgreSQL transaction and records `event_id` as
+/// processed by `consumer` in it ([`mark_processed_pg`]); `None` when it
+/// already was (a duplicate: do nothing else, see [`Handled::Duplicate`]).
+pub async fn begin_once_pg(
+    pool: &sqlx::PgPool,
+    consumer: &str,
+    event_id: Uuid,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, HandleError> {
+    let mut tx = pool.begin().await.map_err(HandleError::from_sqlx)?;
+    let new = mark_processed_pg(&mut tx, consumer, event_id).await.map_err(HandleError::from_sqlx)?;
+    Ok(new.then_some(tx))
+}
+
+/// MySQL flavour of [`begin_once_pg`].
+pub async fn begin_once_mysql(
+    pool: &sqlx::MySqlPool,
+    consumer: &str,
+    event_id: Uuid,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::MySql>>, HandleError> {
+    let mut tx = pool.begin().await.map_err(HandleError::from_sqlx)?;
+    let new = mark_processed_mysql(&mut tx, consumer, event_id).await.map_err(HandleError::from_sqlx)?;
+    Ok(new.then_some(tx))
 }
 
 /// Consumer tuning.
