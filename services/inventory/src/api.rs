@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use glasshouse_contracts::{InvalidValue, Money, Sku};
 use glasshouse_platform::auth::{BearerAuth, Role};
+use glasshouse_platform::idempotency::{IdempotencyKey, stored_answer};
 use glasshouse_platform::problem::{Problem, ProblemType};
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::web::headers::{ETag, Header as _, IfMatch};
@@ -37,9 +38,6 @@ use crate::faults::Faults;
 use crate::stock_low::LowStock;
 use crate::store::{self, Applied, ChangeKind, Item, MAX_STOCK, Put, PutItem, StockChange};
 
-/// 422: the same Idempotency-Key was used with a different request.
-pub const IDEMPOTENCY_KEY_REUSED: ProblemType =
-    ProblemType::new("idempotency-key-reused", "Idempotency key reused with a different request", StatusCode::UNPROCESSABLE_ENTITY);
 /// 409: `PUT /items/{sku}` named a stock other than the existing item's.
 /// Stock changes by restock and adjustment only, never by a value read earlier.
 pub const STOCK_NOT_WRITABLE: ProblemType =
@@ -248,14 +246,6 @@ fn validate_price(p: &PriceDto) -> Result<Money, Problem> {
     Ok(price)
 }
 
-fn validate_key(key: &str) -> Result<(), Problem> {
-    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(())
-    } else {
-        Err(invalid("Idempotency-Key", "Idempotency-Key must be 1..=255 visible ASCII characters"))
-    }
-}
-
 fn item_location(sku: &str) -> String {
     format!("/items/{sku}")
 }
@@ -282,8 +272,7 @@ fn matches(if_match: &IfMatch, version: i64) -> bool {
 
 /// A stored answer, as sent the first time.
 fn replay(body: &str) -> Result<StockChangedResponse, Problem> {
-    let dto: ItemDto =
-        serde_json::from_str(body).map_err(|e| Problem::internal(anyhow::anyhow!("stored stock change answer does not parse: {e}")))?;
+    let dto: ItemDto = stored_answer(body)?;
     Ok(StockChangedResponse::Ok(Json(dto)))
 }
 
@@ -313,10 +302,7 @@ impl InventoryApi {
                 }
                 replay(&body)
             }
-            Applied::Replay(body) => replay(&body),
-            Applied::KeyReused => {
-                Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request"))
-            }
+            Applied::Prior(prior) => prior.respond(replay),
             Applied::UnknownSku => Err(Problem::not_found(format!("no item with SKU {sku}"))),
             Applied::BelowZero(stock) => Err(Problem::new(INSUFFICIENT_STOCK)
                 .with_detail(format!("stock of {sku} is {stock}; {delta} would take it below zero"))
@@ -489,12 +475,12 @@ impl InventoryApi {
     ) -> Result<StockChangedResponse, Problem> {
         auth.0.require(Role::Admin)?;
         let sku = parse_sku("sku", &sku.0)?;
-        validate_key(&key.0)?;
+        let key = IdempotencyKey::parse(&key.0)?;
         let quantity = body.0.quantity;
         if !(1..=MAX_RESTOCK).contains(&quantity) {
             return Err(invalid("quantity", format!("quantity must be within 1..={MAX_RESTOCK}, got {quantity}")));
         }
-        let change = StockChange { idempotency_key: &key.0, sku: &sku, kind: ChangeKind::Restock { quantity: quantity as u32 } };
+        let change = StockChange { idempotency_key: &key, sku: &sku, kind: ChangeKind::Restock { quantity: quantity as u32 } };
         self.change_stock(change, "quantity").await
     }
 
@@ -522,7 +508,7 @@ impl InventoryApi {
     ) -> Result<StockChangedResponse, Problem> {
         auth.0.require(Role::Admin)?;
         let sku = parse_sku("sku", &sku.0)?;
-        validate_key(&key.0)?;
+        let key = IdempotencyKey::parse(&key.0)?;
         let AdjustmentRequest { delta, reason } = body.0;
         if delta == 0 || delta.unsigned_abs() > MAX_ADJUSTMENT as u64 {
             return Err(invalid("delta", format!("delta must be within 1..={MAX_ADJUSTMENT} either way, got {delta}")));
@@ -535,7 +521,7 @@ impl InventoryApi {
             };
             return Err(invalid("delta", format!("delta must be {want} for reason {}, got {delta}", reason.as_str())));
         }
-        let change = StockChange { idempotency_key: &key.0, sku: &sku, kind: ChangeKind::Adjustment { delta, reason: reason.as_str() } };
+        let change = StockChange { idempotency_key: &key, sku: &sku, kind: ChangeKind::Adjustment { delta, reason: reason.as_str() } };
         self.change_stock(change, "delta").await
     }
 }
