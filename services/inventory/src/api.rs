@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use glasshouse_contracts::{InvalidValue, Money, Sku};
+use glasshouse_contracts::{InvalidValue, Money, Sku, catalog};
 use glasshouse_platform::auth::{BearerAuth, Role};
 use glasshouse_platform::idempotency::{IdempotencyKey, stored_answer};
 use glasshouse_platform::problem::{Problem, ProblemType};
@@ -92,6 +92,27 @@ impl From<&Item> for ItemDto {
             price: PriceDto { amount_minor: i.price_minor, currency: i.currency.clone() },
             stock: i.stock,
         }
+    }
+}
+
+/// The wire shape other services read (`glasshouse_contracts::catalog`): the
+/// same JSON, field for field (tests prove it against the served answer and
+/// the committed `openapi.yaml`).
+impl From<PriceDto> for catalog::Price {
+    fn from(p: PriceDto) -> Self {
+        Self { amount_minor: p.amount_minor, currency: p.currency }
+    }
+}
+
+impl From<ItemDto> for catalog::Item {
+    fn from(i: ItemDto) -> Self {
+        Self { sku: i.sku, name: i.name, price: i.price.into(), stock: i.stock }
+    }
+}
+
+impl From<ItemPage> for catalog::ItemPage {
+    fn from(p: ItemPage) -> Self {
+        Self { items: p.items.into_iter().map(Into::into).collect(), next_cursor: p.next_cursor }
     }
 }
 
@@ -540,6 +561,43 @@ mod tests {
         assert!(!matches(&m("W/\"3\""), 3), "weak tags never match strongly");
         assert!(!matches(&m("3"), 3), "an unquoted tag is no entity tag");
         assert!(parse_if_match(None).unwrap().is_none());
+    }
+
+    /// What Inventory serves is what `glasshouse_contracts::catalog` reads,
+    /// and the committed schemas name exactly the contract's fields.
+    #[test]
+    fn the_catalog_contract_reads_what_inventory_serves() {
+        let dto =
+            ItemDto { sku: "CAT-C".into(), name: "Cup".into(), price: PriceDto { amount_minor: 1250, currency: "EUR".into() }, stock: 3 };
+        let page = ItemPage { items: vec![dto.clone()], next_cursor: Some("c".into()) };
+        let served = poem_openapi::types::ToJSON::to_json(&page).unwrap();
+        let read: catalog::ItemPage = serde_json::from_value(served.clone()).unwrap();
+        assert_eq!(read, catalog::ItemPage::from(page));
+        assert_eq!(serde_json::to_value(&read).unwrap(), served, "same JSON both ways");
+
+        let spec: serde_yaml::Value = serde_yaml::from_str(include_str!("../openapi.yaml")).unwrap();
+        let fields = |schema: &str, key: &str| -> Vec<String> {
+            let s = &spec["components"]["schemas"][schema][key];
+            let mut names: Vec<String> = match s {
+                serde_yaml::Value::Sequence(v) => v.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect(),
+                serde_yaml::Value::Mapping(m) => m.keys().filter_map(|n| n.as_str().map(str::to_owned)).collect(),
+                _ => Vec::new(),
+            };
+            names.sort();
+            names
+        };
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let item = serde_json::to_value(&read.items[0]).unwrap();
+        for (schema, json) in [("ItemPage", serde_json::to_value(&read).unwrap()), ("Item", item.clone()), ("Price", item["price"].clone())]
+        {
+            assert_eq!(fields(schema, "properties"), keys(&json), "{schema}");
+        }
+        assert_eq!(fields("ItemPage", "required"), ["items"], "next_cursor is optional, as catalog::ItemPage reads it");
+        assert_eq!(fields("Item", "required"), keys(&item));
     }
 
     #[test]
