@@ -569,7 +569,7 @@ mod tests {
     fn the_catalog_contract_reads_what_inventory_serves() {
         let dto =
             ItemDto { sku: "CAT-C".into(), name: "Cup".into(), price: PriceDto { amount_minor: 1250, currency: "EUR".into() }, stock: 3 };
-        let page = ItemPage { items: vec![dto.clone()], next_cursor: Some("c".into()) };
+        let page = ItemPage { items: vec![dto], next_cursor: Some("c".into()) };
         let served = poem_openapi::types::ToJSON::to_json(&page).unwrap();
         let read: catalog::ItemPage = serde_json::from_value(served.clone()).unwrap();
         assert_eq!(read, catalog::ItemPage::from(page));

@@ -134,6 +134,6 @@ mod tests {
         let p = Prior::Reused.respond(|_| Ok(())).unwrap_err();
         assert_eq!((p.status(), p.kind().slug()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused"));
         assert_eq!(p.detail(), Some("this Idempotency-Key was used with a different request"));
-        assert_eq!(Prior::Replay("7".into()).respond(|b| stored_answer::<u32>(b)).ok(), Some(7));
+        assert_eq!(Prior::Replay("7".into()).respond(stored_answer::<u32>).ok(), Some(7));
     }
 }
