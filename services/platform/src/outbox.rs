@@ -69,7 +69,11 @@
 //! know the prefix anyway). The one name this would get wrong, a logical topic
 //! that itself starts with the prefix, does not occur: prefixes isolate test
 //! runs and stacks (`e2e_1.`, `inv-3f2a.`), contract topics are `orders.v1`
-//! and `inventory.v1`.
+//! and `inventory.v1`. With the production prefix (empty) a row reads the
+//! same before and after the change, so a relay of either version publishes
+//! it to the same topic during a rolling upgrade; with a non-empty prefix an
+//! old relay would publish a new row without it, so a prefixed stack (tests,
+//! a shared development broker) is upgraded all at once.
 //!
 //! # Tables
 //! `outbox` and `processed_events` come from the platform's own migrations,
