@@ -55,28 +55,21 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("migrate the inventory database: {e}"))?;
         let k = &settings.kafka;
-        let (orders_topic, inventory_topic) =
-            (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
-        k.ensure_topics(&[&orders_topic, &inventory_topic]).await?;
+        k.ensure_topics(&[glasshouse_contracts::topics::ORDERS, glasshouse_contracts::topics::INVENTORY]).await?;
 
         let inventory_metrics = InventoryMetrics::register(&metrics);
         let faults = Faults::new();
         let low_stock = LowStock::new();
         let state = Arc::new(ApiState { pool: pool.clone(), faults: faults.clone(), low_stock: low_stock.clone() });
-        let handler = OrderEvents {
-            pool: pool.clone(),
-            metrics: inventory_metrics.clone(),
-            topic_prefix: k.topic_prefix.clone(),
-            faults: faults.clone(),
-            low_stock: low_stock.clone(),
-        };
+        let handler =
+            OrderEvents { pool: pool.clone(), metrics: inventory_metrics.clone(), faults: faults.clone(), low_stock: low_stock.clone() };
         let app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
             .check(sql_check("mariadb", pool.clone()))
             .check(kafka_check(&k.brokers)?)
-            .consumer(k.consumer(&[&orders_topic]), Arc::new(handler))?
+            .consumer(k.consumer(&[glasshouse_contracts::topics::ORDERS]), Arc::new(handler))?
             // The watcher loads the flags once now, so they hold from the first request.
             .faults(&settings.faults, faults.handle())?
-            .relay(OutboxDb::MySql(pool.clone()), k.producer()?, RelayConfig { faults: Some(faults.handle()), ..RelayConfig::default() })
+            .relay(OutboxDb::MySql(pool.clone()), k.producer()?, RelayConfig { faults: Some(faults.handle()), ..k.relay() })
             // `restocks` holds idempotency keys too, but it is part of the stock
             // ledger (see the stock_ledger migration): never pruned.
             .pruner(

@@ -61,8 +61,7 @@ impl Application {
         let store = Store::connect(&settings.database).await?;
         store.ensure_indexes().await?;
         let k = &settings.kafka;
-        let orders_topic = k.topic(glasshouse_contracts::topics::ORDERS);
-        k.ensure_topics(&[&orders_topic]).await?;
+        k.ensure_topics(&[glasshouse_contracts::topics::ORDERS]).await?;
 
         let faults = Faults::new(FLAGS);
         let handler = OrderEvents { store: store.clone(), metrics: NotificationMetrics::register(&metrics), faults: faults.clone() };
@@ -70,7 +69,7 @@ impl Application {
             .check(MongoCheck(store.clone()))
             .check(kafka_check(&k.brokers)?)
             .faults(&settings.faults, faults)?
-            .consumer(k.consumer(&[&orders_topic]), Arc::new(handler))?
+            .consumer(k.consumer(&[glasshouse_contracts::topics::ORDERS]), Arc::new(handler))?
             .build(api_service(store.clone()), Authenticator::from_settings(&settings.auth).await?)?;
         Ok(Self(app, store))
     }

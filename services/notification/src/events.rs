@@ -8,13 +8,17 @@
 //! nothing is dead-lettered, nothing lost.
 
 use chrono::Utc;
-use glasshouse_contracts::{Event, EventType};
+use glasshouse_contracts::EventType;
 use glasshouse_platform::consumer::{HandleError, Handled, InboundMessage, MessageHandler};
 use glasshouse_platform::faults::{Faults, FlagSpec};
 
 use crate::metrics::NotificationMetrics;
 use crate::render::render;
 use crate::store::{self, Inserted, NotificationDoc, Store};
+
+/// The consumer's name in dead-letter errors (Notification deduplicates by
+/// the unique `event_id` index, not in `processed_events`).
+pub const CONSUMER: &str = "notification";
 
 /// The event types this consumer understands: all on `orders.v1`.
 pub use crate::render::NOTIFIED as CONSUMES;
@@ -46,12 +50,12 @@ impl MessageHandler for OrderEvents {
         if self.faults.fails(CONSUMER_ERROR_RATE) {
             return Err(HandleError::Transient(anyhow::anyhow!("injected fault ({CONSUMER_ERROR_RATE}); the message will be retried")));
         }
-        let event = Event::from_slice(&msg.payload).map_err(|e| HandleError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
-        tracing::Span::current().record("messaging.message.id", event.id().to_string().as_str());
+        // Only Order's events are on this topic; anything else breaks the contract.
+        let event = msg.event(CONSUMER, &CONSUMES)?;
         let event_type: EventType = event.event_type();
         let Some(rendered) = render(&event) else {
-            // Only Order's events are on this topic; anything else breaks the contract.
-            return Err(HandleError::Permanent(anyhow::anyhow!("notification does not consume {event_type} (on {})", msg.topic)));
+            // CONSUMES is what `render` renders.
+            return Err(HandleError::Permanent(anyhow::anyhow!("{CONSUMER} does not consume {event_type} (on {})", msg.topic)));
         };
         let now = Utc::now();
         let doc = NotificationDoc::new(&event, rendered, now);

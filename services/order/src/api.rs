@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use glasshouse_contracts::{CustomerId, Event, Money, NonEmpty, OrderCreated, OrderId, OrderLine, Quantity, Sku};
 use glasshouse_platform::auth::{BearerAuth, Principal, Role};
+use glasshouse_platform::idempotency::{Fingerprint, IdempotencyKey, stored_answer};
 use glasshouse_platform::problem::{Problem, ProblemType};
 use poem::http::StatusCode;
 use poem_openapi::param::{Header, Path, Query};
@@ -19,9 +20,6 @@ use crate::inventory::InventoryClient;
 use crate::metrics::OrderMetrics;
 use crate::store::{self, Applied, Created, NewOrder, StoredLine, StoredOrder};
 
-/// 422: the same Idempotency-Key was used with a different request body.
-pub const IDEMPOTENCY_KEY_REUSED: ProblemType =
-    ProblemType::new("idempotency-key-reused", "Idempotency key reused with a different request", StatusCode::UNPROCESSABLE_ENTITY);
 /// 422: Inventory does not know some SKUs (listed in `skus`).
 pub const UNKNOWN_SKU: ProblemType = ProblemType::new("unknown-sku", "Unknown SKU", StatusCode::UNPROCESSABLE_ENTITY);
 /// 422: the lines are priced in more than one currency.
@@ -165,8 +163,6 @@ pub struct ApiState {
     pub pool: sqlx::PgPool,
     pub inventory: InventoryClient,
     pub metrics: OrderMetrics,
-    /// See `KafkaSettings::topic_prefix`.
-    pub topic_prefix: String,
 }
 
 pub struct OrderApi {
@@ -202,20 +198,11 @@ fn validate(req: &PlaceOrderRequest) -> Result<ValidLines, Problem> {
     Ok(out)
 }
 
-fn validate_key(key: &str) -> Result<(), Problem> {
-    let ok = (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err(Problem::validation("Idempotency-Key must be 1..=255 visible ASCII characters").with_extension("field", "Idempotency-Key"))
-    }
-}
-
-/// The request as stored with its idempotency key: same key and same
-/// canonical request means "same answer".
-fn canonical(lines: &ValidLines) -> String {
-    let pairs: Vec<(String, u32)> = lines.skus.iter().zip(&lines.quantities).map(|(s, q)| (s.as_str().to_owned(), q.get())).collect();
-    serde_json::to_string(&pairs).unwrap_or_default()
+/// The request as stored with its idempotency key (`[[sku, quantity], ...]`):
+/// same key and same fingerprint means "same answer".
+fn fingerprint(lines: &ValidLines) -> Fingerprint {
+    let pairs: Vec<(&str, u32)> = lines.skus.iter().zip(&lines.quantities).map(|(s, q)| (s.as_str(), q.get())).collect();
+    Fingerprint::of(&pairs)
 }
 
 fn location(id: Uuid) -> String {
@@ -223,8 +210,7 @@ fn location(id: Uuid) -> String {
 }
 
 fn replay(body: &str) -> Result<PlaceOrderResponse, Problem> {
-    let dto: OrderDto =
-        serde_json::from_str(body).map_err(|e| Problem::internal(anyhow::anyhow!("stored idempotent answer does not parse: {e}")))?;
+    let dto: OrderDto = stored_answer(body)?;
     let loc = location(dto.id);
     Ok(PlaceOrderResponse::Accepted(Json(dto), loc))
 }
@@ -271,19 +257,15 @@ impl OrderApi {
     ) -> Result<PlaceOrderResponse, Problem> {
         let who = auth.0;
         who.require(Role::Customer)?;
-        validate_key(&key.0)?;
+        let key = IdempotencyKey::parse(&key.0)?;
         let lines = validate(&body.0)?;
-        let request = canonical(&lines);
+        let request = fingerprint(&lines);
         let customer = who.customer_id.as_str().to_owned();
         tracing::Span::current().record("enduser.id", customer.as_str());
 
         // Fast path: a retry of a request that already succeeded.
-        match store::find_idempotent(&self.state.pool, &customer, &key.0, &request).await.map_err(Problem::internal)? {
-            Some(Ok(body)) => return replay(&body),
-            Some(Err(())) => {
-                return Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request"));
-            }
-            None => {}
+        if let Some(prior) = store::find_idempotent(&self.state.pool, &customer, &key, &request).await.map_err(Problem::internal)? {
+            return prior.respond(replay);
         }
 
         let skus: Vec<String> = lines.skus.iter().map(|s| s.as_str().to_owned()).collect();
@@ -330,10 +312,9 @@ impl OrderApi {
             currency: &currency,
             total_minor: total.amount_minor(),
             lines: &stored,
-            idempotency_key: &key.0,
-            request_hash: &request,
+            idempotency_key: &key,
+            request: &request,
             event: &event,
-            topic_prefix: &self.state.topic_prefix,
         };
         let outcome = store::create_order(&self.state.pool, &new, |o| serde_json::to_string(&OrderDto::from(o)).unwrap_or_default())
             .await
@@ -345,10 +326,7 @@ impl OrderApi {
                 tracing::info!(order_id = %order.id, lines = order.lines.len(), total_minor = order.total_minor, "order placed");
                 Ok(PlaceOrderResponse::Accepted(Json(OrderDto::from(&order)), location(order.id)))
             }
-            Created::Replay(body) => replay(&body),
-            Created::KeyReused => {
-                Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request"))
-            }
+            Created::Prior(prior) => prior.respond(replay),
         }
     }
 
@@ -400,7 +378,7 @@ impl OrderApi {
             return Err(Problem::forbidden("only the customer who placed an order can cancel it"));
         }
         let mut tx = self.state.pool.begin().await.map_err(Problem::internal)?;
-        let applied = store::apply(&mut tx, &self.state.topic_prefix, id, OrderEvent::CancelRequested, None, |o, _| {
+        let applied = store::apply(&mut tx, id, OrderEvent::CancelRequested, None, |o, _| {
             let customer_id = CustomerId::parse(&o.customer_id)?;
             Ok(Some(Event::new(OrderId::from_uuid(o.id)?, glasshouse_contracts::OrderCancelled::by_customer(customer_id))))
         })

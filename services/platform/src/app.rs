@@ -397,6 +397,26 @@ macro_rules! service_application {
 }
 pub use crate::service_application;
 
+/// The whole `main` of the service crate `$svc`, which exports `SERVICE`,
+/// `Settings` (with its `telemetry` section) and `Application` (see
+/// [`service_application!`]): [`run_main`] with the crate's `config/` directory.
+#[macro_export]
+macro_rules! service_main {
+    ($svc:ident) => {
+        #[::tokio::main]
+        async fn main() -> ::anyhow::Result<()> {
+            $crate::app::run_main(
+                $svc::SERVICE,
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+                |s: &$svc::Settings| &s.telemetry,
+                $svc::Application::build,
+            )
+            .await
+        }
+    };
+}
+pub use crate::service_main;
+
 /// Serves `app` on an already bound listener until `shutdown`, then waits up
 /// to `drain` for in-flight requests to finish.
 pub async fn serve<E>(listener: std::net::TcpListener, app: E, shutdown: Shutdown, drain: Duration) -> std::io::Result<()>

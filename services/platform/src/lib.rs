@@ -20,6 +20,8 @@
 //! - [`migrations`]: the platform's tables (`outbox`, `processed_events`) for both dialects.
 //! - [`problem`]: RFC 9457 problem+json errors with a stable `type` URI per error,
 //!   opaque logged 500s, and the [`problem::ProblemJson`] middleware.
+//! - [`idempotency`]: the `Idempotency-Key` flow of keyed `POST`s: key validation,
+//!   request fingerprint, replay or 422 `idempotency-key-reused` (services keep the SQL).
 //! - [`outbox`]: the transactional outbox and its relay, for PostgreSQL and MySQL.
 //! - [`prune`]: batched deletion of rows past their retention (`processed_events`,
 //!   idempotency keys, sent outbox rows), counted in `db_rows_pruned_total`.
@@ -42,6 +44,7 @@ pub mod consumer;
 pub mod errors;
 pub mod faults;
 pub mod http_client;
+pub mod idempotency;
 pub mod migrations;
 pub mod outbox;
 pub mod problem;

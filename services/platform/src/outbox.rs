@@ -67,6 +67,23 @@
 //! broker's answer, so a failed row takes the real failure path: not marked
 //! sent, the later rows of its key held back, the batch retried with backoff.
 //!
+//! # Topic names
+//! A row holds the *logical* topic (`orders.v1`, [`glasshouse_contracts::topics`]):
+//! business code never sees `KafkaSettings::topic_prefix`. The relay puts the
+//! prefix ([`RelayConfig::topic_prefix`]) in front when it publishes
+//! ([`published_topic`]). Rows written before the outbox stored logical
+//! topics hold the prefixed name already; the relay publishes a topic that
+//! already starts with the prefix as it is, so those rows reach the same topic
+//! after an upgrade and no data migration is needed (a migration could not
+//! know the prefix anyway). The one name this would get wrong, a logical topic
+//! that itself starts with the prefix, does not occur: prefixes isolate test
+//! runs and stacks (`e2e_1.`, `inv-3f2a.`), contract topics are `orders.v1`
+//! and `inventory.v1`. With the production prefix (empty) a row reads the
+//! same before and after the change, so a relay of either version publishes
+//! it to the same topic during a rolling upgrade; with a non-empty prefix an
+//! old relay would publish a new row without it, so a prefixed stack (tests,
+//! a shared development broker) is upgraded all at once.
+//!
 //! # Tables
 //! `outbox` and `processed_events` come from the platform's own migrations,
 //! [`crate::migrations::run_postgres`] / [`crate::migrations::run_mysql`]
@@ -91,6 +108,7 @@ use crate::faults::{Faults, KAFKA_PRODUCE_ERROR_RATE, RELAY_PAUSED};
 pub struct OutboxMessage {
     /// The event id (consumers deduplicate on it).
     pub event_id: Uuid,
+    /// The logical topic (`orders.v1`); the relay adds the prefix (module doc).
     pub topic: String,
     /// Kafka message key: the aggregate id, so one order's events share a partition.
     pub key: String,
@@ -100,12 +118,11 @@ pub struct OutboxMessage {
 }
 
 impl OutboxMessage {
-    /// The outbox row for a contract event: its id, its topic (under
-    /// `topic_prefix`, see `KafkaSettings::topic_prefix`), keyed by order id.
-    pub fn from_event(event: &glasshouse_contracts::Event, topic_prefix: &str) -> anyhow::Result<Self> {
+    /// The outbox row for a contract event: its id, its logical topic, keyed by order id.
+    pub fn from_event(event: &glasshouse_contracts::Event) -> anyhow::Result<Self> {
         Ok(Self {
             event_id: event.id().as_uuid(),
-            topic: format!("{topic_prefix}{}", event.topic()),
+            topic: event.topic().to_owned(),
             key: event.key(),
             event_type: event.event_type().as_str().to_owned(),
             payload: String::from_utf8(event.to_vec()?)?,
@@ -308,6 +325,16 @@ pub struct RelayConfig {
     /// The service's fault flags (`relay_paused`, `kafka_produce_error_rate`,
     /// see the module doc); `None`: no fault is ever injected.
     pub faults: Option<Faults>,
+    /// Put in front of each row's topic when publishing
+    /// (`KafkaSettings::topic_prefix`, see the module doc). Empty by default.
+    pub topic_prefix: String,
+}
+
+/// The Kafka topic a row with `topic` is published to under `prefix`:
+/// `prefix + topic`, unless `topic` already starts with `prefix` (a row
+/// written before the outbox held logical topics; see the module doc).
+pub fn published_topic(prefix: &str, topic: &str) -> String {
+    if topic.starts_with(prefix) { topic.to_owned() } else { format!("{prefix}{topic}") }
 }
 
 impl Default for RelayConfig {
@@ -318,6 +345,7 @@ impl Default for RelayConfig {
             publish_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
             faults: None,
+            topic_prefix: String::new(),
         }
     }
 }
@@ -545,10 +573,11 @@ impl Relay {
     /// the rows before its first failure.
     async fn publish(&self, batch: &[Pending]) -> Vec<i64> {
         let batch_span = tracing::info_span!("outbox.relay", otel.name = "outbox relay batch", outbox.batch_size = batch.len());
-        let sends = batch.iter().map(|row| {
+        let topics: Vec<String> = batch.iter().map(|row| published_topic(&self.config.topic_prefix, &row.topic)).collect();
+        let sends = batch.iter().zip(&topics).map(|(row, topic)| {
             // The publish continues the trace of the request that wrote the row.
             let (span, headers) = glasshouse_telemetry::kafka::producer_span_from_carrier(
-                &row.topic,
+                topic,
                 &row.key,
                 row.trace_carrier.as_deref(),
                 OwnedHeaders::new()
@@ -559,7 +588,7 @@ impl Relay {
             // from here on it takes the same path as a real one.
             let injected = self.config.faults.as_ref().is_some_and(|f| f.fails(KAFKA_PRODUCE_ERROR_RATE));
             let send = (!injected).then(|| {
-                let record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload).headers(headers);
+                let record = FutureRecord::to(topic).key(&row.key).payload(&row.payload).headers(headers);
                 self.producer.send(record, self.config.publish_timeout)
             });
             async move {
@@ -578,10 +607,10 @@ impl Relay {
         let results = futures::future::join_all(sends).instrument(batch_span).await;
         let mut failed_keys = std::collections::HashSet::new();
         let mut ok = Vec::new();
-        for (row, sent) in batch.iter().zip(results) {
+        for ((row, topic), sent) in batch.iter().zip(&topics).zip(results) {
             if sent && !failed_keys.contains(&row.key) {
                 ok.push(row.id);
-                self.metrics.inc_outbox_published(&row.topic, 1);
+                self.metrics.inc_outbox_published(topic, 1);
             } else {
                 failed_keys.insert(row.key.clone());
             }
@@ -608,6 +637,16 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relay_prefixes_logical_topics_and_keeps_prefixed_ones() {
+        assert_eq!(published_topic("", "orders.v1"), "orders.v1");
+        assert_eq!(published_topic("e2e_1.", "orders.v1"), "e2e_1.orders.v1");
+        // A row written when the outbox held prefixed topics goes where it always went.
+        assert_eq!(published_topic("e2e_1.", "e2e_1.orders.v1"), "e2e_1.orders.v1");
+        // Another run's prefix is not this one's: prefixed again (and never consumed here).
+        assert_eq!(published_topic("e2e_2.", "e2e_1.orders.v1"), "e2e_2.e2e_1.orders.v1");
+    }
 
     #[test]
     fn statements_differ_only_where_the_dialects_do() {

@@ -79,24 +79,34 @@ impl KafkaSettings {
         Self::DEFAULT_DLQ_RETENTION_DAYS
     }
 
-    /// The full name of a contract topic (`glasshouse_contracts::topics::ORDERS`).
+    /// The Kafka name of a contract topic (`glasshouse_contracts::topics::ORDERS`).
     pub fn topic(&self, name: &str) -> String {
         format!("{}{name}", self.topic_prefix)
     }
 
-    /// The consumer configuration for `topics` (full names) with these settings.
+    /// The consumer configuration for `topics` (logical names, e.g.
+    /// `glasshouse_contracts::topics::ORDERS`) with these settings: the loop
+    /// subscribes under `topic_prefix` and hands handlers the logical name.
     pub fn consumer(&self, topics: &[&str]) -> crate::consumer::ConsumerConfig {
         let mut c = crate::consumer::ConsumerConfig::new(&self.brokers, &self.group_id, topics);
+        c.topic_prefix = self.topic_prefix.clone();
         c.retry_base = Duration::from_millis(self.retry_base_ms.get());
         c.retry_cap = Duration::from_millis(self.retry_cap_ms.get());
         c
     }
 
-    /// Creates `topics` (full names) and their dead-letter topics if missing,
-    /// the latter with `dlq_retention_days`.
+    /// Creates `topics` (logical names) under `topic_prefix`, and their
+    /// dead-letter topics, if missing; the latter with `dlq_retention_days`.
     pub async fn ensure_topics(&self, topics: &[&str]) -> anyhow::Result<()> {
         let retention = Duration::from_secs(u64::from(self.dlq_retention_days.get()) * 24 * 3600);
-        crate::consumer::ensure_topics_with(&self.brokers, topics, self.partitions, retention).await
+        let full: Vec<String> = topics.iter().map(|t| self.topic(t)).collect();
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        crate::consumer::ensure_topics_with(&self.brokers, &full, self.partitions, retention).await
+    }
+
+    /// The outbox relay's configuration: defaults, publishing under `topic_prefix`.
+    pub fn relay(&self) -> crate::outbox::RelayConfig {
+        crate::outbox::RelayConfig { topic_prefix: self.topic_prefix.clone(), ..Default::default() }
     }
 
     /// The producer every service's outbox relay uses: idempotent, acks from

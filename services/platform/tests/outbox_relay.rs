@@ -185,6 +185,35 @@ async fn mysql_outbox_publishes_in_order_with_trace_context() -> anyhow::Result<
     db.drop_db().await
 }
 
+/// Rows hold logical topics and the relay publishes them under its prefix;
+/// a row written when rows held the prefixed name (before the upgrade) reaches
+/// the same Kafka topic, in key order with the new rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_prefixes_logical_topics_and_keeps_already_prefixed_rows() -> anyhow::Result<()> {
+    stack::require(KAFKA).await?;
+    let db = ScratchPg::new().await?;
+    migrations::run_postgres(&db.pool, None).await?;
+    let prefix = format!("{}.", stack::unique_name("outbox-prefix"));
+    let logical = "orders.v1";
+    let published = format!("{prefix}{logical}");
+    ensure_topics(&KAFKA.addr(), &[&published], 1).await?;
+
+    let mut tx = db.pool.begin().await?;
+    enqueue_pg(&mut tx, &message(&published, "order-1", 0)).await?; // an old row
+    enqueue_pg(&mut tx, &message(logical, "order-1", 1)).await?;
+    tx.commit().await?;
+
+    let metrics = Metrics::new("outbox-test");
+    let config = RelayConfig { topic_prefix: prefix.clone(), ..RelayConfig::default() };
+    let relay = Relay::new(OutboxDb::Postgres(db.pool.clone()), producer(), metrics.standard.clone(), config);
+    assert_eq!(relay.relay_once().await? + relay.relay_once().await?, 2);
+    let (by_key, _) = read_all(&published, 2).await?;
+    assert_eq!(by_key["order-1"], vec![0, 1], "both rows on {published} (none prefixed twice), in order");
+    let counted = metrics.encode();
+    assert!(counted.contains(&format!(r#"outbox_published_total{{service="outbox-test",topic="{published}"}} 2"#)), "{counted}");
+    db.drop_db().await
+}
+
 /// How many messages `topic` holds: the sum of its partitions' high watermarks
 /// (no transactions, so offsets are dense). Exact, without waiting for silence.
 fn topic_size(topic: &str) -> anyhow::Result<i64> {

@@ -298,7 +298,7 @@ pub fn count(events: &[Event], ty: EventType) -> usize {
     events.iter().filter(|e| e.event_type() == ty).count()
 }
 
-/// Rows in the outbox: every event this service ever emitted, sent or not.
+/// Rows in the outbox for the logical `topic`: every event this service ever emitted there, sent or not.
 pub async fn outbox_rows(pool: &MySqlPool, topic: &str) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE topic = ?").bind(topic).fetch_one(pool).await?)
 }
