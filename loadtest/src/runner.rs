@@ -144,7 +144,8 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
         iterations_interrupted: exec.interrupted_iterations,
         warnings: setup.warnings,
     };
-    let summary = Summary::build(config, &results, facts);
+    let mut summary = Summary::build(config, &results, facts);
+    summary.attach_traces(&crate::trace::Backends::from_settings(&config.report)).await;
     let (json_path, html_path) = write_outputs(&opts.out_dir, &summary).map_err(RunError::Output)?;
 
     let metrics_addr = setup.server.as_ref().map(MetricsServer::addr);
