@@ -1,0 +1,179 @@
+//! The report explains its slowest requests with data from the REAL Jaeger
+//! and VictoriaLogs of the local stack (`deploy/local/stack up jaeger
+//! victorialogs`; ports from `deploy/local/ports.env`, overridable with the
+//! same environment variables).
+//!
+//! A short run against the stand-in server gives real slow requests with the
+//! trace ids the runner sent. For the slowest one the test then plays the
+//! services: it exports three spans of that trace to Jaeger over OTLP/HTTP
+//! JSON and ingests a log line with that `trace_id` into VictoriaLogs. The
+//! runner's fetch ([`Summary::attach_traces`], what `run` calls when the
+//! backends are configured) must poll until the trace arrives, and the
+//! waterfall and the log line must appear in the JSON summary and the HTML.
+//! The second slowest request's trace is never exported: it must say
+//! "trace not available" with a reason, within `report.trace_wait`.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use common::{Behaviour, TestServer, temp_dir, write};
+use glasshouse_loadtest::client::{Client, RequestSpec};
+use glasshouse_loadtest::config::{Config, Overrides, parse_target};
+use glasshouse_loadtest::runner::{RunOptions, run};
+use glasshouse_loadtest::trace::Backends;
+use http::{HeaderName, HeaderValue, Method};
+
+fn port(var: &str, default: u16) -> u16 {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn url(var: &str, default: u16) -> String {
+    format!("http://127.0.0.1:{}", port(var, default))
+}
+
+/// Fails with how to start the piece unless it accepts connections.
+async fn require(name: &str, url: &str) {
+    let addr = url.trim_start_matches("http://");
+    match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => {}
+        other => panic!(
+            "{name} is not reachable at {addr} ({other:?}). Start the local stack: `deploy/local/stack up {name}` \
+             (GLASSHOUSE_HOME=/work/main/target/glasshouse)"
+        ),
+    }
+}
+
+/// POSTs a JSON or JSON-lines body with the runner's own client; returns the status.
+async fn post(base: &str, path: &str, content_type: &'static str, body: String) -> (u16, String) {
+    let target = parse_target(base).unwrap();
+    let client = Client::resolve(&[("backend".into(), target)], &[], Duration::from_secs(5), Duration::from_secs(2)).await.unwrap();
+    let headers = vec![(HeaderName::from_static("content-type"), HeaderValue::from_static(content_type))];
+    let spec = RequestSpec { method: Method::POST, path, headers, body: Some(Bytes::from(body)) };
+    let r = client.send(0, spec).await.unwrap_or_else(|e| panic!("POST {base}{path}: {}", e.message));
+    (r.status.as_u16(), String::from_utf8_lossy(&r.body).into_owned())
+}
+
+fn nanos(t: SystemTime) -> String {
+    t.duration_since(UNIX_EPOCH).unwrap().as_nanos().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowest_requests_carry_their_jaeger_waterfall_and_victorialogs_lines() {
+    let jaeger_query = url("GH_JAEGER_QUERY_PORT", 16686);
+    let otlp_http = url("GH_JAEGER_OTLP_HTTP_PORT", 4318);
+    let victorialogs = url("GH_VICTORIALOGS_PORT", 9428);
+    require("jaeger", &jaeger_query).await;
+    require("jaeger", &otlp_http).await;
+    require("victorialogs", &victorialogs).await;
+
+    // A real run: its slowest requests carry the trace ids the runner sent.
+    let server = TestServer::start(Behaviour { latency: Duration::from_millis(2), ..Behaviour::default() }).await;
+    let dir = temp_dir("trace-details");
+    let load = "  model: constant_rate\n  rate: 20\n  duration: 1s";
+    let yaml = common::hello_config(&server.url(), load, &[])
+        + &format!("report:\n  slowest: 2\n  jaeger_query_url: {jaeger_query}\n  victorialogs_url: {victorialogs}\n  trace_wait: 8s\n");
+    let cfg = Config::load(&write(&dir, "s.yaml", &yaml), &Overrides::default()).unwrap();
+    // The run itself polls for its (never exported) traces; the fetch is tested below.
+    let mut no_backends = cfg.clone();
+    no_backends.report.jaeger_query = None;
+    no_backends.report.victorialogs = None;
+    let outcome = run(&no_backends, RunOptions::new(dir.join("out"))).await.expect("run completes");
+    let mut summary = outcome.summary;
+    assert_eq!(summary.slowest.len(), 2, "{:?}", summary.slowest);
+    assert!(summary.slowest.iter().all(|s| s.trace.is_none()), "no backends configured: nothing fetched");
+    let trace_id = summary.slowest[0].trace_id.clone();
+    let missing_id = summary.slowest[1].trace_id.clone();
+    assert_ne!(trace_id, missing_id);
+
+    // Play the services: three spans of that trace, and one log line.
+    let service = format!("loadtest-trace-test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let t0 = SystemTime::now() - Duration::from_millis(50);
+    let at = |ms: u64| nanos(t0 + Duration::from_millis(ms));
+    let span = |id: &str, parent: &str, name: &str, start: u64, end: u64, error: bool| {
+        serde_json::json!({
+            "traceId": trace_id, "spanId": id, "parentSpanId": parent, "name": name, "kind": 2,
+            "startTimeUnixNano": at(start), "endTimeUnixNano": at(end),
+            "status": if error { serde_json::json!({"code": 2, "message": "stock check failed"}) } else { serde_json::json!({"code": 1}) }
+        })
+    };
+    let otlp = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeSpans": [{"scope": {"name": "loadtest-trace-test"}, "spans": [
+            span("a000000000000001", "", "GET /hello", 0, 30, false),
+            span("b000000000000002", "a000000000000001", "read cache", 2, 8, false),
+            span("c000000000000003", "a000000000000001", "SELECT stock", 10, 28, true),
+        ]}]
+    }]});
+    let (status, body) = post(&otlp_http, "/v1/traces", "application/json", otlp.to_string()).await;
+    assert_eq!(status, 200, "OTLP/HTTP export refused: {body}");
+    let message = format!("stock lookup slow for {service}");
+    let log = serde_json::json!({
+        "_msg": message, "_time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "service": service, "level": "warn", "trace_id": trace_id,
+    });
+    let (status, body) = post(
+        &victorialogs,
+        "/insert/jsonline?_stream_fields=service,level&_msg_field=_msg&_time_field=_time",
+        "application/stream+json",
+        log.to_string() + "\n",
+    )
+    .await;
+    assert!((200..300).contains(&status), "VictoriaLogs ingestion refused ({status}): {body}");
+
+    // The runner's fetch polls until the trace is in Jaeger (it arrives with a delay).
+    let backends = Backends::from_settings(&cfg.report);
+    let started = std::time::Instant::now();
+    summary.attach_traces(&backends).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(12), "the fetch keeps to report.trace_wait (8s) plus one round: {took:?}");
+
+    let found = summary.slowest[0].trace.as_ref().expect("details for the exported trace");
+    assert_eq!(found.trace_error, None, "{found:?}");
+    let rows: Vec<(&str, &str, u32, bool, bool)> =
+        found.spans.iter().map(|s| (s.service.as_str(), s.operation.as_str(), s.depth, s.critical, s.error)).collect();
+    assert_eq!(
+        rows,
+        [
+            (service.as_str(), "GET /hello", 0, true, false),
+            (service.as_str(), "read cache", 1, false, false),
+            (service.as_str(), "SELECT stock", 1, true, true),
+        ],
+        "{found:?}"
+    );
+    assert_eq!(found.duration_us, 30_000);
+    assert_eq!((found.spans[2].start_offset_us, found.spans[2].duration_us), (10_000, 18_000));
+    assert_eq!(found.logs_error, None, "{found:?}");
+    assert!(found.logs.iter().any(|l| l.message == message && l.service == service && l.level == "warn"), "{:?}", found.logs);
+
+    let missing = summary.slowest[1].trace.as_ref().expect("details for the other slow request");
+    assert!(missing.spans.is_empty());
+    let why = missing.trace_error.as_deref().expect("a reason");
+    assert!(why.contains("not found in Jaeger within report.trace_wait"), "{why}");
+    assert_eq!(missing.logs_error, None, "VictoriaLogs answered (no lines)");
+    assert!(missing.logs.is_empty());
+
+    // The same data in both reports.
+    let json: serde_json::Value = serde_json::to_value(&summary).unwrap();
+    let t = &json["slowest"][0]["trace"];
+    assert_eq!(t["spans"][2]["operation"], "SELECT stock");
+    assert_eq!(t["spans"][2]["start_offset_us"], 10_000);
+    assert_eq!(t["spans"][2]["duration_us"], 18_000);
+    assert_eq!(t["spans"][2]["error"], true);
+    assert_eq!(t["spans"][2]["critical"], true);
+    assert_eq!(t["logs"][0]["message"], message.as_str());
+    assert!(json["slowest"][1]["trace"]["trace_error"].as_str().unwrap().contains("not found"));
+
+    let html = glasshouse_loadtest::html::render(&summary);
+    assert!(html.contains(&format!(r#"data-trace-id="{trace_id}""#)));
+    assert!(html.contains(r#"<div class="wf-row span-row critical error" data-span-id="c000000000000003""#), "critical error span drawn");
+    assert!(html.contains(r#"<div class="wf-row span-row" data-span-id="b000000000000002""#), "off the critical path");
+    assert!(html.contains(&message), "log line in the page");
+    assert!(html.contains("<details class=logs><summary>1 log line(s)</summary>"), "logs collapsed");
+    assert!(html.contains("trace not available: not found in Jaeger within report.trace_wait"));
+    assert!(!html.contains("<script"), "no script");
+    let page = write(&dir, "report.html", &html);
+    eprintln!("report with a waterfall: {}", page.display());
+}
