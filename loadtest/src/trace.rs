@@ -613,6 +613,24 @@ mod tests {
     }
 
     #[test]
+    fn backends_are_optional_plain_http_urls() {
+        use crate::config::{Config, Overrides};
+        let base = "scenario: t\ntargets: {app: \"http://127.0.0.1:1\"}\nload: {model: closed, vus: 1, duration: 1s}\n\
+                    flows: [{name: f, steps: [{step: http, name: s, target: app}]}]\n";
+        let parse = |report: &str| Config::parse(&format!("{base}{report}"), std::path::Path::new("."), &Overrides::default());
+        let none = Backends::from_settings(&parse("").unwrap().report);
+        assert!(none.is_empty(), "absent: nothing fetched");
+        assert_eq!(none.wait, Duration::from_secs(10));
+        let cfg = parse("report: {jaeger_query_url: \"http://127.0.0.1:16686/\", trace_wait: 3s}\n").unwrap();
+        let b = Backends::from_settings(&cfg.report);
+        let j = b.jaeger.unwrap();
+        assert_eq!((j.port, j.base_path.as_str(), b.victorialogs.is_none(), b.wait), (16686, "", true, Duration::from_secs(3)));
+        let e = parse("report: {victorialogs_url: \"https://logs\"}\n").unwrap_err().0;
+        assert!(e.contains("report.victorialogs_url") && e.contains("https"), "{e}");
+        assert!(parse("report: {trace_wait: 1h}\n").unwrap_err().0.contains("report.trace_wait"));
+    }
+
+    #[test]
     fn the_logs_query_names_the_trace_and_is_encoded() {
         assert_eq!(logs_query("ab\"c"), "trace_id:\"abc\" | sort by (_time) | limit 200");
         assert_eq!(encode_component("a b|\"c\""), "a%20b%7C%22c%22");
