@@ -177,3 +177,107 @@ async fn slowest_requests_carry_their_jaeger_waterfall_and_victorialogs_lines() 
     let page = write(&dir, "report.html", &html);
     eprintln!("report with a waterfall: {}", page.display());
 }
+
+/// A stand-in service that does what the real ones do with the runner's
+/// `traceparent`: continues the trace (a server span and a child span,
+/// exported to Jaeger over OTLP/HTTP) and logs a line with the trace id to
+/// VictoriaLogs. Answers `/hello` with 200 after ~5 ms of "work".
+async fn traced_service(service: String, otlp_http: String, victorialogs: String) -> String {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (service, otlp_http, victorialogs) = (service.clone(), otlp_http.clone(), victorialogs.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (service, otlp_http, victorialogs) = (service.clone(), otlp_http.clone(), victorialogs.clone());
+                    async move {
+                        let start = SystemTime::now();
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        let end = SystemTime::now();
+                        let tp = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                        let parts: Vec<&str> = tp.split('-').collect();
+                        if let [_, trace_id, parent, _] = parts[..] {
+                            let server_id = format!("{:016x}", rand_u64());
+                            let child_id = format!("{:016x}", rand_u64());
+                            let mid = start + Duration::from_millis(1);
+                            let otlp = serde_json::json!({"resourceSpans": [{
+                                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                                "scopeSpans": [{"scope": {"name": "traced-service"}, "spans": [
+                                    {"traceId": trace_id, "spanId": server_id, "parentSpanId": parent, "name": "GET /hello", "kind": 2,
+                                     "startTimeUnixNano": nanos(start), "endTimeUnixNano": nanos(end)},
+                                    {"traceId": trace_id, "spanId": child_id, "parentSpanId": server_id, "name": "compute greeting", "kind": 1,
+                                     "startTimeUnixNano": nanos(mid), "endTimeUnixNano": nanos(end - Duration::from_micros(200))}
+                                ]}]
+                            }]});
+                            let (status, body) = post(&otlp_http, "/v1/traces", "application/json", otlp.to_string()).await;
+                            assert_eq!(status, 200, "{body}");
+                            let log = serde_json::json!({"_msg": format!("greeted from {service}"), "_time": chrono::Utc::now().to_rfc3339(),
+                                "service": service, "level": "info", "trace_id": trace_id});
+                            let path = "/insert/jsonline?_stream_fields=service,level&_msg_field=_msg&_time_field=_time";
+                            let (status, body) = post(&victorialogs, path, "application/stream+json", log.to_string() + "\n").await;
+                            assert!((200..300).contains(&status), "{body}");
+                        }
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"hello"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn rand_u64() -> u64 {
+    u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap()) | 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_writes_the_waterfalls_of_its_slowest_requests_into_both_reports() {
+    let jaeger_query = url("GH_JAEGER_QUERY_PORT", 16686);
+    let otlp_http = url("GH_JAEGER_OTLP_HTTP_PORT", 4318);
+    let victorialogs = url("GH_VICTORIALOGS_PORT", 9428);
+    require("jaeger", &jaeger_query).await;
+    require("jaeger", &otlp_http).await;
+    require("victorialogs", &victorialogs).await;
+
+    let service = format!("loadtest-run-test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let app = traced_service(service.clone(), otlp_http, victorialogs.clone()).await;
+    let dir = temp_dir("trace-run");
+    let yaml = common::hello_config(&app, "  model: constant_rate\n  rate: 10\n  duration: 1s", &[])
+        + &format!("report:\n  slowest: 3\n  jaeger_query_url: {jaeger_query}\n  victorialogs_url: {victorialogs}\n  trace_wait: 10s\n");
+    let cfg = Config::load(&write(&dir, "s.yaml", &yaml), &Overrides::default()).unwrap();
+    let outcome = run(&cfg, RunOptions::new(dir.join("out"))).await.expect("run completes");
+    assert_eq!(outcome.exit_code(), 0);
+
+    // What the runner wrote to disk.
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&outcome.json_path).unwrap()).unwrap();
+    let html = std::fs::read_to_string(&outcome.html_path).unwrap();
+    let slowest = json["slowest"].as_array().unwrap();
+    assert_eq!(slowest.len(), 3);
+    for s in slowest {
+        let t = &s["trace"];
+        assert_eq!(t["trace_error"], serde_json::Value::Null, "{s}");
+        let spans = t["spans"].as_array().unwrap();
+        let ops: Vec<(&str, &str, bool)> = spans
+            .iter()
+            .map(|x| (x["service"].as_str().unwrap(), x["operation"].as_str().unwrap(), x["critical"].as_bool().unwrap()))
+            .collect();
+        assert_eq!(ops, [(service.as_str(), "GET /hello", true), (service.as_str(), "compute greeting", true)], "{s}");
+        assert_eq!(spans[1]["parent_span_id"], spans[0]["span_id"]);
+        assert!(spans[1]["start_offset_us"].as_u64().unwrap() >= 1000, "{s}");
+        assert!(spans.iter().all(|x| x["error"] == false));
+        assert_eq!(t["logs_error"], serde_json::Value::Null, "{s}");
+        assert_eq!(t["logs"][0]["message"], format!("greeted from {service}"), "{s}");
+        let id = s["trace_id"].as_str().unwrap();
+        assert!(html.contains(&format!(r#"data-trace-id="{id}""#)), "waterfall of {id} in report.html");
+    }
+    assert_eq!(html.matches(r#"<div class="wf-row span-row critical""#).count(), 6, "3 traces x 2 spans on the critical path");
+    assert_eq!(html.matches(&format!("greeted from {service}")).count(), 3, "one log line per trace");
+    assert!(!html.contains("not available"));
+    eprintln!("report: {}", outcome.html_path.display());
+}
