@@ -349,48 +349,46 @@ pub async fn fetch(backends: &Backends, trace_ids: &[String]) -> BTreeMap<String
     ids.sort();
     ids.dedup();
     let deadline = Instant::now() + backends.wait;
-    let named: Vec<(String, Target)> = [("jaeger", &backends.jaeger), ("victorialogs", &backends.victorialogs)]
-        .into_iter()
-        .filter_map(|(n, t)| t.clone().map(|t| (n.to_string(), t)))
-        .collect();
-    let allow: Vec<String> = named.iter().map(|(_, t)| t.host.clone()).collect();
-    let client = Client::resolve(&named, &allow, REQUEST_TIMEOUT, REQUEST_TIMEOUT.min(Duration::from_secs(2))).await;
-    let origin = |name: &str| named.iter().position(|(n, _)| n == name);
-    let (jaeger, logs) = (origin("jaeger"), origin("victorialogs"));
-
-    let unavailable = |configured: bool, what: &str| match (&client, configured) {
-        (_, false) => Some(format!("no report.{what} configured")),
-        (Err(e), true) => Some(format!("cannot resolve: {e}")),
-        (Ok(_), true) => None,
+    // One client per backend, so a host that does not resolve only costs its own data.
+    let jaeger = match &backends.jaeger {
+        Some(t) => Some(client_for("Jaeger", t).await),
+        None => None,
     };
-    fn start<T>(n: usize, why: Option<String>) -> Vec<Got<T>> {
+    let logs = match &backends.victorialogs {
+        Some(t) => Some(client_for("VictoriaLogs", t).await),
+        None => None,
+    };
+    fn start<T>(n: usize, client: &Option<Result<Client, String>>, key: &str) -> Vec<Got<T>> {
+        let why = match client {
+            None => Some(format!("no report.{key} configured")),
+            Some(Err(e)) => Some(e.clone()),
+            Some(Ok(_)) => None,
+        };
         (0..n).map(|_| why.clone().map_or_else(|| Got::Pending(String::new()), Got::Failed)).collect()
     }
-    let mut traces: Vec<Got<Waterfall>> = start(ids.len(), unavailable(jaeger.is_some(), "jaeger_query_url"));
-    let mut lines: Vec<Got<Vec<LogLine>>> = start(ids.len(), unavailable(logs.is_some(), "victorialogs_url"));
+    let mut traces: Vec<Got<Waterfall>> = start(ids.len(), &jaeger, "jaeger_query_url");
+    let mut lines: Vec<Got<Vec<LogLine>>> = start(ids.len(), &logs, "victorialogs_url");
     let mut all_found_at: Option<Instant> = None;
 
-    if let Ok(client) = &client {
-        loop {
-            let round_start = Instant::now();
-            if let Some(o) = jaeger {
-                poll_traces(client, o, &ids, &mut traces).await;
-            }
-            let traces_settled = traces.iter().all(|t| !matches!(t, Got::Pending(_)));
-            if traces_settled && all_found_at.is_none() {
-                all_found_at = Some(Instant::now());
-            }
-            if let Some(o) = logs {
-                poll_logs(client, o, &ids, &mut lines).await;
-            }
-            let logs_settled = lines.iter().all(|l| !matches!(l, Got::Pending(_)))
-                || all_found_at.is_some_and(|t| Instant::now().saturating_duration_since(t) >= LOGS_GRACE);
-            if (traces_settled && logs_settled) || Instant::now() >= deadline {
-                break;
-            }
-            // Poll again after POLL_EVERY (or at the deadline), not a fixed sleep per trace.
-            tokio::time::sleep_until((round_start + POLL_EVERY).min(deadline)).await;
+    loop {
+        let round_start = Instant::now();
+        if let Some(Ok(c)) = &jaeger {
+            poll_traces(c, 0, &ids, &mut traces).await;
         }
+        let traces_settled = traces.iter().all(|t| !matches!(t, Got::Pending(_)));
+        if traces_settled && all_found_at.is_none() {
+            all_found_at = Some(Instant::now());
+        }
+        if let Some(Ok(c)) = &logs {
+            poll_logs(c, 0, &ids, &mut lines).await;
+        }
+        let logs_settled = lines.iter().all(|l| !matches!(l, Got::Pending(_)))
+            || all_found_at.is_some_and(|t| Instant::now().saturating_duration_since(t) >= LOGS_GRACE);
+        if (traces_settled && logs_settled) || Instant::now() >= deadline {
+            break;
+        }
+        // Poll again after POLL_EVERY (or at the deadline), not a fixed sleep per trace.
+        tokio::time::sleep_until((round_start + POLL_EVERY).min(deadline)).await;
     }
 
     let waited = format!("{:.1}s", backends.wait.as_secs_f64());
@@ -419,6 +417,15 @@ pub async fn fetch(backends: &Backends, trace_ids: &[String]) -> BTreeMap<String
             (id, d)
         })
         .collect()
+}
+
+/// A client for one backend (its host is the one allowed: these are a few
+/// read-only queries, not load).
+async fn client_for(name: &str, t: &Target) -> Result<Client, String> {
+    let named = [(name.to_string(), t.clone())];
+    Client::resolve(&named, std::slice::from_ref(&t.host), REQUEST_TIMEOUT, REQUEST_TIMEOUT.min(Duration::from_secs(2)))
+        .await
+        .map_err(|e| format!("{name} unreachable: {e}"))
 }
 
 async fn get(client: &Client, origin: usize, path: &str) -> Result<(StatusCode, bytes::Bytes), String> {

@@ -281,3 +281,25 @@ async fn a_run_writes_the_waterfalls_of_its_slowest_requests_into_both_reports()
     assert!(!html.contains("not available"));
     eprintln!("report: {}", outcome.html_path.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_is_down_is_a_reason_per_request_not_a_failure() {
+    let victorialogs = url("GH_VICTORIALOGS_PORT", 9428);
+    require("victorialogs", &victorialogs).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let backends = Backends {
+        jaeger: Some(parse_target(&format!("http://127.0.0.1:{closed}")).unwrap()),
+        victorialogs: Some(parse_target(&victorialogs).unwrap()),
+        wait: Duration::from_secs(10),
+    };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let started = std::time::Instant::now();
+    let got = glasshouse_loadtest::trace::fetch(&backends, std::slice::from_ref(&id)).await;
+    // Jaeger refuses at once; VictoriaLogs is asked for a short grace, not the whole wait.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let d = &got[&id];
+    let why = d.trace_error.as_deref().unwrap();
+    assert!(why.starts_with("Jaeger unreachable") && why.contains(&closed.to_string()), "{why}");
+    assert!(d.spans.is_empty());
+    assert_eq!((d.logs_error.as_deref(), d.logs.len()), (None, 0), "VictoriaLogs answered: no lines");
+}
