@@ -368,19 +368,25 @@ pub async fn fetch(backends: &Backends, trace_ids: &[String]) -> BTreeMap<String
     }
     let mut traces: Vec<Got<Waterfall>> = start(ids.len(), &jaeger, "jaeger_query_url");
     let mut lines: Vec<Got<Vec<LogLine>>> = start(ids.len(), &logs, "victorialogs_url");
+    // Until VictoriaLogs has answered for a trace (an empty answer turns this into "").
+    for l in &mut lines {
+        if let Got::Pending(why) = l {
+            *why = "not asked before report.trace_wait ran out".into();
+        }
+    }
     let mut all_found_at: Option<Instant> = None;
 
     loop {
         let round_start = Instant::now();
         if let Some(Ok(c)) = &jaeger {
-            poll_traces(c, 0, &ids, &mut traces).await;
+            poll_traces(c, &ids, &mut traces, deadline).await;
         }
         let traces_settled = traces.iter().all(|t| !matches!(t, Got::Pending(_)));
         if traces_settled && all_found_at.is_none() {
             all_found_at = Some(Instant::now());
         }
         if let Some(Ok(c)) = &logs {
-            poll_logs(c, 0, &ids, &mut lines).await;
+            poll_logs(c, &ids, &mut lines, deadline).await;
         }
         let logs_settled = lines.iter().all(|l| !matches!(l, Got::Pending(_)))
             || all_found_at.is_some_and(|t| Instant::now().saturating_duration_since(t) >= LOGS_GRACE);
@@ -409,8 +415,8 @@ pub async fn fetch(backends: &Backends, trace_ids: &[String]) -> BTreeMap<String
                 }
             }
             match l {
-                // Still waiting for lines: none came, which is an answer.
                 Got::Done(v) => d.logs = v,
+                // Still waiting for lines: none came, which is an answer.
                 Got::Pending(last) if last.is_empty() => {}
                 Got::Pending(last) | Got::Failed(last) => d.logs_error = Some(last),
             }
@@ -440,11 +446,15 @@ fn snippet(body: &[u8]) -> String {
     if s.chars().count() > 200 { format!("{}…", s.chars().take(200).collect::<String>()) } else { s.to_string() }
 }
 
-/// One round over the traces not found yet. A transport failure ends every
+/// One round over the traces not found yet, until `deadline`. A transport failure ends every
 /// pending trace with that reason (the backend is down; asking again for
 /// each trace would only wait longer).
-async fn poll_traces(client: &Client, origin: usize, ids: &[String], traces: &mut [Got<Waterfall>]) {
+async fn poll_traces(client: &Client, ids: &[String], traces: &mut [Got<Waterfall>], deadline: Instant) {
+    let origin = 0;
     for (id, state) in ids.iter().zip(traces.iter_mut()) {
+        if Instant::now() >= deadline {
+            return;
+        }
         if !matches!(state, Got::Pending(_)) {
             continue;
         }
@@ -469,9 +479,13 @@ async fn poll_traces(client: &Client, origin: usize, ids: &[String], traces: &mu
     }
 }
 
-/// One round over the traces without log lines yet.
-async fn poll_logs(client: &Client, origin: usize, ids: &[String], lines: &mut [Got<Vec<LogLine>>]) {
+/// One round over the traces without log lines yet, until `deadline`.
+async fn poll_logs(client: &Client, ids: &[String], lines: &mut [Got<Vec<LogLine>>], deadline: Instant) {
+    let origin = 0;
     for (id, state) in ids.iter().zip(lines.iter_mut()) {
+        if Instant::now() >= deadline {
+            return;
+        }
         if !matches!(state, Got::Pending(_)) {
             continue;
         }
