@@ -105,7 +105,11 @@ metrics: {{enabled: false}}
     assert!(!html.contains("src=\"http") && !html.contains("href=\"//"), "nothing loaded from elsewhere");
     let file_url = format!("file://{}", html_path.display());
 
-    let png = dir.join("report.png");
+    // Screenshots stay under target/ for a look after the run (paths printed).
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("html-report");
+    std::fs::create_dir_all(&shots).unwrap();
+    let png = shots.join("report.png");
+    let _ = std::fs::remove_file(&png);
     let shot = headless(&browser, &temp_dir("chromium-profile"), WINDOW, &[format!("--screenshot={}", png.display())], &file_url).await;
     let bytes = std::fs::read(&png).unwrap_or_else(|e| {
         panic!("no screenshot ({e}); chromium exit {:?}, stderr:\n{}", shot.status.code(), String::from_utf8_lossy(&shot.stderr))
@@ -168,8 +172,6 @@ metrics: {{enabled: false}}
     });
     let html = glasshouse_loadtest::html::render(&summary);
     assert!(!html.contains("<script") && !html.contains("src=\"http"), "still self-contained");
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("html-report");
-    std::fs::create_dir_all(&shots).unwrap();
     let page = shots.join("report-waterfall.html");
     std::fs::write(&page, &html).unwrap();
     let page_url = format!("file://{}", page.display());
