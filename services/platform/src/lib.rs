@@ -14,6 +14,9 @@
 //! - [`backoff`]: exponential backoff with full jitter for every retry loop.
 //! - [`service`]: the HTTP surface, readiness checks and pool gauge every service assembles.
 //! - [`settings`]: the `http` and `kafka` settings sections every service shares.
+//! - [`edge`]: what the HTTP edge refuses before a handler runs (bodies over
+//!   `http.max_body_bytes`: 413; non-UTF-8 paths: 404) and `Allow` on every 405.
+//! - [`cursor`]: HMAC-signed list cursors; any other cursor is a 422 `invalid-cursor`.
 //! - [`migrations`]: the platform's tables (`outbox`, `processed_events`) for both dialects.
 //! - [`problem`]: RFC 9457 problem+json errors with a stable `type` URI per error,
 //!   opaque logged 500s, and the [`problem::ProblemJson`] middleware.
@@ -36,6 +39,8 @@ pub mod backoff;
 pub mod breaker;
 pub mod config;
 pub mod consumer;
+pub mod cursor;
+pub mod edge;
 pub mod errors;
 pub mod http_client;
 pub mod migrations;

@@ -1,0 +1,12 @@
+//! Hostile input against the three real service processes (issue 13): each
+//! module takes one kind of input a client controls and shows that every
+//! service answers it with a documented problem, stores nothing, and keeps its
+//! telemetry bounded.
+//!
+//! - `body`: bodies over `http.max_body_bytes` (declared and chunked) are 413.
+//! - `cursor`: only cursors the API gave out are accepted; all else is 422.
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+mod body;
+mod cursor;
+mod support;
