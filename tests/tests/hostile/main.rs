@@ -6,9 +6,11 @@
 //! - `body`: bodies over `http.max_body_bytes` (declared and chunked) are 413.
 //! - `cursor`: only cursors the API gave out are accepted; all else is 422.
 //! - `routes`: 405s carry `Allow`; non-UTF-8 path parameters are 404.
+//! - `labels`: invented methods and paths add no metric series.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod body;
 mod cursor;
+mod labels;
 mod routes;
 mod support;
