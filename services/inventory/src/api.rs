@@ -100,11 +100,11 @@ impl From<&Item> for ItemDto {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "ItemPage")]
+#[oai(rename = "ItemPage", skip_serializing_if_is_none)]
 pub struct ItemPage {
     /// In SKU order.
     pub items: Vec<ItemDto>,
-    /// Pass as `cursor` for the next page; null on the last page and for `skus=` reads.
+    /// Pass as `cursor` for the next page; absent on the last page and for `skus=` reads.
     pub next_cursor: Option<String>,
 }
 

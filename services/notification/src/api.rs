@@ -116,10 +116,11 @@ impl TryFrom<&NotificationDoc> for NotificationDto {
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NotificationPage {
     /// Newest first.
     pub items: Vec<NotificationDto>,
-    /// Pass as `cursor` for the next page; null on the last page.
+    /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }
 

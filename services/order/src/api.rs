@@ -99,6 +99,7 @@ impl From<OrderStatusDto> for OrderStatus {
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrderDto {
     pub id: Uuid,
     pub customer_id: String,
@@ -106,7 +107,8 @@ pub struct OrderDto {
     pub lines: Vec<OrderLineDto>,
     pub total: MoneyDto,
     /// Why the order was rejected, when it was: Inventory's `out_of_stock` or
-    /// `unknown_sku`, or `timeout` (no verdict within the saga deadline).
+    /// `unknown_sku`, or `timeout` (no verdict within the saga deadline);
+    /// absent otherwise.
     pub rejection_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -136,6 +138,7 @@ impl From<&StoredOrder> for OrderDto {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrderPage {
     pub items: Vec<OrderDto>,
     /// Pass as `cursor` for the next page; absent on the last page.

@@ -7,10 +7,12 @@
 //! - `cursor`: only cursors the API gave out are accepted; all else is 422.
 //! - `routes`: 405s carry `Allow`; non-UTF-8 path parameters are 404.
 //! - `labels`: invented methods and paths add no metric series.
+//! - `nulls`: optional members are absent, never `null`.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod body;
 mod cursor;
 mod labels;
+mod nulls;
 mod routes;
 mod support;
