@@ -8,6 +8,7 @@
 //! - `routes`: 405s carry `Allow`; non-UTF-8 path parameters are 404.
 //! - `labels`: invented methods and paths add no metric series.
 //! - `nulls`: optional members are absent, never `null`.
+//! - `secrets`: no password, signing key or bearer token in the logs.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod body;
@@ -15,4 +16,5 @@ mod cursor;
 mod labels;
 mod nulls;
 mod routes;
+mod secrets;
 mod support;
