@@ -1,6 +1,12 @@
-//! HTTP telemetry as middleware: one server span per request (continuing the
-//! caller's trace), RED metrics by route template, and trace context injected
-//! into outgoing requests. Business handlers only add fields.
+//! HTTP telemetry as middleware: one server span per request, RED metrics by
+//! route template, and trace context injected into outgoing requests.
+//! Business handlers only add fields.
+//!
+//! A server span continues the caller's trace only when the caller is another
+//! Glasshouse service (its `traceparent` signed, see
+//! [`crate::propagation::trust`]); for any other caller it starts a new trace,
+//! sampled by this service's sampler, with a span link to the caller's context,
+//! and answers which trace that is in `traceresponse`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -125,12 +131,14 @@ impl<E: Endpoint> Endpoint for ServerTelemetryEndpoint<E> {
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let parent = crate::propagation::extract_http(req.headers());
+        let trusted = crate::propagation::trust::is_trusted(req.headers());
         // Bounded: an invented method is `_OTHER` (its spelling goes only
         // into `http.request.method_original`, never into a name or label).
         let original = req.method().as_str();
         let method = method_label(original);
         let span_method = if method == OTHER_METHOD { "HTTP" } else { method };
         let span = tracing::info_span!(
+            parent: None,
             "http.server",
             otel.name = %span_method,
             otel.kind = "server",
@@ -143,7 +151,16 @@ impl<E: Endpoint> Endpoint for ServerTelemetryEndpoint<E> {
             url.scheme = "http",
             user_agent.original = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
         );
-        let _ = span.set_parent(parent);
+        // The caller's trace is continued only for a fellow service; a client
+        // gets a new trace (our sampler decides) linked to the one it sent.
+        if trusted {
+            let _ = span.set_parent(parent);
+        } else {
+            let caller = parent.span().span_context().clone();
+            if caller.is_valid() {
+                span.add_link(caller);
+            }
+        }
         // A health probe or scrape is not worth a trace, but still counts in RED.
         let start = Instant::now();
         let result = self.inner.call(req).instrument(span.clone()).await;
@@ -180,6 +197,15 @@ impl<E: Endpoint> Endpoint for ServerTelemetryEndpoint<E> {
         }
         // Observe inside the span so the exemplar is this request's trace.
         span.in_scope(|| self.metrics.observe_http_server(method, &route, status, elapsed));
+        // W3C Trace Context level 2 `traceresponse`: which trace this request
+        // became, so a client whose context was only linked can quote it.
+        let mut resp = resp;
+        let sc = span.context().span().span_context().clone();
+        if sc.is_valid()
+            && let Ok(v) = http::HeaderValue::from_str(&format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
+        {
+            resp.headers_mut().insert("traceresponse", v);
+        }
         Ok(resp)
     }
 }

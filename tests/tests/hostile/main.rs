@@ -9,6 +9,7 @@
 //! - `labels`: invented methods and paths add no metric series.
 //! - `nulls`: optional members are absent, never `null`.
 //! - `secrets`: no password, signing key or bearer token in the logs.
+//! - `trace`: a client cannot switch tracing off (or on) with its traceparent.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 mod body;
@@ -18,3 +19,4 @@ mod nulls;
 mod routes;
 mod secrets;
 mod support;
+mod trace;
