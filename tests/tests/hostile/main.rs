@@ -3,6 +3,7 @@
 //! service answers it with a documented problem, stores nothing, and keeps its
 //! telemetry bounded.
 //!
+//! - `authz`: every route by every kind of caller, as a table.
 //! - `body`: bodies over `http.max_body_bytes` (declared and chunked) are 413.
 //! - `cursor`: only cursors the API gave out are accepted; all else is 422.
 //! - `routes`: 405s carry `Allow`; non-UTF-8 path parameters are 404.
@@ -12,6 +13,7 @@
 //! - `trace`: a client cannot switch tracing off (or on) with its traceparent.
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
+mod authz;
 mod body;
 mod cursor;
 mod labels;
