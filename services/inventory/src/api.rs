@@ -25,9 +25,11 @@ use std::sync::Arc;
 
 use glasshouse_contracts::{InvalidValue, Money, Sku, catalog};
 use glasshouse_platform::auth::{BearerAuth, Role};
+use glasshouse_platform::cursor::{Cursors, invalid_cursor};
 use glasshouse_platform::idempotency::{IdempotencyKey, stored_answer};
 use glasshouse_platform::problem::{Problem, ProblemType};
 use poem::http::{HeaderValue, StatusCode, header};
+use poem::web::Data;
 use poem::web::headers::{ETag, Header as _, IfMatch};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -117,11 +119,11 @@ impl From<ItemPage> for catalog::ItemPage {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "ItemPage")]
+#[oai(rename = "ItemPage", skip_serializing_if_is_none)]
 pub struct ItemPage {
     /// In SKU order.
     pub items: Vec<ItemDto>,
-    /// Pass as `cursor` for the next page; null on the last page and for `skus=` reads.
+    /// Pass as `cursor` for the next page; absent on the last page and for `skus=` reads.
     pub next_cursor: Option<String>,
 }
 
@@ -364,6 +366,7 @@ impl InventoryApi {
         cursor: Query<Option<String>>,
         /// 1..=100, default 20.
         limit: Query<Option<i64>>,
+        cursors: Data<&Cursors>,
     ) -> Result<ItemPageResponse, Problem> {
         self.state.faults.catalog().await?;
         if let Some(list) = skus.0 {
@@ -382,13 +385,13 @@ impl InventoryApi {
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(invalid("limit", format!("limit must be within 1..={MAX_PAGE}, got {limit}")));
         }
-        // The cursor is the last SKU of the previous page.
+        // The cursor is the last SKU of the previous page, sealed by `Cursors`.
         let after =
-            cursor.0.as_deref().map(|c| Sku::parse(c).map_err(|_| invalid("cursor", "cursor is not one this API gave out"))).transpose()?;
+            cursor.0.as_deref().map(|c| cursors.open("items", c).and_then(|p| Sku::parse(&p).map_err(|_| invalid_cursor()))).transpose()?;
         let mut items = store::list_items(&self.state.pool, after.as_ref(), limit + 1).await.map_err(Problem::internal)?;
         let next_cursor = if items.len() as i64 > limit {
             items.truncate(limit as usize);
-            items.last().map(|i| i.sku.clone())
+            items.last().map(|i| cursors.seal("items", &i.sku))
         } else {
             None
         };

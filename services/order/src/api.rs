@@ -7,9 +7,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use glasshouse_contracts::{CustomerId, Event, Money, NonEmpty, OrderCreated, OrderId, OrderLine, Quantity, Sku};
 use glasshouse_platform::auth::{BearerAuth, Principal, Role};
+use glasshouse_platform::cursor::{Cursors, invalid_cursor};
 use glasshouse_platform::idempotency::{Fingerprint, IdempotencyKey, stored_answer};
 use glasshouse_platform::problem::{Problem, ProblemType};
 use poem::http::StatusCode;
+use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
@@ -95,6 +97,7 @@ impl From<OrderStatusDto> for OrderStatus {
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrderDto {
     pub id: Uuid,
     pub customer_id: String,
@@ -102,7 +105,8 @@ pub struct OrderDto {
     pub lines: Vec<OrderLineDto>,
     pub total: MoneyDto,
     /// Why the order was rejected, when it was: Inventory's `out_of_stock` or
-    /// `unknown_sku`, or `timeout` (no verdict within the saga deadline).
+    /// `unknown_sku`, or `timeout` (no verdict within the saga deadline);
+    /// absent otherwise.
     pub rejection_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -132,6 +136,7 @@ impl From<&StoredOrder> for OrderDto {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrderPage {
     pub items: Vec<OrderDto>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -227,13 +232,13 @@ async fn visible_order(state: &ApiState, who: &Principal, id: Uuid) -> Result<St
     if who.is_admin() || order.customer_id == who.customer_id.as_str() { Ok(order) } else { Err(Problem::not_found("no such order")) }
 }
 
-/// Keyset cursor: `<created_at micros>.<order id>`.
+/// Keyset position: `<created_at micros>.<order id>`, sealed by [`Cursors`].
 fn encode_cursor(o: &StoredOrder) -> String {
     format!("{}.{}", o.created_at.timestamp_micros(), o.id)
 }
 
 fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid), Problem> {
-    let bad = || Problem::validation("cursor is not one this API gave out").with_extension("field", "cursor");
+    let bad = invalid_cursor;
     let (micros, id) = c.split_once('.').ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
@@ -346,20 +351,22 @@ impl OrderApi {
         status: Query<Option<OrderStatusDto>>,
         /// 1..=100, default 20.
         limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page, as given.
         cursor: Query<Option<String>>,
+        cursors: Data<&Cursors>,
     ) -> Result<OrderPageResponse, Problem> {
         let limit = limit.0.unwrap_or(20);
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(Problem::validation(format!("limit must be within 1..={MAX_PAGE}, got {limit}")).with_extension("field", "limit"));
         }
-        let after = cursor.0.as_deref().map(decode_cursor).transpose()?;
+        let after = cursor.0.as_deref().map(|c| cursors.open("orders", c).and_then(|p| decode_cursor(&p))).transpose()?;
         let mut orders =
             store::list_orders(&self.state.pool, auth.0.customer_id.as_str(), status.0.map(Into::into), after, i64::from(limit) + 1)
                 .await
                 .map_err(Problem::internal)?;
         let next_cursor = if orders.len() > limit as usize {
             orders.truncate(limit as usize);
-            orders.last().map(encode_cursor)
+            orders.last().map(|o| cursors.seal("orders", &encode_cursor(o)))
         } else {
             None
         };

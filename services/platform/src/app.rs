@@ -281,7 +281,7 @@ impl ServiceBuilder {
     pub fn build<T: OpenApi + 'static>(self, api: OpenApiService<T, ()>, authenticator: Authenticator) -> anyhow::Result<App> {
         let health = TaskHealth::register(&self.metrics);
         let checks = self.checks.with(health.clone());
-        let endpoint = crate::service::http_app(api, checks, &self.metrics, authenticator);
+        let endpoint = crate::service::http_app(api, checks, &self.metrics, authenticator, &self.http);
         let listener = self.http.bind()?;
         let port = listener.local_addr()?.port();
         Ok(App {

@@ -17,6 +17,9 @@
 //! - [`faults`]: fault-injection flags read from a JSON file at run time (demos,
 //!   chaos): typed specs, the [`faults::Faults`] handle, the watcher,
 //!   `fault_flag_active{flag}` and `fault_flags_file{path}`; the relay's own flags.
+//! - [`edge`]: what the HTTP edge refuses before a handler runs (bodies over
+//!   `http.max_body_bytes`: 413; non-UTF-8 paths: 404) and `Allow` on every 405.
+//! - [`cursor`]: HMAC-signed list cursors; any other cursor is a 422 `invalid-cursor`.
 //! - [`migrations`]: the platform's tables (`outbox`, `processed_events`) for both dialects.
 //! - [`problem`]: RFC 9457 problem+json errors with a stable `type` URI per error,
 //!   opaque logged 500s, and the [`problem::ProblemJson`] middleware.
@@ -41,6 +44,8 @@ pub mod backoff;
 pub mod breaker;
 pub mod config;
 pub mod consumer;
+pub mod cursor;
+pub mod edge;
 pub mod errors;
 pub mod faults;
 pub mod http_client;

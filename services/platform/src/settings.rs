@@ -6,6 +6,7 @@
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::Deserialize;
 
 pub use crate::faults::FaultSettings;
@@ -19,9 +20,37 @@ pub struct HttpSettings {
     pub port: u16,
     /// Longest wait for in-flight requests at shutdown, milliseconds.
     pub drain_ms: u64,
+    /// Largest request body accepted, bytes; a larger one is refused with 413
+    /// before it is read (`crate::edge::BodyLimit`). Default 65536.
+    #[serde(default = "HttpSettings::default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// HMAC-SHA256 key that signs the list endpoints' `next_cursor`
+    /// (`crate::cursor`), so a cursor the API did not give out is a 422, never
+    /// a query. A secret: never logged. Every replica of a service needs the same.
+    pub cursor_key: SecretString,
 }
 
 impl HttpSettings {
+    /// Default of `max_body_bytes`: 64 KiB, far above the largest valid
+    /// request (an order of 50 lines is under 4 KiB).
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
+
+    fn default_max_body_bytes() -> usize {
+        Self::DEFAULT_MAX_BODY_BYTES
+    }
+
+    /// Settings for tests: loopback, a free port, a short drain, the default
+    /// body limit and a fixed cursor key.
+    pub fn for_tests() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 0,
+            drain_ms: 2_000,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            cursor_key: SecretString::from("test-cursor-key"),
+        }
+    }
+
     pub fn drain(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.drain_ms)
     }

@@ -60,7 +60,7 @@ impl Env {
 
     pub fn settings(&self) -> Settings {
         Settings {
-            http: HttpSettings { host: "127.0.0.1".into(), port: 0, drain_ms: 2000 },
+            http: HttpSettings::for_tests(),
             database: self.database.clone(),
             kafka: KafkaSettings {
                 brokers: KAFKA.addr(),

@@ -42,7 +42,7 @@ pub struct TestApp {
 /// Settings pointing at the local stack, unique names everywhere, port 0.
 pub fn test_settings(jwks: PathBuf, faults_file: PathBuf) -> Settings {
     Settings {
-        http: HttpSettings { host: "127.0.0.1".into(), port: 0, drain_ms: 2_000 },
+        http: HttpSettings::for_tests(),
         database: DatabaseSettings {
             url: format!("mongodb://{}/", FERRETDB.addr()).into(),
             name: stack::unique_name("notif"),

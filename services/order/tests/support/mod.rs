@@ -106,7 +106,7 @@ pub async fn spawn_app_with(inventory_url: &str, tweak: impl FnOnce(&mut Setting
     std::fs::write(&jwks, serde_json::to_string(&key.jwks())?)?;
     let prefix = format!("{}.", stack::unique_name("t"));
     let mut settings: Settings = serde_json::from_value(serde_json::json!({
-        "http": { "host": "127.0.0.1", "port": 0, "drain_ms": 5000 },
+        "http": { "host": "127.0.0.1", "port": 0, "drain_ms": 5000, "cursor_key": "test-cursor-key" },
         "database": { "url": db.url, "max_connections": 10 },
         "kafka": { "brokers": KAFKA.addr(), "group_id": stack::unique_name("order"), "partitions": 2, "topic_prefix": prefix },
         "inventory": { "base_url": inventory_url, "timeout_ms": 500, "max_attempts": 2, "retry_base_ms": 10,
