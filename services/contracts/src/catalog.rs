@@ -35,8 +35,8 @@ pub struct Item {
 pub struct ItemPage {
     /// In SKU order; a batch read leaves out the SKUs Inventory does not know.
     pub items: Vec<Item>,
-    /// The next page's `cursor`; absent or null on the last page and for batch reads.
-    #[serde(default)]
+    /// The next page's `cursor`; absent on the last page and for batch reads (null is read as absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
