@@ -1,6 +1,6 @@
 # Glasshouse: the two commands of the README, and the stack's own.
 #   make demo   real local stack + the three services, a short load of the order flow, then where to look
-#   make test   stack up, then every test of the workspace against it
+#   make test   stack up, cargo deny (deny.toml), then every test of the workspace against it
 #   make lint   cargo fmt --check and clippy with warnings as errors (what CI runs first)
 #   make chaos  stack up, then the chaos suite (real faults under load, ~15 min), writes docs/reliability.md
 #   make helm-apiserver-check  the Helm chart installed into a real kube-apiserver + etcd (builds them the first time)
@@ -16,6 +16,7 @@ demo: up
 
 test: up
 	@deploy/local/test-tools.sh
+	cargo deny --locked check licenses bans sources
 	cargo test --workspace --locked --no-fail-fast -- --test-threads=$(TEST_THREADS)
 
 # The chaos suite (tests/tests/chaos/): its scenarios are #[ignore]d so `make test`

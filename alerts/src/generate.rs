@@ -135,6 +135,16 @@ fn num(x: f64) -> String {
     format!("{x}")
 }
 
+/// `error / total` that is always one finite sample: 0 when `error` has no
+/// series, 0 when `total` is 0 or absent (nothing happened, nothing burned).
+fn defined_ratio(error: &str, total: &str) -> String {
+    format!(
+        "(\n  (\n{}\n  )\n  or on() vector(0)\n)\n/\n(\n  (\n{}\n  )\n  > 0\n)\nor on() vector(0)\n",
+        indent(error, 4),
+        indent(total, 4)
+    )
+}
+
 fn record(name: &str, expr: String, labels: &BTreeMap<String, String>) -> Rule {
     Rule { record: Some(name.to_owned()), alert: None, expr, for_: None, labels: labels.clone(), annotations: BTreeMap::new() }
 }
@@ -144,14 +154,26 @@ fn slo_groups(service: &str, slo: &Slo, opts: Options) -> anyhow::Result<Vec<Gro
     let sel = selector(service, slo);
     let budget = slo.error_budget();
 
-    // SLI: one error ratio per window.
+    // SLI: one error ratio per window, defined and finite at all times: no
+    // error series yet counts as no error (`or on() vector(0)`: the `on()`
+    // keeps the zero out when the left side has a sample), and a window
+    // without traffic burns nothing (the ratio's `> 0` guard, then 0) instead
+    // of being NaN, which would page on nothing and poison every average that
+    // reads it.
     let mut sli = Vec::new();
     for w in SLI_WINDOWS {
         let range = window(w, opts)?;
         let error = slo.sli.events.error_query.replace(WINDOW_PLACEHOLDER, &range);
         let total = slo.sli.events.total_query.replace(WINDOW_PLACEHOLDER, &range);
-        let expr = format!("(\n{}\n)\n/\n(\n{}\n)\n", indent(&error, 2), indent(&total, 2));
-        sli.push(record(&format!("slo:sli_error:ratio_rate{w}"), expr, &labels));
+        sli.push(record(&format!("slo:sli_error:ratio_rate{w}"), defined_ratio(&error, &total), &labels));
+    }
+    // The 5-minute event rates themselves, which the period ratio averages:
+    // averaging rates (not ratios) weighs each window by its traffic, so idle
+    // windows neither dilute nor poison the period.
+    let (short, short_range) = (SLI_WINDOWS[0], window(SLI_WINDOWS[0], opts)?);
+    for (name, query) in [("error", &slo.sli.events.error_query), ("total", &slo.sli.events.total_query)] {
+        let q = query.replace(WINDOW_PLACEHOLDER, &short_range);
+        sli.push(record(&format!("slo:sli_{name}:rate{short}"), format!("(\n{}\n)\nor on() vector(0)\n", indent(&q, 2)), &labels));
     }
 
     // Budget bookkeeping for dashboards: objective, budget, and how much of it is left.
@@ -159,7 +181,14 @@ fn slo_groups(service: &str, slo: &Slo, opts: Options) -> anyhow::Result<Vec<Gro
     let meta = vec![
         record("slo:objective:ratio", format!("vector({})", num(slo.objective_ratio())), &labels),
         record("slo:error_budget:ratio", format!("vector({})", num(budget)), &labels),
-        record(&format!("slo:sli_error:ratio_rate{PERIOD}"), format!("avg_over_time(slo:sli_error:ratio_rate5m{sel}[{period}])"), &labels),
+        record(
+            &format!("slo:sli_error:ratio_rate{PERIOD}"),
+            defined_ratio(
+                &format!("avg_over_time(slo:sli_error:rate{short}{sel}[{period}])"),
+                &format!("avg_over_time(slo:sli_total:rate{short}{sel}[{period}])"),
+            ),
+            &labels,
+        ),
         record(
             "slo:period_burn_rate:ratio",
             format!("slo:sli_error:ratio_rate{PERIOD}{sel}\n/ on (service, slo)\nslo:error_budget:ratio{sel}\n"),

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::build::{
-    Dashboard, ELASTICSEARCH_UID, LOKI_UID, PROMETHEUS_UID, Variable, bar_gauge, elasticsearch, logs, loki, prom, prom_exemplar,
+    Dashboard, ELASTICSEARCH_UID, LOKI_UID, PROMETHEUS_UID, Panel, Variable, bar_gauge, elasticsearch, logs, loki, prom, prom_exemplar,
     prom_instant, stat, state_timeline, table, text, timeseries,
 };
 
@@ -19,6 +19,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("order-flow", order_flow()),
         ("loadtest", loadtest()),
         ("logs", logs_dashboard()),
+        ("slo", slo_dashboard()),
     ]
 }
 
@@ -404,7 +405,8 @@ fn service(s: &Service) -> Value {
                 .w(8)
                 .empty_when_healthy("the state machine sees no illegal transition in a healthy run")
                 .desc("Events that did not apply to the order's state (late or duplicate); ignored safely."),
-            ),
+            )
+            .panel(fault_flags(biz).w(24)),
         "inventory" => d
             .panel(
                 timeseries(
@@ -415,12 +417,7 @@ fn service(s: &Service) -> Value {
                 .w(8),
             )
             .panel(timeseries("Items low on stock", "short", vec![prom(&format!("max(inventory_stock_low_items{{{biz}}})"), "items")]).w(8))
-            .panel(
-                state_timeline("Fault flags", "none", vec![prom(&format!("max by (flag) (fault_flag_active{{{biz}}})"), "{{flag}}")])
-                    .w(8)
-                    .value_mappings(&[("0", "off", "green"), ("1", "on", "red")])
-                    .desc("Injected faults for tests; on in production is a mistake."),
-            ),
+            .panel(fault_flags(biz).w(8)),
         _ => d
             .panel(
                 timeseries(
@@ -442,7 +439,8 @@ fn service(s: &Service) -> Value {
                     )],
                 )
                 .w(12),
-            ),
+            )
+            .panel(fault_flags(biz).w(24)),
     };
 
     d.row("Logs")
@@ -451,6 +449,14 @@ fn service(s: &Service) -> Value {
                 .desc("This service's log lines; type a trace id in the variable above to follow one request."),
         )
         .build()
+}
+
+/// The service's fault flags (`glasshouse_platform::faults`; every service
+/// has some): a state timeline, red while a flag is on.
+fn fault_flags(biz: &str) -> Panel {
+    state_timeline("Fault flags", "none", vec![prom(&format!("max by (flag) (fault_flag_active{{{biz}}})"), "{{flag}}")])
+        .value_mappings(&[("0", "off", "green"), ("1", "on", "red")])
+        .desc("Injected faults for tests; on in production is a mistake.")
 }
 
 fn order_flow() -> Value {
@@ -704,4 +710,116 @@ fn logs_dashboard() -> Value {
             .desc("ECS documents (index glasshouse-logs-*); the trace id matches field trace.id. Empty variable: all documents."),
     )
     .build()
+}
+
+/// Per SLO, what the SLO tools' users expect (Sloth's and Pyrra's views): the
+/// budget left over the period, the SLI against the objective, the burn rate of
+/// each alert window with its threshold drawn, and the alerts' state. Series
+/// come from the recording rules `alerts/` generates; the factors and windows
+/// are those of `glasshouse_alerts::generate::{PAGE, TICKET}`.
+fn slo_dashboard() -> Value {
+    let sel = r#"service=~"$service",slo=~"$slo""#;
+    let burn = |w: &str| format!("slo:sli_error:ratio_rate{w}{{{sel}}} / on (service, slo) slo:error_budget:ratio{{{sel}}}");
+    let mut d = Dashboard::new(
+        "glasshouse-slo",
+        "Glasshouse SLOs",
+        "Per SLO: error budget left over 30 days, SLI against the objective, burn rate of each alert window with its threshold, alert state.",
+    )
+    .variable(prometheus_var())
+    .variable(Variable::LabelValues {
+        name: "service",
+        label: "Service",
+        metric_selector: "slo:objective:ratio".to_owned(),
+        values_of: "service",
+    })
+    .variable(Variable::LabelValues {
+        name: "slo",
+        label: "SLO",
+        metric_selector: "slo:objective:ratio".to_owned(),
+        values_of: "slo",
+    })
+    .row("Budget")
+    .panel(
+        stat("Objective", "percentunit", vec![prom_instant(&format!("slo:objective:ratio{{{sel}}}"), "{{slo}}")])
+            .w(6)
+            .h(6)
+            .desc("The share of good events the SLO promises (alerts/slos/*.yaml)."),
+    )
+    .panel(
+        stat(
+            "Error budget remaining (30 d)",
+            "percentunit",
+            vec![prom_instant(&format!("slo:period_error_budget_remaining:ratio{{{sel}}}"), "{{slo}}")],
+        )
+        .w(6)
+        .h(6)
+        .thresholds(&[(None, "red"), (Some(0.0), "orange"), (Some(0.25), "green")])
+        .desc("1 = untouched, 0 = spent, below 0 = overspent. Traffic-weighted over the period; always a number (0 bad events without traffic)."),
+    )
+    .panel(
+        timeseries(
+            "Error budget remaining over time",
+            "percentunit",
+            vec![prom(&format!("slo:period_error_budget_remaining:ratio{{{sel}}}"), "{{slo}}")],
+        )
+        .w(12)
+        .h(6)
+        .thresholds(&[(None, "red"), (Some(0.0), "orange"), (Some(0.25), "green")])
+        .desc("How the 30-day budget was spent: a steep drop is an incident, a steady slope a chronic problem."),
+    )
+    .row("SLI")
+    .panel(
+        timeseries(
+            "SLI (good ratio, 5 m and 1 h) vs objective",
+            "percentunit",
+            vec![
+                prom(&format!("1 - slo:sli_error:ratio_rate5m{{{sel}}}"), "5m {{slo}}"),
+                prom(&format!("1 - slo:sli_error:ratio_rate1h{{{sel}}}"), "1h {{slo}}"),
+                prom(&format!("slo:objective:ratio{{{sel}}}"), "objective {{slo}}"),
+            ],
+        )
+        .w(12)
+        .desc("Good events over all events; below the objective line the budget is being spent faster than it accrues."),
+    )
+    .panel(
+        timeseries(
+            "Events per second (5 m)",
+            "ops",
+            vec![
+                prom(&format!("slo:sli_total:rate5m{{{sel}}}"), "all {{slo}}"),
+                prom(&format!("slo:sli_error:rate5m{{{sel}}}"), "bad {{slo}}"),
+            ],
+        )
+        .w(12)
+        .desc("The traffic the SLI is computed over: a ratio over a handful of events is noisy."),
+    )
+    .row("Burn rate by alert window (1x spends the budget in exactly 30 days)");
+    for (title, long, short, factor, severity) in [
+        ("Page: 1 h and 5 m above 14.4x", "1h", "5m", 14.4, "page"),
+        ("Page: 6 h and 30 m above 6x", "6h", "30m", 6.0, "page"),
+        ("Ticket: 1 d and 2 h above 3x", "1d", "2h", 3.0, "ticket"),
+        ("Ticket: 3 d and 6 h above 1x", "3d", "6h", 1.0, "ticket"),
+    ] {
+        d = d.panel(
+            timeseries(title, "suffix:x", vec![prom(&burn(long), &format!("{long} {{{{slo}}}}")), prom(&burn(short), &format!("{short} {{{{slo}}}}"))])
+                .w(6)
+                .thresholds(&[(None, "green"), (Some(factor), "red")])
+                .desc(&format!(
+                    "The {severity} alert fires when both windows burn faster than {factor}x (the red threshold line): the long window proves it matters, the short one that it is still happening."
+                )),
+        );
+    }
+    d.row("Alerts")
+        .panel(
+            state_timeline(
+                "SLO alerts",
+                "none",
+                vec![prom(&format!(r#"max by (alertname, alertstate) (ALERTS{{{sel}}})"#), "{{alertname}} {{alertstate}}")],
+            )
+            .w(24)
+            .h(6)
+            .empty_when_healthy("no SLO alert is pending or firing in a healthy run")
+            .desc("Pending and firing burn-rate alerts of the selected SLOs; runbooks: alerts/runbooks/<alertname>.md."),
+        )
+        .build()
 }

@@ -22,8 +22,10 @@ pidfile() { echo "$H/run/svc-$1.pid"; }
 running() { local f; f=$(pidfile "$1"); [[ -f $f ]] && kill -0 "$(cat "$f")" 2>/dev/null; }
 
 build() {
-  say "building the services (release; cargo caches it)..."
-  (cd "$REPO" && cargo build -q --release --locked -p glasshouse-order -p glasshouse-inventory -p glasshouse-notification -p glasshouse-platform -p glasshouse-loadtest --bins)
+  # Not quiet: a first build takes minutes, and cargo's own lines (one per crate
+  # compiled, or its progress bar on a terminal) say what it is doing.
+  say "building the services (release; the first build compiles a few hundred crates, several minutes on 2 cores; cargo caches it)..."
+  (cd "$REPO" && cargo build --release --locked -p glasshouse-order -p glasshouse-inventory -p glasshouse-notification -p glasshouse-platform -p glasshouse-loadtest --bins)
 }
 
 # Every service reads the stack's addresses from the environment (APP_<SECTION>__<KEY>).
@@ -35,14 +37,14 @@ service_env() { # service_env NAME
   echo "APP_TELEMETRY__TRACES__ENDPOINT=http://127.0.0.1:$GH_JAEGER_OTLP_GRPC_PORT"
   echo "APP_TELEMETRY__LOGS__LOKI__URL=http://127.0.0.1:$GH_VICTORIALOGS_PORT/insert"
   echo "APP_TELEMETRY__LOGS__ELASTICSEARCH__URL=http://127.0.0.1:$GH_OPENSEARCH_PORT"
+  # Each service's fault flag file is relative to the stack home: $H/etc/<name>/faults.json.
+  echo "GLASSHOUSE_HOME=$H"
   case $name in
     order)
       echo "APP_DATABASE__URL=postgres://glasshouse:glasshouse@127.0.0.1:$GH_POSTGRES_PORT/orders"
       echo "APP_INVENTORY__BASE_URL=http://127.0.0.1:$GH_INVENTORY_PORT";;
     inventory)
-      echo "APP_DATABASE__URL=mysql://glasshouse:glasshouse@127.0.0.1:$GH_MARIADB_PORT/inventory"
-      # The fault flag file is relative to the stack home: $H/etc/inventory/faults.json.
-      echo "GLASSHOUSE_HOME=$H";;
+      echo "APP_DATABASE__URL=mysql://glasshouse:glasshouse@127.0.0.1:$GH_MARIADB_PORT/inventory";;
     notification)
       echo "APP_DATABASE__URL=mongodb://127.0.0.1:$GH_FERRETDB_PORT/";;
   esac
@@ -76,7 +78,8 @@ register() { # register NAME: Prometheus scrapes it as job glasshouse with a ser
 cmd_up() {
   build
   "$BIN/glasshouse-dev-token" init --dir "$JWT" >/dev/null
-  mkdir -p "$H/etc/inventory" # where Inventory's fault flag file goes (services/inventory/README.md)
+  # Where each service's fault flag file goes (services/platform/src/faults.rs; README.md).
+  for s in "${SERVICES[@]}"; do mkdir -p "$H/etc/$s"; done
   for s in "${SERVICES[@]}"; do start "$s"; done
   for s in "${SERVICES[@]}"; do wait_ready "$s"; register "$s"; done
   say "services up: order :$GH_ORDER_PORT, inventory :$GH_INVENTORY_PORT, notification :$GH_NOTIFICATION_PORT"

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Programs the tests drive besides the stack: headless Chromium (the load
 # report is rendered and screenshotted in a test) and wrk (the load runner's
-# benchmark baseline), installed from Debian's packages when missing; and helm
-# (tests/tests/helm.rs), built from the Go module proxy by the stack script and
-# cached under $GLASSHOUSE_HOME/bin (deploy/local/tools/helm/go.mod pins it).
+# benchmark baseline), installed from Debian's packages when missing;
+# cargo-deny (licences, duplicate direct dependencies, sources: deny.toml),
+# built from crates.io at the pinned version when missing or another version;
+# and helm (tests/tests/helm.rs), built from the Go module proxy by the stack
+# script and cached under $GLASSHOUSE_HOME/bin (deploy/local/tools/helm/go.mod pins it).
 set -euo pipefail
 "$(dirname "${BASH_SOURCE[0]}")/stack" install helm
+CARGO_DENY_VERSION=0.20.2
+if [[ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]]; then
+  echo "installing cargo-deny $CARGO_DENY_VERSION (cargo install, a few minutes once)..." >&2
+  cargo install cargo-deny --version "=$CARGO_DENY_VERSION" --locked --quiet
+fi
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v wrk >/dev/null || missing+=(wrk)

@@ -263,8 +263,19 @@ pub fn text_summary(s: &Summary) -> String {
             p(|l| l.max)
         );
     }
-    if !s.slowest.is_empty() {
-        let _ = writeln!(out, "slowest: {} {:.1} ms {}", s.slowest[0].step, s.slowest[0].latency_ms, s.slowest[0].trace_url);
+    if let Some(slow) = s.slowest.first() {
+        let _ = writeln!(out, "slowest: {} {:.1} ms {}", slow.step, slow.latency_ms, slow.trace_url);
+        if let Some(t) = &slow.trace {
+            let spans = match &t.trace_error {
+                Some(why) => format!("trace not available: {why}"),
+                None => format!("{} spans on {:.1} ms", t.spans.len(), t.duration_us as f64 / 1000.0),
+            };
+            let logs = match &t.logs_error {
+                Some(why) => format!("logs not available: {why}"),
+                None => format!("{} log lines", t.logs.len()),
+            };
+            let _ = writeln!(out, "         {spans}; {logs} (in the report)");
+        }
     }
     for w in &s.warnings {
         let _ = writeln!(out, "warning: {w}");

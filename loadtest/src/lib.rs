@@ -39,3 +39,4 @@ pub mod scenario;
 pub mod schedule;
 pub mod stats;
 pub mod threshold;
+pub mod trace;

@@ -15,6 +15,7 @@ use crate::config::{Config, Load};
 use crate::sample::Outcome;
 use crate::stats::{Bucket, Results, SlowRequest, hist_u64};
 use crate::threshold::{Metric, Stat, Threshold};
+use crate::trace::{self, Backends, TraceDetails};
 
 /// `schema` value of every summary.
 pub const SCHEMA: &str = "glasshouse-loadtest/summary";
@@ -126,6 +127,10 @@ pub struct SlowSummary {
     pub status: Option<u16>,
     pub outcome: String,
     pub at_s: f64,
+    /// The trace's waterfall and log lines (run-wide `slowest` only, and only
+    /// when `report.jaeger_query_url` or `report.victorialogs_url` is set).
+    #[serde(default)]
+    pub trace: Option<TraceDetails>,
 }
 
 /// Pass/fail counts of one check.
@@ -247,6 +252,7 @@ impl Summary {
             status: s.status,
             outcome: s.outcome.as_str().to_string(),
             at_s: s.at_s_millis as f64 / 1000.0,
+            trace: None,
         };
         let steps: Vec<StepSummary> = (0..r.steps.len()).map(|i| step_summary(r, i, elapsed, &slow)).collect();
         let mut all = hist_u64();
@@ -296,6 +302,21 @@ impl Summary {
             warnings: facts.warnings,
             exit_code: if thresholds_passed { 0 } else { 1 },
         }
+    }
+
+    /// Fetches the run-wide slowest requests' traces and log lines from the
+    /// configured backends and attaches them; never fails (a request whose
+    /// trace could not be fetched says why). A no-op when neither backend is set.
+    pub async fn attach_traces(&mut self, backends: &Backends) {
+        if backends.is_empty() || self.slowest.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = self.slowest.iter().map(|s| s.trace_id.clone()).collect();
+        let mut details = trace::fetch(backends, &ids).await;
+        for s in &mut self.slowest {
+            s.trace = details.get(&s.trace_id).cloned();
+        }
+        details.clear();
     }
 
     /// Thresholds that failed, for messages.

@@ -144,7 +144,12 @@ pub async fn run(config: &Config, mut opts: RunOptions) -> Result<RunOutcome, Ru
         iterations_interrupted: exec.interrupted_iterations,
         warnings: setup.warnings,
     };
-    let summary = Summary::build(config, &results, facts);
+    let mut summary = Summary::build(config, &results, facts);
+    let backends = crate::trace::Backends::from_settings(&config.report);
+    if opts.progress && !backends.is_empty() && !summary.slowest.is_empty() {
+        eprintln!("fetching the slowest requests' traces and logs (up to {})", crate::config::format_duration(backends.wait));
+    }
+    summary.attach_traces(&backends).await;
     let (json_path, html_path) = write_outputs(&opts.out_dir, &summary).map_err(RunError::Output)?;
 
     let metrics_addr = setup.server.as_ref().map(MetricsServer::addr);

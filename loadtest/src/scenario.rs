@@ -2,7 +2,9 @@
 //! contract of the three services, and the generic `http` step.
 //!
 //! Every request gets a fresh W3C `traceparent` (random trace and span id,
-//! sampled) so the slowest samples in the report open straight in Jaeger.
+//! sampled) so the slowest samples in the report open straight in Jaeger. A
+//! service starts its own trace for a client's request (linked to the one sent)
+//! and names it in `traceresponse`; the sample then records that trace id.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -348,10 +350,20 @@ impl Iteration<'_> {
                 (o, None, Some(e.message), None)
             }
         };
+        // The services start their own trace for a client's request (linked to
+        // ours) and name it in `traceresponse`: the report links that one.
+        let trace = response.as_ref().and_then(|r| served_trace(&r.headers)).unwrap_or(trace);
         let sample = Sample { step, latency: finished.saturating_duration_since(from), finished, outcome, status, trace_id: trace };
         self.plan.recorder.record(&sample, detail.as_deref());
         Reply { ok: outcome == Outcome::Success, response }
     }
+}
+
+/// The trace id of a W3C `traceresponse: 00-<trace id>-<span id>-<flags>`.
+fn served_trace(headers: &http::HeaderMap) -> Option<TraceId> {
+    let v = headers.get("traceresponse")?.to_str().ok()?;
+    let id = v.split('-').nth(1).filter(|id| id.len() == 32)?;
+    u128::from_str_radix(id, 16).ok().filter(|n| *n != 0).map(TraceId)
 }
 
 fn header(s: &str) -> HeaderValue {

@@ -45,6 +45,11 @@ pub struct TracesConfig {
     /// Longest time one export may take before it counts as failed.
     #[serde(with = "millis")]
     pub export_timeout: Duration,
+    /// Key the services share to mark the trace context they send each other
+    /// (`crate::propagation::trust`): only a request whose `traceparent` is
+    /// signed with it continues the caller's trace; any other starts a new
+    /// trace linked to the caller's. Unset: no caller is trusted. A secret.
+    pub trust_key: Option<secrecy::SecretString>,
 }
 
 impl Default for TracesConfig {
@@ -55,6 +60,7 @@ impl Default for TracesConfig {
             endpoint: "http://127.0.0.1:4317".into(),
             sample_ratio: 1.0,
             export_timeout: Duration::from_secs(5),
+            trust_key: None,
         }
     }
 }

@@ -118,6 +118,7 @@ pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<Telemetry
     config.validate().map_err(anyhow::Error::msg)?;
     let metrics = Metrics::new(service);
     propagation::install_global();
+    propagation::trust::set_key(config.traces.trust_key.clone());
 
     let origin = Arc::new(logs::Origin {
         service: service.to_owned(),

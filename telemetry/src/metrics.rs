@@ -337,7 +337,8 @@ fn static_method(m: &str) -> Cow<'static, str> {
         "PATCH" => Cow::Borrowed("PATCH"),
         "HEAD" => Cow::Borrowed("HEAD"),
         "OPTIONS" => Cow::Borrowed("OPTIONS"),
-        other => Cow::Owned(other.to_owned()),
+        // Never the client's spelling: that would be a series per invented method.
+        other => Cow::Borrowed(crate::http::method_label(other)),
     }
 }
 

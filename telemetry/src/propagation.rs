@@ -27,9 +27,71 @@ pub fn install_global() {
     opentelemetry::global::set_text_map_propagator(propagator());
 }
 
-/// Writes `cx` into HTTP headers (for an outgoing request).
+/// Writes `cx` into HTTP headers (for an outgoing request), and marks the
+/// `traceparent` as sent by a Glasshouse service ([`trust`]) so the peer
+/// continues this trace instead of only linking to it.
 pub fn inject_http(cx: &Context, headers: &mut http::HeaderMap) {
     propagator().inject_context(cx, &mut opentelemetry_http::HeaderInjector(headers));
+    trust::sign(headers);
+}
+
+/// Whose trace context a server continues.
+///
+/// A client on the public edge must not decide how a service traces: a
+/// `traceparent` ending in `-00` would switch tracing off for the whole saga
+/// it starts, one ending in `-01` would force sampling on. So a server span
+/// continues the caller's trace only when the caller proves it is one of the
+/// services: its `traceparent` comes with [`TRUST_HEADER`], an HMAC-SHA256 of
+/// the `traceparent` under the key the services share
+/// (`telemetry.traces.trust_key`). Any other request starts a new trace,
+/// sampled by the service's own sampler, with a span link to the caller's
+/// context, so the caller's trace can still be followed to it.
+pub mod trust {
+    use std::sync::RwLock;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, Mac};
+    use secrecy::{ExposeSecret, SecretString};
+    use sha2::Sha256;
+
+    /// The header that carries the signature of the request's `traceparent`.
+    pub const TRUST_HEADER: &str = "glasshouse-trace-auth";
+
+    static KEY: RwLock<Option<SecretString>> = RwLock::new(None);
+
+    /// Sets the shared key ([`crate::init`] does, from the settings); `None`
+    /// trusts no caller and signs nothing.
+    pub fn set_key(key: Option<SecretString>) {
+        if let Ok(mut k) = KEY.write() {
+            *k = key;
+        }
+    }
+
+    fn mac(traceparent: &[u8]) -> Option<Hmac<Sha256>> {
+        let key = KEY.read().ok()?;
+        let key = key.as_ref()?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret().as_bytes()).ok()?;
+        mac.update(traceparent);
+        Some(mac)
+    }
+
+    /// Adds [`TRUST_HEADER`] for the `traceparent` in `headers`, if a key is set.
+    pub fn sign(headers: &mut http::HeaderMap) {
+        let Some(tp) = headers.get("traceparent").map(|v| v.as_bytes().to_vec()) else { return };
+        if let Some(mac) = mac(&tp)
+            && let Ok(v) = http::HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        {
+            headers.insert(TRUST_HEADER, v);
+        }
+    }
+
+    /// Whether the `traceparent` of `headers` was sent by a service holding the key.
+    pub fn is_trusted(headers: &http::HeaderMap) -> bool {
+        let (Some(tp), Some(sig)) = (headers.get("traceparent"), headers.get(TRUST_HEADER)) else { return false };
+        let Ok(sig) = URL_SAFE_NO_PAD.decode(sig.as_bytes()) else { return false };
+        mac(tp.as_bytes()).is_some_and(|m| m.verify_slice(&sig).is_ok())
+    }
 }
 
 /// Reads the caller's context from HTTP headers (an empty context if none).

@@ -8,6 +8,10 @@
 //! a private PostgreSQL they can stop) and kill, stop and restart single
 //! services on the same port and settings ([`Saga::kill`], [`Saga::terminate`],
 //! [`Saga::restart`]).
+//!
+//! Each service reads its own fault flag file, [`Saga::faults_file`]
+//! (`<saga dir>/<service>/faults.json`, absolute, so no `GLASSHOUSE_HOME` is
+//! needed); a test writes it to inject that service's faults at run time.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -151,8 +155,12 @@ impl Saga {
         let mongo_db = stack::unique_name("saga");
         let prefix = format!("{}.", stack::unique_name("e2e"));
 
-        let common = |group: &str| -> Vec<(String, String)> {
-            vec![
+        let common = |group: &str| -> anyhow::Result<Vec<(String, String)>> {
+            let flags = faults_file(&dir, group);
+            if let Some(d) = flags.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            Ok(vec![
                 ("APP_AUTH__JWKS__FILE".into(), jwks.display().to_string()),
                 ("APP_KAFKA__BROKERS".into(), kafka.clone()),
                 ("APP_KAFKA__TOPIC_PREFIX".into(), prefix.clone()),
@@ -162,22 +170,22 @@ impl Saga {
                 ("APP_TELEMETRY__LOGS__LOKI__URL".into(), format!("{}/insert", VICTORIALOGS.http())),
                 ("APP_TELEMETRY__LOGS__ELASTICSEARCH__URL".into(), OPENSEARCH.http()),
                 ("APP_TELEMETRY__LOGS__FLUSH_INTERVAL".into(), "200".into()),
-            ]
+                ("APP_FAULTS__FILE".into(), flags.display().to_string()),
+            ])
         };
         let inv_port = free_port();
-        let mut inv_env = common("inventory");
+        let mut inv_env = common("inventory")?;
         inv_env.push(("APP_DATABASE__URL".into(), inventory_db_url.clone()));
-        inv_env.push(("APP_FAULTS__FILE".into(), dir.join("faults.json").display().to_string()));
         let inventory = spawn("inventory", inv_port, &dir, inv_env)?;
 
         let order_port = free_port();
-        let mut order_env = common("order");
+        let mut order_env = common("order")?;
         order_env.push(("APP_DATABASE__URL".into(), orders_db_url.clone()));
         order_env.push(("APP_INVENTORY__BASE_URL".into(), format!("http://127.0.0.1:{inv_port}")));
         let order = spawn("order", order_port, &dir, order_env)?;
 
         let notif_port = free_port();
-        let mut notif_env = common("notification");
+        let mut notif_env = common("notification")?;
         notif_env.push(("APP_DATABASE__URL".into(), format!("mongodb://{}/", FERRETDB.addr())));
         notif_env.push(("APP_DATABASE__NAME".into(), mongo_db.clone()));
         let notification = spawn("notification", notif_port, &dir, notif_env)?;
@@ -220,6 +228,11 @@ impl Saga {
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             ))
         })
+    }
+
+    /// The fault flag file `part` reads (it may not exist yet: all flags off).
+    pub fn faults_file(&self, part: Part) -> PathBuf {
+        faults_file(&self.dir, part.name())
     }
 
     pub fn service(&self, part: Part) -> &Service {
@@ -298,6 +311,12 @@ impl Saga {
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
     }
+}
+
+/// `<dir>/<service>/faults.json`: one flag file per service, like the local
+/// stack's `etc/<service>/faults.json`.
+fn faults_file(dir: &std::path::Path, service: &str) -> PathBuf {
+    dir.join(service).join("faults.json")
 }
 
 fn spawn(name: &'static str, port: u16, dir: &std::path::Path, env: Vec<(String, String)>) -> anyhow::Result<Service> {

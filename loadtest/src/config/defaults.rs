@@ -18,6 +18,9 @@ pub(super) const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// `report.jaeger_url`: the local stack's Jaeger UI.
 pub(super) const JAEGER_URL: &str = "http://127.0.0.1:16686";
+/// `report.trace_wait`: how long the end of a run waits, in all, for the
+/// slowest requests' traces to reach Jaeger.
+pub(super) const TRACE_WAIT: Duration = Duration::from_secs(10);
 /// `report.slowest`.
 pub(super) const SLOWEST: usize = 10;
 /// `metrics.listen`: loopback, any free port.

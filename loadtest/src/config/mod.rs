@@ -28,7 +28,7 @@ mod tokens;
 mod validate;
 
 pub use duration::{format_duration, parse_duration};
-pub use targets::host_allowed;
+pub use targets::{host_allowed, parse_target};
 pub use tokens::load_tokens;
 
 /// A configuration problem; the message names the key and the bad value.
@@ -180,6 +180,12 @@ pub struct ReportSettings {
     pub slowest: usize,
     /// Width of a time-series bucket; `None` picks one from the duration.
     pub interval: Option<Duration>,
+    /// Jaeger query API base (`GET <base>/api/traces/<id>`); `None`: no waterfalls.
+    pub jaeger_query: Option<Target>,
+    /// VictoriaLogs base (`<base>/select/logsql/query`); `None`: no log lines.
+    pub victorialogs: Option<Target>,
+    /// Total time the end of the run polls for the slowest requests' traces.
+    pub trace_wait: Duration,
 }
 
 /// Prometheus settings.

@@ -133,11 +133,21 @@ pub(super) struct RawReport {
     pub(super) jaeger_url: String,
     pub(super) slowest: usize,
     pub(super) interval: Option<DurText>,
+    pub(super) jaeger_query_url: Option<String>,
+    pub(super) victorialogs_url: Option<String>,
+    pub(super) trace_wait: Option<DurText>,
 }
 
 impl Default for RawReport {
     fn default() -> Self {
-        RawReport { jaeger_url: defaults::JAEGER_URL.into(), slowest: defaults::SLOWEST, interval: None }
+        RawReport {
+            jaeger_url: defaults::JAEGER_URL.into(),
+            slowest: defaults::SLOWEST,
+            interval: None,
+            jaeger_query_url: None,
+            victorialogs_url: None,
+            trace_wait: None,
+        }
     }
 }
 

@@ -44,7 +44,8 @@ pub(super) fn join_keys<V>(m: &BTreeMap<String, V>) -> String {
     m.keys().cloned().collect::<Vec<_>>().join(", ")
 }
 
-fn parse_target(url: &str) -> Result<Target, String> {
+/// Parses a plain-HTTP base URL (no query, no credentials).
+pub fn parse_target(url: &str) -> Result<Target, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") => {}

@@ -210,7 +210,16 @@ fn report(raw: &RawReport, load: &Load) -> Result<ReportSettings, ConfigError> {
             return Err(ConfigError::at("report.interval", msg));
         }
     }
-    Ok(ReportSettings { jaeger_url, slowest: raw.slowest, interval })
+    let backend = |url: &Option<String>, key: &str| -> Result<Option<Target>, ConfigError> {
+        url.as_deref().map(|u| targets::parse_target(u.trim_end_matches('/')).map_err(|m| ConfigError::at(key, m))).transpose()
+    };
+    let jaeger_query = backend(&raw.jaeger_query_url, "report.jaeger_query_url")?;
+    let victorialogs = backend(&raw.victorialogs_url, "report.victorialogs_url")?;
+    let trace_wait = dur(&raw.trace_wait, "report.trace_wait")?.unwrap_or(defaults::TRACE_WAIT);
+    if trace_wait > Duration::from_secs(300) {
+        return Err(ConfigError::at("report.trace_wait", "at most 5m"));
+    }
+    Ok(ReportSettings { jaeger_url, slowest: raw.slowest, interval, jaeger_query, victorialogs, trace_wait })
 }
 
 fn metrics(raw: &RawMetrics, ov: &Overrides) -> Result<MetricsSettings, ConfigError> {

@@ -5,7 +5,8 @@
 
 use std::fmt::Write;
 
-use crate::report::{Percentiles, Point, Summary};
+use crate::report::{Percentiles, Point, SlowSummary, Summary};
+use crate::trace::TraceDetails;
 
 mod chart;
 
@@ -326,8 +327,103 @@ fn slowest(h: &mut String, s: &Summary) {
             );
         }
         h.push_str("</tbody></table>");
+        for (i, r) in s.slowest.iter().enumerate() {
+            if let Some(d) = &r.trace {
+                slow_detail(h, i, r, d);
+            }
+        }
     }
     h.push_str("</section>");
+}
+
+/// Microseconds as a short duration.
+fn us(v: u64) -> String {
+    if v >= 1000 { format!("{} ms", num(v as f64 / 1000.0)) } else { format!("{v} µs") }
+}
+
+/// One slow request explained: its trace as a waterfall (critical path
+/// highlighted, errors marked) and its log lines, collapsed.
+fn slow_detail(h: &mut String, i: usize, r: &SlowSummary, d: &TraceDetails) {
+    let _ = write!(
+        h,
+        r#"<div class=slow-detail id="slow-{i}" data-trace-id="{tid}"><h3>#{n} <code>{step}</code> {lat} ms · trace <code>{tid}</code></h3>"#,
+        n = i + 1,
+        step = esc(&r.step),
+        lat = num(r.latency_ms),
+        tid = esc(&r.trace_id)
+    );
+    match &d.trace_error {
+        Some(why) => {
+            let _ = write!(h, "<p class=unavailable>trace not available: {}</p>", esc(why));
+        }
+        None => waterfall(h, d),
+    }
+    match &d.logs_error {
+        Some(why) => {
+            let _ = write!(h, "<p class=unavailable>logs not available: {}</p>", esc(why));
+        }
+        None => {
+            let _ = write!(h, "<details class=logs><summary>{} log line(s)</summary>", d.logs.len());
+            if !d.logs.is_empty() {
+                open_table(h, &format!("logs-{i}"), &["time", "service", "level", "message"]);
+                for l in &d.logs {
+                    let lvl = l.level.to_ascii_lowercase();
+                    let _ = write!(
+                        h,
+                        r#"<tr class="log-row lvl-{c}"><td><code>{}</code></td><td>{}</td><td>{}</td><td class=msg>{}</td></tr>"#,
+                        esc(&l.time),
+                        esc(&l.service),
+                        esc(&l.level),
+                        esc(&l.message),
+                        c = esc(&lvl.chars().filter(char::is_ascii_alphanumeric).collect::<String>())
+                    );
+                }
+                h.push_str("</tbody></table>");
+            }
+            h.push_str("</details>");
+        }
+    }
+    h.push_str("</div>");
+}
+
+/// The spans as bars on the trace's time axis, indented by depth.
+fn waterfall(h: &mut String, d: &TraceDetails) {
+    let total = d.duration_us.max(1) as f64;
+    let _ = write!(
+        h,
+        r#"<div class=waterfall><div class="wf-row wf-head"><span class=wf-label>service · operation ({} spans, {})</span><span class=wf-track><span class=wf-axis>0</span><span class="wf-axis end">{}</span></span><span class=wf-num>start · duration</span></div>"#,
+        d.spans.len(),
+        us(d.duration_us),
+        us(d.duration_us)
+    );
+    for sp in &d.spans {
+        let left = sp.start_offset_us as f64 / total * 100.0;
+        let width = (sp.duration_us as f64 / total * 100.0).max(0.3).min(100.0 - left.min(99.7));
+        let mut class = String::from("wf-row span-row");
+        if sp.critical {
+            class.push_str(" critical");
+        }
+        if sp.error {
+            class.push_str(" error");
+        }
+        let _ = write!(
+            h,
+            r#"<div class="{class}" data-span-id="{id}" title="{svc} {op}: +{start}, {dur}{crit}{err}"><span class=wf-label style="padding-left:{pad}px">{mark}<b>{svc}</b> {op}</span><span class=wf-track><span class=wf-bar style="left:{left:.3}%;width:{width:.3}%"></span></span><span class=wf-num>+{start} · {dur}</span></div>"#,
+            id = esc(&sp.span_id),
+            svc = esc(&sp.service),
+            op = esc(&sp.operation),
+            start = us(sp.start_offset_us),
+            dur = us(sp.duration_us),
+            crit = if sp.critical { ", critical path" } else { "" },
+            err = if sp.error { ", error" } else { "" },
+            pad = 4 + 14 * sp.depth.min(20),
+            mark = if sp.error { "<span class=err-mark title=error>✖</span> " } else { "" },
+        );
+    }
+    if d.spans_omitted > 0 {
+        let _ = write!(h, "<p class=note>{} more span(s) not shown.</p>", d.spans_omitted);
+    }
+    h.push_str("<p class=note>Highlighted: the critical path (from the root, the child that ends last, repeatedly). ✖ marks spans with error status.</p></div>");
 }
 
 const CSS: &str = "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#222;background:#fafafa}\
@@ -344,7 +440,15 @@ tr.fail td{background:#ffebee}tr.pass td.res{color:#2e7d32}tr.fail td.res{color:
 .warnings{background:#fff3e0;border:1px solid #e65100;border-radius:6px;padding:4px 16px}\
 .chart{margin:8px 0;background:#fff;border:1px solid #ddd;border-radius:6px;max-width:980px}.chart svg{width:100%;height:auto;display:block}\
 .ct{font-size:14px;font-weight:600}.tk{font-size:11px;fill:#555}.lg{font-size:12px;fill:#333}.note{color:#555;font-size:12.5px}\
-footer{color:#888;font-size:12px;padding:10px 28px}";
+footer{color:#888;font-size:12px;padding:10px 28px}\
+.slow-detail{background:#fff;border:1px solid #ddd;border-radius:6px;padding:4px 14px 10px;margin:12px 0;max-width:1180px}.slow-detail h3{margin:8px 0}\
+.unavailable{color:#8d6e00;background:#fff8e1;padding:4px 8px;border-radius:4px}\
+.wf-row{display:flex;align-items:center;font-size:12px;border-bottom:1px solid #f0f0f0;min-height:20px}\
+.wf-label{flex:0 0 340px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}.wf-num{flex:0 0 150px;text-align:right;color:#555;font-variant-numeric:tabular-nums}\
+.wf-track{flex:1;position:relative;height:14px;margin:0 8px;background:#fafafa}.wf-bar{position:absolute;top:2px;height:10px;background:#90a4ae;border-radius:2px}\
+.wf-head{color:#666;font-weight:600}.wf-axis{position:absolute;left:0;font-size:11px;color:#888}.wf-axis.end{left:auto;right:0}\
+.critical .wf-bar{background:#1565c0}.critical{background:#e3f2fd}.error .wf-bar{background:#c62828}.critical.error .wf-bar{background:#b71c1c;outline:2px solid #1565c0}\
+.err-mark{color:#c62828}details.logs{margin-top:6px}details.logs summary{cursor:pointer;color:#1565c0}td.msg{text-align:left;max-width:640px}";
 
 #[cfg(test)]
 mod tests {

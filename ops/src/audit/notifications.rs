@@ -5,9 +5,13 @@
 //! |-----------|-----------------------------------|-------------------|
 //! | CONFIRMED | order.created, order.confirmed    |                   |
 //! | REJECTED  | order.created, order.rejected     |                   |
+//! | REJECTED (reason `timeout`) | order.created, order.rejected, order.cancelled | |
 //! | CANCELLED | order.created, order.cancelled    | order.confirmed   |
 //!
-//! (A CANCELLED order may have been confirmed before the customer cancelled.)
+//! (A CANCELLED order may have been confirmed before the customer cancelled.
+//! A saga timeout rejects the order and also emits `order.cancelled` with
+//! reason `on_timeout`, the compensation that releases any late reservation:
+//! the customer is told of both.)
 //! Orders still PENDING, or changed within the settle time, are not judged;
 //! duplicates by event id and notifications of unknown orders always are.
 
@@ -18,12 +22,13 @@ use glasshouse_contracts::EventType;
 use super::world::{NotificationRow, OrderRow, Rules, Status, World};
 use super::{Check, CheckOutcome, Kind, Violation};
 
-/// The event types an order in `status` must have, and may have besides.
-pub fn implied(status: Status) -> (Vec<EventType>, Vec<EventType>) {
+/// The event types `order` must have, and may have besides.
+pub fn implied(order: &OrderRow) -> (Vec<EventType>, Vec<EventType>) {
     use EventType as E;
-    match status {
+    match order.status {
         Status::Pending => (vec![], vec![E::OrderCreated]),
         Status::Confirmed => (vec![E::OrderCreated, E::OrderConfirmed], vec![]),
+        Status::Rejected if order.timed_out() => (vec![E::OrderCreated, E::OrderRejected, E::OrderCancelled], vec![]),
         Status::Rejected => (vec![E::OrderCreated, E::OrderRejected], vec![]),
         Status::Cancelled => (vec![E::OrderCreated, E::OrderCancelled], vec![E::OrderConfirmed]),
     }
@@ -65,7 +70,7 @@ pub fn check(world: &World, rules: &Rules) -> CheckOutcome {
     for order in world.orders.iter().filter(|o| o.status != Status::Pending && o.settled(rules.settle_seconds)) {
         judged += 1;
         let have = by_order.get(order.id.as_str()).unwrap_or(&empty);
-        let (required, optional) = implied(order.status);
+        let (required, optional) = implied(order);
         for t in &required {
             if !have.contains_key(t.as_str()) {
                 out.violations.push(Violation::new(
@@ -189,5 +194,22 @@ mod tests {
         w.notifications.retain(|n| n.event_id != "e6");
         w.orders[2].idle_seconds = 2.0;
         assert!(check(&w, &RULES).violations.is_empty());
+    }
+
+    #[test]
+    fn a_timed_out_order_is_told_of_its_rejection_and_its_compensation() {
+        let mut w = world();
+        w.orders.push(rejected("t", "timeout", 300.0));
+        for (id, kind) in [("e20", "order.created"), ("e21", "order.rejected"), ("e22", "order.cancelled")] {
+            w.notifications.push(notification(id, kind, "t"));
+        }
+        assert!(check(&w, &RULES).violations.is_empty());
+        // The compensation's notification is required, not just allowed.
+        w.notifications.retain(|n| n.event_id != "e22");
+        let out = check(&w, &RULES);
+        assert_eq!(found(&out), [(Kind::NotificationMissing, "t")]);
+        // A stock rejection has no compensation to tell of.
+        w.notifications.push(notification("e23", "order.cancelled", "r"));
+        assert!(found(&check(&w, &RULES)).contains(&(Kind::NotificationUnexpected, "r")));
     }
 }

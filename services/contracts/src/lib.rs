@@ -5,11 +5,13 @@
 //! Rust types, the topic names, the validated value types used at every edge
 //! (HTTP bodies, events, database rows), and the committed JSON Schemas that
 //! `tests/schema_agreement.rs` keeps in agreement with the types. HTTP
-//! contracts are the `openapi.yaml` beside each service.
+//! contracts are the `openapi.yaml` beside each service; the catalog shapes one
+//! service reads from another are here too.
 //!
 //! # Layout
 //! - [`events`]: [`Event`] (envelope), [`EventType`], [`Payload`] and one struct
 //!   per event type; parsing from bytes with a typed [`EventError`].
+//! - [`catalog`]: Inventory's catalog item and page as JSON, as Order reads them.
 //! - [`topics`]: topic names (`orders.v1`, `inventory.v1`) and their `.dlq`s.
 //! - [`sku`], [`quantity`], [`money`], [`ids`]: validated newtypes ([`Sku`],
 //!   [`Quantity`], [`Money`]/[`Currency`], [`OrderId`], [`EventId`],
@@ -21,6 +23,7 @@
 //! - [`InvalidValue`]: the one error every newtype returns.
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod events;
 pub mod ids;
 mod invalid;

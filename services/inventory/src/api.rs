@@ -23,10 +23,13 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use glasshouse_contracts::{InvalidValue, Money, Sku};
+use glasshouse_contracts::{InvalidValue, Money, Sku, catalog};
 use glasshouse_platform::auth::{BearerAuth, Role};
+use glasshouse_platform::cursor::{Cursors, invalid_cursor};
+use glasshouse_platform::idempotency::{IdempotencyKey, stored_answer};
 use glasshouse_platform::problem::{Problem, ProblemType};
 use poem::http::{HeaderValue, StatusCode, header};
+use poem::web::Data;
 use poem::web::headers::{ETag, Header as _, IfMatch};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -37,9 +40,6 @@ use crate::faults::Faults;
 use crate::stock_low::LowStock;
 use crate::store::{self, Applied, ChangeKind, Item, MAX_STOCK, Put, PutItem, StockChange};
 
-/// 422: the same Idempotency-Key was used with a different request.
-pub const IDEMPOTENCY_KEY_REUSED: ProblemType =
-    ProblemType::new("idempotency-key-reused", "Idempotency key reused with a different request", StatusCode::UNPROCESSABLE_ENTITY);
 /// 409: `PUT /items/{sku}` named a stock other than the existing item's.
 /// Stock changes by restock and adjustment only, never by a value read earlier.
 pub const STOCK_NOT_WRITABLE: ProblemType =
@@ -97,12 +97,33 @@ impl From<&Item> for ItemDto {
     }
 }
 
+/// The wire shape other services read (`glasshouse_contracts::catalog`): the
+/// same JSON, field for field (tests prove it against the served answer and
+/// the committed `openapi.yaml`).
+impl From<PriceDto> for catalog::Price {
+    fn from(p: PriceDto) -> Self {
+        Self { amount_minor: p.amount_minor, currency: p.currency }
+    }
+}
+
+impl From<ItemDto> for catalog::Item {
+    fn from(i: ItemDto) -> Self {
+        Self { sku: i.sku, name: i.name, price: i.price.into(), stock: i.stock }
+    }
+}
+
+impl From<ItemPage> for catalog::ItemPage {
+    fn from(p: ItemPage) -> Self {
+        Self { items: p.items.into_iter().map(Into::into).collect(), next_cursor: p.next_cursor }
+    }
+}
+
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "ItemPage")]
+#[oai(rename = "ItemPage", skip_serializing_if_is_none)]
 pub struct ItemPage {
     /// In SKU order.
     pub items: Vec<ItemDto>,
-    /// Pass as `cursor` for the next page; null on the last page and for `skus=` reads.
+    /// Pass as `cursor` for the next page; absent on the last page and for `skus=` reads.
     pub next_cursor: Option<String>,
 }
 
@@ -248,14 +269,6 @@ fn validate_price(p: &PriceDto) -> Result<Money, Problem> {
     Ok(price)
 }
 
-fn validate_key(key: &str) -> Result<(), Problem> {
-    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(())
-    } else {
-        Err(invalid("Idempotency-Key", "Idempotency-Key must be 1..=255 visible ASCII characters"))
-    }
-}
-
 fn item_location(sku: &str) -> String {
     format!("/items/{sku}")
 }
@@ -282,8 +295,7 @@ fn matches(if_match: &IfMatch, version: i64) -> bool {
 
 /// A stored answer, as sent the first time.
 fn replay(body: &str) -> Result<StockChangedResponse, Problem> {
-    let dto: ItemDto =
-        serde_json::from_str(body).map_err(|e| Problem::internal(anyhow::anyhow!("stored stock change answer does not parse: {e}")))?;
+    let dto: ItemDto = stored_answer(body)?;
     Ok(StockChangedResponse::Ok(Json(dto)))
 }
 
@@ -313,10 +325,7 @@ impl InventoryApi {
                 }
                 replay(&body)
             }
-            Applied::Replay(body) => replay(&body),
-            Applied::KeyReused => {
-                Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request"))
-            }
+            Applied::Prior(prior) => prior.respond(replay),
             Applied::UnknownSku => Err(Problem::not_found(format!("no item with SKU {sku}"))),
             Applied::BelowZero(stock) => Err(Problem::new(INSUFFICIENT_STOCK)
                 .with_detail(format!("stock of {sku} is {stock}; {delta} would take it below zero"))
@@ -357,6 +366,7 @@ impl InventoryApi {
         cursor: Query<Option<String>>,
         /// 1..=100, default 20.
         limit: Query<Option<i64>>,
+        cursors: Data<&Cursors>,
     ) -> Result<ItemPageResponse, Problem> {
         self.state.faults.catalog().await?;
         if let Some(list) = skus.0 {
@@ -375,13 +385,13 @@ impl InventoryApi {
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(invalid("limit", format!("limit must be within 1..={MAX_PAGE}, got {limit}")));
         }
-        // The cursor is the last SKU of the previous page.
+        // The cursor is the last SKU of the previous page, sealed by `Cursors`.
         let after =
-            cursor.0.as_deref().map(|c| Sku::parse(c).map_err(|_| invalid("cursor", "cursor is not one this API gave out"))).transpose()?;
+            cursor.0.as_deref().map(|c| cursors.open("items", c).and_then(|p| Sku::parse(&p).map_err(|_| invalid_cursor()))).transpose()?;
         let mut items = store::list_items(&self.state.pool, after.as_ref(), limit + 1).await.map_err(Problem::internal)?;
         let next_cursor = if items.len() as i64 > limit {
             items.truncate(limit as usize);
-            items.last().map(|i| i.sku.clone())
+            items.last().map(|i| cursors.seal("items", &i.sku))
         } else {
             None
         };
@@ -489,12 +499,12 @@ impl InventoryApi {
     ) -> Result<StockChangedResponse, Problem> {
         auth.0.require(Role::Admin)?;
         let sku = parse_sku("sku", &sku.0)?;
-        validate_key(&key.0)?;
+        let key = IdempotencyKey::parse(&key.0)?;
         let quantity = body.0.quantity;
         if !(1..=MAX_RESTOCK).contains(&quantity) {
             return Err(invalid("quantity", format!("quantity must be within 1..={MAX_RESTOCK}, got {quantity}")));
         }
-        let change = StockChange { idempotency_key: &key.0, sku: &sku, kind: ChangeKind::Restock { quantity: quantity as u32 } };
+        let change = StockChange { idempotency_key: &key, sku: &sku, kind: ChangeKind::Restock { quantity: quantity as u32 } };
         self.change_stock(change, "quantity").await
     }
 
@@ -522,7 +532,7 @@ impl InventoryApi {
     ) -> Result<StockChangedResponse, Problem> {
         auth.0.require(Role::Admin)?;
         let sku = parse_sku("sku", &sku.0)?;
-        validate_key(&key.0)?;
+        let key = IdempotencyKey::parse(&key.0)?;
         let AdjustmentRequest { delta, reason } = body.0;
         if delta == 0 || delta.unsigned_abs() > MAX_ADJUSTMENT as u64 {
             return Err(invalid("delta", format!("delta must be within 1..={MAX_ADJUSTMENT} either way, got {delta}")));
@@ -535,7 +545,7 @@ impl InventoryApi {
             };
             return Err(invalid("delta", format!("delta must be {want} for reason {}, got {delta}", reason.as_str())));
         }
-        let change = StockChange { idempotency_key: &key.0, sku: &sku, kind: ChangeKind::Adjustment { delta, reason: reason.as_str() } };
+        let change = StockChange { idempotency_key: &key, sku: &sku, kind: ChangeKind::Adjustment { delta, reason: reason.as_str() } };
         self.change_stock(change, "delta").await
     }
 }
@@ -554,6 +564,43 @@ mod tests {
         assert!(!matches(&m("W/\"3\""), 3), "weak tags never match strongly");
         assert!(!matches(&m("3"), 3), "an unquoted tag is no entity tag");
         assert!(parse_if_match(None).unwrap().is_none());
+    }
+
+    /// What Inventory serves is what `glasshouse_contracts::catalog` reads,
+    /// and the committed schemas name exactly the contract's fields.
+    #[test]
+    fn the_catalog_contract_reads_what_inventory_serves() {
+        let dto =
+            ItemDto { sku: "CAT-C".into(), name: "Cup".into(), price: PriceDto { amount_minor: 1250, currency: "EUR".into() }, stock: 3 };
+        let page = ItemPage { items: vec![dto], next_cursor: Some("c".into()) };
+        let served = poem_openapi::types::ToJSON::to_json(&page).unwrap();
+        let read: catalog::ItemPage = serde_json::from_value(served.clone()).unwrap();
+        assert_eq!(read, catalog::ItemPage::from(page));
+        assert_eq!(serde_json::to_value(&read).unwrap(), served, "same JSON both ways");
+
+        let spec: serde_yaml::Value = serde_yaml::from_str(include_str!("../openapi.yaml")).unwrap();
+        let fields = |schema: &str, key: &str| -> Vec<String> {
+            let s = &spec["components"]["schemas"][schema][key];
+            let mut names: Vec<String> = match s {
+                serde_yaml::Value::Sequence(v) => v.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect(),
+                serde_yaml::Value::Mapping(m) => m.keys().filter_map(|n| n.as_str().map(str::to_owned)).collect(),
+                _ => Vec::new(),
+            };
+            names.sort();
+            names
+        };
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let item = serde_json::to_value(&read.items[0]).unwrap();
+        for (schema, json) in [("ItemPage", serde_json::to_value(&read).unwrap()), ("Item", item.clone()), ("Price", item["price"].clone())]
+        {
+            assert_eq!(fields(schema, "properties"), keys(&json), "{schema}");
+        }
+        assert_eq!(fields("ItemPage", "required"), ["items"], "next_cursor is optional, as catalog::ItemPage reads it");
+        assert_eq!(fields("Item", "required"), keys(&item));
     }
 
     #[test]

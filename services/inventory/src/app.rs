@@ -17,7 +17,7 @@ use sqlx::mysql::MySqlPoolOptions;
 
 use crate::api::{ApiState, InventoryApi};
 use crate::events::OrderEvents;
-use crate::faults::{FaultWatcher, Faults};
+use crate::faults::Faults;
 use crate::metrics::InventoryMetrics;
 use crate::settings::Settings;
 use crate::stock_low::LowStock;
@@ -55,50 +55,27 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("migrate the inventory database: {e}"))?;
         let k = &settings.kafka;
-        let (orders_topic, inventory_topic) =
-            (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
-        k.ensure_topics(&[&orders_topic, &inventory_topic]).await?;
+        k.ensure_topics(&[glasshouse_contracts::topics::ORDERS, glasshouse_contracts::topics::INVENTORY]).await?;
 
         let inventory_metrics = InventoryMetrics::register(&metrics);
         let faults = Faults::new();
         let low_stock = LowStock::new();
         let state = Arc::new(ApiState { pool: pool.clone(), faults: faults.clone(), low_stock: low_stock.clone() });
-        let handler = OrderEvents {
-            pool: pool.clone(),
-            metrics: inventory_metrics.clone(),
-            topic_prefix: k.topic_prefix.clone(),
-            faults: faults.clone(),
-            low_stock: low_stock.clone(),
-        };
-        let mut app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
+        let handler =
+            OrderEvents { pool: pool.clone(), metrics: inventory_metrics.clone(), faults: faults.clone(), low_stock: low_stock.clone() };
+        let app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
             .check(sql_check("mariadb", pool.clone()))
             .check(kafka_check(&k.brokers)?)
-            .consumer(k.consumer(&[&orders_topic]), Arc::new(handler))?
-            .relay(OutboxDb::MySql(pool.clone()), k.producer()?, RelayConfig::default())
+            .consumer(k.consumer(&[glasshouse_contracts::topics::ORDERS]), Arc::new(handler))?
+            // The watcher loads the flags once now, so they hold from the first request.
+            .faults(&settings.faults, faults.handle())?
+            .relay(OutboxDb::MySql(pool.clone()), k.producer()?, RelayConfig { faults: Some(faults.handle()), ..k.relay() })
             // `restocks` holds idempotency keys too, but it is part of the stock
             // ledger (see the stock_ledger migration): never pruned.
             .pruner(
                 OutboxDb::MySql(pool.clone()),
                 vec![PruneTable::outbox_sent(OUTBOX_SENT_RETENTION)?, PruneTable::processed_events(PROCESSED_EVENTS_RETENTION)?],
             );
-        // The watcher loads the flags once now, so they hold from the first
-        // request; a restart after it died builds a fresh one from the settings.
-        let first = FaultWatcher::from_settings(&settings.faults, faults.clone(), inventory_metrics.clone())?;
-        if settings.faults.file.is_some() {
-            let (fault_settings, faults, flag_metrics) = (settings.faults.clone(), faults.clone(), inventory_metrics.clone());
-            let first = std::sync::Mutex::new(Some(first));
-            app = app.task("fault-flag-watcher", move |stop| {
-                let ready = first.lock().ok().and_then(|mut w| w.take());
-                let watcher = match ready {
-                    Some(w) => Ok(w),
-                    None => FaultWatcher::from_settings(&fault_settings, faults.clone(), flag_metrics.clone()),
-                };
-                async move {
-                    watcher?.run(stop).await;
-                    Ok(())
-                }
-            });
-        }
         let (threshold, every) = (settings.stock.low_threshold, Duration::from_secs(settings.stock.low_refresh_seconds.max(1)));
         let (low_pool, gauge_pool, gauge_metrics, closing) = (pool.clone(), pool.clone(), metrics.clone(), pool.clone());
         let app = app

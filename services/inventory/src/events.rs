@@ -8,7 +8,7 @@
 //! # Locking strategy
 //! `order.created`, in one transaction at `READ COMMITTED`:
 //! 1. `INSERT IGNORE` the event id into `processed_events`
-//!    ([`mark_processed_mysql`]); a duplicate stops here, having done nothing.
+//!    ([`begin_once_mysql`]); a duplicate stops here, having done nothing.
 //!    Two deliveries of one event racing each other serialize on that key.
 //! 2. Lock the order's `saga_orders` row, creating it if missing
 //!    (`INSERT ... ON DUPLICATE KEY UPDATE`, which takes an exclusive lock on
@@ -50,9 +50,9 @@
 //! it succeeds; they never turn into a rejection or a dead letter.
 
 use glasshouse_contracts::{
-    Event, InventoryRejected, InventoryReleased, InventoryReserved, NonEmpty, OrderCreated, OrderId, Payload, RejectionReason,
+    Event, EventType, InventoryRejected, InventoryReleased, InventoryReserved, NonEmpty, OrderCreated, OrderId, Payload, RejectionReason,
 };
-use glasshouse_platform::consumer::{HandleError, Handled, InboundMessage, MessageHandler, mark_processed_mysql};
+use glasshouse_platform::consumer::{HandleError, Handled, InboundMessage, MessageHandler, begin_once_mysql};
 use glasshouse_platform::outbox::enqueue_mysql;
 use sqlx::{MySqlConnection, MySqlPool};
 
@@ -65,13 +65,15 @@ use crate::store;
 /// The consumer name in `processed_events`.
 pub const CONSUMER: &str = "inventory";
 
-/// The handler of `<prefix>orders.v1`.
+/// The event types this consumer understands: all of `orders.v1`.
+pub const CONSUMES: [EventType; 4] =
+    [EventType::OrderCreated, EventType::OrderCancelled, EventType::OrderConfirmed, EventType::OrderRejected];
+
+/// The handler of `orders.v1`.
 #[derive(Clone)]
 pub struct OrderEvents {
     pub pool: MySqlPool,
     pub metrics: InventoryMetrics,
-    /// See `KafkaSettings::topic_prefix`.
-    pub topic_prefix: String,
     pub faults: Faults,
     pub low_stock: LowStock,
 }
@@ -82,7 +84,7 @@ fn db(e: sqlx::Error) -> HandleError {
 
 impl OrderEvents {
     async fn enqueue(&self, conn: &mut MySqlConnection, event: &Event) -> Result<(), HandleError> {
-        let msg = glasshouse_platform::outbox::OutboxMessage::from_event(event, &self.topic_prefix).map_err(HandleError::Permanent)?;
+        let msg = glasshouse_platform::outbox::OutboxMessage::from_event(event).map_err(HandleError::Permanent)?;
         enqueue_mysql(conn, &msg).await.map_err(db)
     }
 
@@ -92,10 +94,7 @@ impl OrderEvents {
             return Err(HandleError::Transient(anyhow::anyhow!("injected fault ({flag}); order {order} will be retried")));
         }
         let plan = Plan::of_order(&created.lines).map_err(|e| HandleError::Permanent(e.into()))?;
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        if !mark_processed_mysql(&mut tx, CONSUMER, event.id().as_uuid()).await.map_err(db)? {
-            return Ok(Handled::Duplicate);
-        }
+        let Some(mut tx) = begin_once_mysql(&self.pool, CONSUMER, event.id().as_uuid()).await? else { return Ok(Handled::Duplicate) };
         let decision = if lock_saga_order(&mut tx, order, false).await.map_err(db)? {
             // The order was cancelled before this order.created got here (a
             // re-drive, or a retry that outlived the cancel): reserve nothing.
@@ -142,10 +141,7 @@ impl OrderEvents {
     /// Leaves the tombstone and releases the order's reservations once; emits
     /// `inventory.released` only if something went back to stock.
     async fn release(&self, event: &Event, order: OrderId) -> Result<Handled, HandleError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        if !mark_processed_mysql(&mut tx, CONSUMER, event.id().as_uuid()).await.map_err(db)? {
-            return Ok(Handled::Duplicate);
-        }
+        let Some(mut tx) = begin_once_mysql(&self.pool, CONSUMER, event.id().as_uuid()).await? else { return Ok(Handled::Duplicate) };
         lock_saga_order(&mut tx, order, true).await.map_err(db)?;
         let released = store::release(&mut tx, order).await.map_err(db)?;
         let Ok(lines) = NonEmpty::new(released) else {
@@ -164,10 +160,7 @@ impl OrderEvents {
 
     /// Records the event as seen and does nothing else.
     async fn acknowledge(&self, event: &Event) -> Result<Handled, HandleError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        if !mark_processed_mysql(&mut tx, CONSUMER, event.id().as_uuid()).await.map_err(db)? {
-            return Ok(Handled::Duplicate);
-        }
+        let Some(tx) = begin_once_mysql(&self.pool, CONSUMER, event.id().as_uuid()).await? else { return Ok(Handled::Duplicate) };
         tx.commit().await.map_err(db)?;
         Ok(Handled::Processed)
     }
@@ -200,16 +193,16 @@ async fn lock_saga_order(conn: &mut MySqlConnection, order: OrderId, cancel: boo
 #[async_trait::async_trait]
 impl MessageHandler for OrderEvents {
     async fn handle(&self, msg: &InboundMessage) -> Result<Handled, HandleError> {
-        let event = Event::from_slice(&msg.payload).map_err(|e| HandleError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
+        let event = msg.event(CONSUMER, &CONSUMES)?;
         let order = event.order_id();
-        tracing::Span::current().record("messaging.message.id", event.id().to_string().as_str());
         match event.payload() {
             Payload::OrderCreated(created) => self.reserve(&event, order, created).await,
             Payload::OrderCancelled(_) => self.release(&event, order).await,
             // The order's fate is already settled here: reserved stock stays
             // taken (confirmed) or nothing was taken (rejected).
             Payload::OrderConfirmed(_) | Payload::OrderRejected(_) => self.acknowledge(&event).await,
-            other => Err(HandleError::Permanent(anyhow::anyhow!("inventory does not consume {}", other.event_type().as_str()))),
+            // `msg.event` lets only CONSUMES through; kept total for the compiler.
+            other => Err(HandleError::Permanent(anyhow::anyhow!("{CONSUMER} does not consume {}", other.event_type()))),
         }
     }
 }

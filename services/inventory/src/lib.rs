@@ -24,9 +24,10 @@
 //! - [`reservation`]: the all-or-nothing decision, pure (property-tested).
 //! - [`events`]: the consumer of Order's events; the reservation transaction.
 //! - [`store`]: MySQL access, sessions, the outbox message of an event.
-//! - [`faults`]: fault-injection flags read from a JSON file (demos, chaos).
+//! - [`faults`]: Inventory's fault-injection flags (catalog, reservations, its
+//!   relay) on the platform's flag file and watcher (demos, chaos).
 //! - [`stock_low`]: the refresher of the `inventory_stock_low_items` gauge.
-//! - [`metrics`]: `inventory_reservations_total`, `inventory_stock_low_items`, `fault_flag_active`.
+//! - [`metrics`]: `inventory_reservations_total`, `inventory_stock_low_items`.
 //! - [`seed`]: the deterministic demo catalog (`glasshouse-inventory-seed`).
 #![forbid(unsafe_code)]
 

@@ -1,10 +1,8 @@
 //! The Inventory service's typed settings (`config/base.yaml`, then
 //! `<APP_ENVIRONMENT>.yaml`, then `APP_<SECTION>__<KEY>` variables).
 
-use std::path::PathBuf;
-
 use glasshouse_platform::auth::AuthSettings;
-pub use glasshouse_platform::settings::{HttpSettings, KafkaSettings};
+pub use glasshouse_platform::settings::{FaultSettings, HttpSettings, KafkaSettings};
 use glasshouse_telemetry::TelemetryConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -19,7 +17,8 @@ pub struct Settings {
     /// The `inventory_stock_low_items` gauge.
     #[serde(default)]
     pub stock: StockSettings,
-    /// Demo and chaos fault injection (see the crate README).
+    /// Demo and chaos fault flags (see the crate README and
+    /// `glasshouse_platform::faults`).
     #[serde(default)]
     pub faults: FaultSettings,
     #[serde(default)]
@@ -66,30 +65,6 @@ fn default_low_refresh() -> u64 {
 impl Default for StockSettings {
     fn default() -> Self {
         Self { low_threshold: default_low_threshold(), low_refresh_seconds: default_low_refresh() }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultSettings {
-    /// The JSON flag file. Absolute, or relative to the stack home
-    /// `$GLASSHOUSE_HOME` — never to the working directory; a relative path
-    /// without `GLASSHOUSE_HOME` stops the start (see `faults::resolve_flag_file`).
-    /// No path (or an empty one) means every flag is off; so does a missing file.
-    #[serde(default)]
-    pub file: Option<PathBuf>,
-    /// How often the file is re-read, milliseconds.
-    #[serde(default = "default_fault_poll")]
-    pub poll_ms: u64,
-}
-
-fn default_fault_poll() -> u64 {
-    1000
-}
-
-impl Default for FaultSettings {
-    fn default() -> Self {
-        Self { file: None, poll_ms: default_fault_poll() }
     }
 }
 

@@ -41,6 +41,7 @@
 //! Every change of an item row also adds 1 to `items.version`, the item's
 //! `ETag` (see [`crate::api`]).
 
+use glasshouse_platform::idempotency::{Fingerprint, IdempotencyKey, Prior};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -339,7 +340,7 @@ pub async fn put_item(pool: &MySqlPool, req: &PutItem, if_match: Option<&(dyn Fn
 /// `POST /items/{sku}/adjustments`, with its Idempotency-Key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockChange<'a> {
-    pub idempotency_key: &'a str,
+    pub idempotency_key: &'a IdempotencyKey,
     pub sku: &'a Sku,
     pub kind: ChangeKind<'a>,
 }
@@ -360,6 +361,19 @@ impl ChangeKind<'_> {
             ChangeKind::Adjustment { delta, .. } => delta,
         }
     }
+
+    fn reason(&self) -> Option<&str> {
+        match *self {
+            ChangeKind::Restock { .. } => None,
+            ChangeKind::Adjustment { reason, .. } => Some(reason),
+        }
+    }
+}
+
+/// What identifies a keyed stock change: its SKU, delta and (adjustments) reason.
+/// Not stored: rebuilt from the ledger row the key names.
+fn fingerprint(sku: &str, delta: i64, reason: Option<&str>) -> Fingerprint {
+    Fingerprint::of(&(sku, delta, reason))
 }
 
 /// What a keyed stock change came to. Only `Done` changed anything.
@@ -367,10 +381,8 @@ impl ChangeKind<'_> {
 pub enum Applied {
     /// Stock was changed; the answer body was stored under the key.
     Done(String),
-    /// The key was used before for the same request: its stored answer.
-    Replay(String),
-    /// The key was used before for a different request.
-    KeyReused,
+    /// The key was used before: replay its stored answer, or refuse another request.
+    Prior(Prior),
     /// No such item.
     UnknownSku,
     /// The stock would go below zero; the current stock.
@@ -379,24 +391,26 @@ pub enum Applied {
     AboveMax(i64),
 }
 
-/// The stored answer for the change's key if the key was used (for this kind
-/// of change): `Ok(body)` when the request matches, `Err(())` when it does not.
-async fn find_keyed(pool: &MySqlPool, change: &StockChange<'_>) -> sqlx::Result<Option<Result<String, ()>>> {
+/// What the change's key means if it was used (for this kind of change): its
+/// stored answer for the same change, a refusal for another.
+async fn find_keyed(pool: &MySqlPool, change: &StockChange<'_>) -> sqlx::Result<Option<Prior>> {
     let sql = match change.kind {
         ChangeKind::Restock { .. } => "SELECT sku, quantity AS delta, response_body FROM restocks WHERE idempotency_key = ?",
         ChangeKind::Adjustment { .. } => "SELECT sku, delta, reason, response_body FROM stock_adjustments WHERE idempotency_key = ?",
     };
-    let Some(row) = sqlx::query(sql).bind(change.idempotency_key).fetch_optional(pool).await? else { return Ok(None) };
+    let Some(row) = sqlx::query(sql).bind(change.idempotency_key.as_str()).fetch_optional(pool).await? else { return Ok(None) };
     let delta: i64 = match change.kind {
         ChangeKind::Restock { .. } => i64::from(row.try_get::<i32, _>("delta")?),
         ChangeKind::Adjustment { .. } => row.try_get("delta")?,
     };
-    let same_reason = match change.kind {
-        ChangeKind::Restock { .. } => true,
-        ChangeKind::Adjustment { reason, .. } => text(&row, "reason")? == reason,
+    let reason = match change.kind {
+        ChangeKind::Restock { .. } => None,
+        ChangeKind::Adjustment { .. } => Some(text(&row, "reason")?),
     };
-    let same = text(&row, "sku")? == change.sku.as_str() && delta == change.kind.delta() && same_reason;
-    Ok(Some(if same { Ok(row.try_get::<Option<String>, _>("response_body")?.unwrap_or_default()) } else { Err(()) }))
+    let stored = fingerprint(&text(&row, "sku")?, delta, reason.as_deref());
+    let request = fingerprint(change.sku.as_str(), change.kind.delta(), change.kind.reason());
+    let answer = row.try_get::<Option<String>, _>("response_body")?.unwrap_or_default();
+    Ok(Some(Prior::of(&stored, &request, answer)))
 }
 
 /// Applies a keyed stock change under the item's row lock and stores the
@@ -405,8 +419,8 @@ async fn find_keyed(pool: &MySqlPool, change: &StockChange<'_>) -> sqlx::Result<
 /// the key's unique index, and replays. A refused change stores nothing, so
 /// its key stays free.
 pub async fn apply_change(pool: &MySqlPool, change: &StockChange<'_>, answer: impl Fn(&Item) -> String) -> sqlx::Result<Applied> {
-    if let Some(prev) = find_keyed(pool, change).await? {
-        return Ok(prev.map_or(Applied::KeyReused, Applied::Replay));
+    if let Some(prior) = find_keyed(pool, change).await? {
+        return Ok(Applied::Prior(prior));
     }
     let delta = change.kind.delta();
     let mut tx = pool.begin().await?;
@@ -424,7 +438,7 @@ pub async fn apply_change(pool: &MySqlPool, change: &StockChange<'_>, answer: im
     let recorded = match change.kind {
         ChangeKind::Restock { quantity } => {
             sqlx::query("INSERT INTO restocks (idempotency_key, sku, quantity, response_body) VALUES (?, ?, ?, ?)")
-                .bind(change.idempotency_key)
+                .bind(change.idempotency_key.as_str())
                 .bind(change.sku.as_str())
                 .bind(quantity as i32)
                 .bind(&body)
@@ -437,7 +451,7 @@ pub async fn apply_change(pool: &MySqlPool, change: &StockChange<'_>, answer: im
                 .bind(change.sku.as_str())
                 .bind(delta)
                 .bind(reason)
-                .bind(change.idempotency_key)
+                .bind(change.idempotency_key.as_str())
                 .bind(&body)
                 .execute(&mut *tx)
                 .await
@@ -449,8 +463,7 @@ pub async fn apply_change(pool: &MySqlPool, change: &StockChange<'_>, answer: im
     {
         tx.rollback().await?;
         return Ok(match find_keyed(pool, change).await? {
-            Some(Ok(body)) => Applied::Replay(body),
-            Some(Err(())) => Applied::KeyReused,
+            Some(prior) => Applied::Prior(prior),
             // Keys are never deleted, so a key that conflicted exists.
             None => return Err(sqlx::Error::Protocol("idempotency key conflicted but is not found".into())),
         });

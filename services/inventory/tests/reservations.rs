@@ -106,7 +106,7 @@ async fn oversell_race_through_kafka_reserves_exactly_the_stock() -> anyhow::Res
     }
     // Exactly one event per order was ever written (redeliveries during the
     // replicas' rebalances were deduplicated, not answered twice).
-    assert_eq!(outbox_rows(env.pool(), &env.inventory_topic()).await?, ORDERS as i64);
+    assert_eq!(outbox_rows(env.pool(), glasshouse_contracts::topics::INVENTORY).await?, ORDERS as i64);
     assert_eq!(stock(env.pool(), "RACE-1").await?, 0);
     assert_eq!(reserved_units(env.pool(), "RACE-1").await? + stock(env.pool(), "RACE-1").await?, K);
 
@@ -125,17 +125,11 @@ async fn oversell_race_through_kafka_reserves_exactly_the_stock() -> anyhow::Res
 
 fn handler(pool: sqlx::MySqlPool) -> OrderEvents {
     let metrics = glasshouse_telemetry::Metrics::new("inventory");
-    OrderEvents {
-        pool,
-        metrics: InventoryMetrics::register(&metrics),
-        topic_prefix: "t.".into(),
-        faults: Faults::new(),
-        low_stock: LowStock::new(),
-    }
+    OrderEvents { pool, metrics: InventoryMetrics::register(&metrics), faults: Faults::new(), low_stock: LowStock::new() }
 }
 
 fn inbound(e: &Event) -> InboundMessage {
-    InboundMessage { topic: "t.orders.v1".into(), partition: 0, offset: 0, key: Some(e.key()), payload: e.to_vec().unwrap() }
+    InboundMessage { topic: "orders.v1".into(), partition: 0, offset: 0, key: Some(e.key()), payload: e.to_vec().unwrap() }
 }
 
 /// The reservation transaction itself, 60 at a time with no consumer in
@@ -307,7 +301,7 @@ async fn saga_steps_through_kafka() -> anyhow::Result<()> {
     assert_eq!(back, BTreeMap::from([("ML-A".to_owned(), 2), ("ML-B".to_owned(), 1)]));
     assert_eq!((stock(pool, "ML-A").await?, stock(pool, "ML-B").await?), (5, 1), "restored exactly once");
     // Emitted in total: 3 verdicts + 1 release, nothing for the rest.
-    assert_eq!(outbox_rows(pool, &env.inventory_topic()).await?, 4);
+    assert_eq!(outbox_rows(pool, glasshouse_contracts::topics::INVENTORY).await?, 4);
     assert_eq!(app.sample(r#"inventory_reservations_total{outcome="released"}"#), Some(1.0));
     assert_eq!(app.sample(r#"inventory_reservations_total{outcome="rejected_unknown_sku"}"#), Some(1.0));
 
@@ -339,7 +333,7 @@ async fn reservation_faults_are_retried_never_rejected() -> anyhow::Result<()> {
     let topic = env.orders_topic();
     let retries = format!(r#"messaging_consume_duration_seconds_count{{service="inventory",topic="{topic}",outcome="retry"}}"#);
     eventually("a retried attempt", || async { Ok(app.sample(&retries).unwrap_or(0.0) >= 1.0) }).await?;
-    assert_eq!(outbox_rows(env.pool(), &env.inventory_topic()).await?, 0, "no verdict while the fault is on");
+    assert_eq!(outbox_rows(env.pool(), glasshouse_contracts::topics::INVENTORY).await?, 0, "no verdict while the fault is on");
     support::write_faults(&env.faults_file, r#"{"reservation_error_rate": 0.0}"#)?;
 
     let mut reader = TopicReader::new(&env.inventory_topic())?;
@@ -401,7 +395,7 @@ async fn cancel_before_created_leaves_a_tombstone_and_reserves_nothing() -> anyh
     assert_eq!((stock(pool, "TOMB-A").await?, stock(pool, "TOMB-B").await?), (5, 5), "stock as it was");
     let tombstones: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM saga_orders WHERE cancelled_at IS NOT NULL").fetch_one(pool).await?;
     assert_eq!(tombstones, 2);
-    assert_eq!(outbox_rows(pool, &env.inventory_topic()).await?, 4, "nothing else was emitted");
+    assert_eq!(outbox_rows(pool, glasshouse_contracts::topics::INVENTORY).await?, 4, "nothing else was emitted");
     for (outcome, n) in [("reserved", 1.0), ("released", 1.0), ("rejected_cancelled", 2.0)] {
         assert_eq!(app.sample(&format!(r#"inventory_reservations_total{{outcome="{outcome}"}}"#)), Some(n), "{outcome}");
     }

@@ -15,7 +15,9 @@
 use chrono::{DateTime, Utc};
 use glasshouse_contracts::{CustomerId, OrderId};
 use glasshouse_platform::auth::BearerAuth;
+use glasshouse_platform::cursor::{Cursors, invalid_cursor};
 use glasshouse_platform::problem::Problem;
+use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
@@ -114,10 +116,11 @@ impl TryFrom<&NotificationDoc> for NotificationDto {
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NotificationPage {
     /// Newest first.
     pub items: Vec<NotificationDto>,
-    /// Pass as `cursor` for the next page; null on the last page.
+    /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -132,13 +135,13 @@ pub struct NotificationApi {
     pub store: Store,
 }
 
-/// Keyset cursor: `<created_at epoch millis>.<notification id>`.
+/// Keyset position: `<created_at epoch millis>.<notification id>`, sealed by [`Cursors`].
 fn encode_cursor(d: &NotificationDoc) -> String {
     format!("{}.{}", d.created_at.timestamp_millis(), d.id)
 }
 
 fn decode_cursor(c: &str) -> Result<After, Problem> {
-    let bad = || Problem::validation("cursor is not one this API gave out").with_extension("field", "cursor");
+    let bad = invalid_cursor;
     let (millis, id) = c.split_once('.').ok_or_else(bad)?;
     let created_at_ms: i64 = millis.parse().map_err(|_| bad())?;
     let id = Uuid::parse_str(id).map_err(|_| bad())?;
@@ -184,6 +187,7 @@ impl NotificationApi {
         cursor: Query<Option<String>>,
         /// 1..=100, default 20.
         limit: Query<Option<i64>>,
+        cursors: Data<&Cursors>,
     ) -> Result<NotificationPageResponse, Problem> {
         let who = auth.0;
         let scope = scope(order_id.0.as_deref(), customer_id.0.as_deref())?;
@@ -191,7 +195,7 @@ impl NotificationApi {
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(Problem::validation(format!("limit must be within 1..={MAX_PAGE}, got {limit}")).with_extension("field", "limit"));
         }
-        let after = cursor.0.as_deref().map(decode_cursor).transpose()?;
+        let after = cursor.0.as_deref().map(|c| cursors.open("notifications", c).and_then(|p| decode_cursor(&p))).transpose()?;
         let scope = match scope {
             QueryScope::Order(id) => {
                 Scope::Order { order_id: id.to_string(), owner: (!who.is_admin()).then(|| who.customer_id.as_str().to_owned()) }
@@ -210,7 +214,7 @@ impl NotificationApi {
             .map_err(|e| Problem::internal(anyhow::Error::new(e).context("list notifications")))?;
         let next_cursor = if docs.len() > limit as usize {
             docs.truncate(limit as usize);
-            docs.last().map(encode_cursor)
+            docs.last().map(|d| cursors.seal("notifications", &encode_cursor(d)))
         } else {
             None
         };

@@ -1,17 +1,18 @@
-//! Wiring: settings in, the Notification service's parts (HTTP API and the
-//! order-event consumer) handed to the platform's lifecycle.
+//! Wiring: settings in, the Notification service's parts (HTTP API, the
+//! order-event consumer, fault flags) handed to the platform's lifecycle.
 
 use std::sync::Arc;
 
 use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
+use glasshouse_platform::faults::Faults;
 use glasshouse_platform::service::kafka_check;
 use glasshouse_telemetry::Metrics;
 use glasshouse_telemetry::health::HealthCheck;
 use poem_openapi::OpenApiService;
 
 use crate::api::NotificationApi;
-use crate::events::OrderEvents;
+use crate::events::{FLAGS, OrderEvents};
 use crate::metrics::NotificationMetrics;
 use crate::settings::{DatabaseSettings, Settings};
 use crate::store::Store;
@@ -60,14 +61,15 @@ impl Application {
         let store = Store::connect(&settings.database).await?;
         store.ensure_indexes().await?;
         let k = &settings.kafka;
-        let orders_topic = k.topic(glasshouse_contracts::topics::ORDERS);
-        k.ensure_topics(&[&orders_topic]).await?;
+        k.ensure_topics(&[glasshouse_contracts::topics::ORDERS]).await?;
 
-        let handler = OrderEvents { store: store.clone(), metrics: NotificationMetrics::register(&metrics) };
+        let faults = Faults::new(FLAGS);
+        let handler = OrderEvents { store: store.clone(), metrics: NotificationMetrics::register(&metrics), faults: faults.clone() };
         let app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
             .check(MongoCheck(store.clone()))
             .check(kafka_check(&k.brokers)?)
-            .consumer(k.consumer(&[&orders_topic]), Arc::new(handler))?
+            .faults(&settings.faults, faults)?
+            .consumer(k.consumer(&[glasshouse_contracts::topics::ORDERS]), Arc::new(handler))?
             .build(api_service(store.clone()), Authenticator::from_settings(&settings.auth).await?)?;
         Ok(Self(app, store))
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use glasshouse_platform::auth::AuthSettings;
-pub use glasshouse_platform::settings::{HttpSettings, KafkaSettings};
+pub use glasshouse_platform::settings::{FaultSettings, HttpSettings, KafkaSettings};
 use glasshouse_telemetry::TelemetryConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -16,6 +16,10 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
     pub auth: AuthSettings,
+    /// Demo and chaos fault flags (`consumer_error_rate`; see
+    /// `crate::events::FLAGS` and `glasshouse_platform::faults`).
+    #[serde(default)]
+    pub faults: FaultSettings,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
@@ -43,5 +47,23 @@ fn default_server_selection_timeout_ms() -> u64 {
 impl DatabaseSettings {
     pub fn server_selection_timeout(&self) -> Duration {
         Duration::from_millis(self.server_selection_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use glasshouse_platform::config::SettingsLoader;
+
+    use super::*;
+
+    const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+
+    #[test]
+    fn the_committed_config_reads_its_fault_flags_under_the_stack_home() {
+        let s: Settings = SettingsLoader::with_vars(DIR, []).load().unwrap();
+        assert_eq!(s.faults.file.as_deref(), Some(std::path::Path::new("etc/notification/faults.json")), "relative to GLASSHOUSE_HOME");
+        assert_eq!(s.faults.poll_ms, 1000);
+        let typo = SettingsLoader::with_vars(DIR, [("APP_FAULTS__POLL".to_owned(), "5".to_owned())]).load::<Settings>();
+        assert!(typo.is_err(), "an unknown key must not be ignored");
     }
 }

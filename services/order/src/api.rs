@@ -7,8 +7,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use glasshouse_contracts::{CustomerId, Event, Money, NonEmpty, OrderCreated, OrderId, OrderLine, Quantity, Sku};
 use glasshouse_platform::auth::{BearerAuth, Principal, Role};
+use glasshouse_platform::cursor::{Cursors, invalid_cursor};
+use glasshouse_platform::idempotency::{Fingerprint, IdempotencyKey, stored_answer};
 use glasshouse_platform::problem::{Problem, ProblemType};
 use poem::http::StatusCode;
+use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
@@ -19,9 +22,6 @@ use crate::inventory::InventoryClient;
 use crate::metrics::OrderMetrics;
 use crate::store::{self, Applied, Created, NewOrder, StoredLine, StoredOrder};
 
-/// 422: the same Idempotency-Key was used with a different request body.
-pub const IDEMPOTENCY_KEY_REUSED: ProblemType =
-    ProblemType::new("idempotency-key-reused", "Idempotency key reused with a different request", StatusCode::UNPROCESSABLE_ENTITY);
 /// 422: Inventory does not know some SKUs (listed in `skus`).
 pub const UNKNOWN_SKU: ProblemType = ProblemType::new("unknown-sku", "Unknown SKU", StatusCode::UNPROCESSABLE_ENTITY);
 /// 422: the lines are priced in more than one currency.
@@ -97,6 +97,7 @@ impl From<OrderStatusDto> for OrderStatus {
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrderDto {
     pub id: Uuid,
     pub customer_id: String,
@@ -104,7 +105,8 @@ pub struct OrderDto {
     pub lines: Vec<OrderLineDto>,
     pub total: MoneyDto,
     /// Why the order was rejected, when it was: Inventory's `out_of_stock` or
-    /// `unknown_sku`, or `timeout` (no verdict within the saga deadline).
+    /// `unknown_sku`, or `timeout` (no verdict within the saga deadline);
+    /// absent otherwise.
     pub rejection_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -134,6 +136,7 @@ impl From<&StoredOrder> for OrderDto {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrderPage {
     pub items: Vec<OrderDto>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -165,8 +168,6 @@ pub struct ApiState {
     pub pool: sqlx::PgPool,
     pub inventory: InventoryClient,
     pub metrics: OrderMetrics,
-    /// See `KafkaSettings::topic_prefix`.
-    pub topic_prefix: String,
 }
 
 pub struct OrderApi {
@@ -202,20 +203,11 @@ fn validate(req: &PlaceOrderRequest) -> Result<ValidLines, Problem> {
     Ok(out)
 }
 
-fn validate_key(key: &str) -> Result<(), Problem> {
-    let ok = (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err(Problem::validation("Idempotency-Key must be 1..=255 visible ASCII characters").with_extension("field", "Idempotency-Key"))
-    }
-}
-
-/// The request as stored with its idempotency key: same key and same
-/// canonical request means "same answer".
-fn canonical(lines: &ValidLines) -> String {
-    let pairs: Vec<(String, u32)> = lines.skus.iter().zip(&lines.quantities).map(|(s, q)| (s.as_str().to_owned(), q.get())).collect();
-    serde_json::to_string(&pairs).unwrap_or_default()
+/// The request as stored with its idempotency key (`[[sku, quantity], ...]`):
+/// same key and same fingerprint means "same answer".
+fn fingerprint(lines: &ValidLines) -> Fingerprint {
+    let pairs: Vec<(&str, u32)> = lines.skus.iter().zip(&lines.quantities).map(|(s, q)| (s.as_str(), q.get())).collect();
+    Fingerprint::of(&pairs)
 }
 
 fn location(id: Uuid) -> String {
@@ -223,8 +215,7 @@ fn location(id: Uuid) -> String {
 }
 
 fn replay(body: &str) -> Result<PlaceOrderResponse, Problem> {
-    let dto: OrderDto =
-        serde_json::from_str(body).map_err(|e| Problem::internal(anyhow::anyhow!("stored idempotent answer does not parse: {e}")))?;
+    let dto: OrderDto = stored_answer(body)?;
     let loc = location(dto.id);
     Ok(PlaceOrderResponse::Accepted(Json(dto), loc))
 }
@@ -241,13 +232,13 @@ async fn visible_order(state: &ApiState, who: &Principal, id: Uuid) -> Result<St
     if who.is_admin() || order.customer_id == who.customer_id.as_str() { Ok(order) } else { Err(Problem::not_found("no such order")) }
 }
 
-/// Keyset cursor: `<created_at micros>.<order id>`.
+/// Keyset position: `<created_at micros>.<order id>`, sealed by [`Cursors`].
 fn encode_cursor(o: &StoredOrder) -> String {
     format!("{}.{}", o.created_at.timestamp_micros(), o.id)
 }
 
 fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid), Problem> {
-    let bad = || Problem::validation("cursor is not one this API gave out").with_extension("field", "cursor");
+    let bad = invalid_cursor;
     let (micros, id) = c.split_once('.').ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad)?;
@@ -271,19 +262,15 @@ impl OrderApi {
     ) -> Result<PlaceOrderResponse, Problem> {
         let who = auth.0;
         who.require(Role::Customer)?;
-        validate_key(&key.0)?;
+        let key = IdempotencyKey::parse(&key.0)?;
         let lines = validate(&body.0)?;
-        let request = canonical(&lines);
+        let request = fingerprint(&lines);
         let customer = who.customer_id.as_str().to_owned();
         tracing::Span::current().record("enduser.id", customer.as_str());
 
         // Fast path: a retry of a request that already succeeded.
-        match store::find_idempotent(&self.state.pool, &customer, &key.0, &request).await.map_err(Problem::internal)? {
-            Some(Ok(body)) => return replay(&body),
-            Some(Err(())) => {
-                return Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request"));
-            }
-            None => {}
+        if let Some(prior) = store::find_idempotent(&self.state.pool, &customer, &key, &request).await.map_err(Problem::internal)? {
+            return prior.respond(replay);
         }
 
         let skus: Vec<String> = lines.skus.iter().map(|s| s.as_str().to_owned()).collect();
@@ -330,10 +317,9 @@ impl OrderApi {
             currency: &currency,
             total_minor: total.amount_minor(),
             lines: &stored,
-            idempotency_key: &key.0,
-            request_hash: &request,
+            idempotency_key: &key,
+            request: &request,
             event: &event,
-            topic_prefix: &self.state.topic_prefix,
         };
         let outcome = store::create_order(&self.state.pool, &new, |o| serde_json::to_string(&OrderDto::from(o)).unwrap_or_default())
             .await
@@ -345,10 +331,7 @@ impl OrderApi {
                 tracing::info!(order_id = %order.id, lines = order.lines.len(), total_minor = order.total_minor, "order placed");
                 Ok(PlaceOrderResponse::Accepted(Json(OrderDto::from(&order)), location(order.id)))
             }
-            Created::Replay(body) => replay(&body),
-            Created::KeyReused => {
-                Err(Problem::new(IDEMPOTENCY_KEY_REUSED).with_detail("this Idempotency-Key was used with a different request"))
-            }
+            Created::Prior(prior) => prior.respond(replay),
         }
     }
 
@@ -368,20 +351,22 @@ impl OrderApi {
         status: Query<Option<OrderStatusDto>>,
         /// 1..=100, default 20.
         limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page, as given.
         cursor: Query<Option<String>>,
+        cursors: Data<&Cursors>,
     ) -> Result<OrderPageResponse, Problem> {
         let limit = limit.0.unwrap_or(20);
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(Problem::validation(format!("limit must be within 1..={MAX_PAGE}, got {limit}")).with_extension("field", "limit"));
         }
-        let after = cursor.0.as_deref().map(decode_cursor).transpose()?;
+        let after = cursor.0.as_deref().map(|c| cursors.open("orders", c).and_then(|p| decode_cursor(&p))).transpose()?;
         let mut orders =
             store::list_orders(&self.state.pool, auth.0.customer_id.as_str(), status.0.map(Into::into), after, i64::from(limit) + 1)
                 .await
                 .map_err(Problem::internal)?;
         let next_cursor = if orders.len() > limit as usize {
             orders.truncate(limit as usize);
-            orders.last().map(encode_cursor)
+            orders.last().map(|o| cursors.seal("orders", &encode_cursor(o)))
         } else {
             None
         };
@@ -400,7 +385,7 @@ impl OrderApi {
             return Err(Problem::forbidden("only the customer who placed an order can cancel it"));
         }
         let mut tx = self.state.pool.begin().await.map_err(Problem::internal)?;
-        let applied = store::apply(&mut tx, &self.state.topic_prefix, id, OrderEvent::CancelRequested, None, |o, _| {
+        let applied = store::apply(&mut tx, id, OrderEvent::CancelRequested, None, |o, _| {
             let customer_id = CustomerId::parse(&o.customer_id)?;
             Ok(Some(Event::new(OrderId::from_uuid(o.id)?, glasshouse_contracts::OrderCancelled::by_customer(customer_id))))
         })

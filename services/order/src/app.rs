@@ -1,11 +1,13 @@
 //! Wiring: settings in, the Order service's parts (HTTP API, outbox relay,
-//! inventory-event consumer, saga timeout sweeper, pruner) handed to the platform's lifecycle.
+//! inventory-event consumer, saga timeout sweeper, pruner, fault flags) handed
+//! to the platform's lifecycle.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use glasshouse_platform::app::{App, ServiceBuilder};
 use glasshouse_platform::auth::Authenticator;
+use glasshouse_platform::faults::{Faults, RELAY_FLAGS};
 use glasshouse_platform::http_client::ServiceClient;
 use glasshouse_platform::outbox::{OutboxDb, RelayConfig};
 use glasshouse_platform::prune::{IDEMPOTENCY_KEY_RETENTION, OUTBOX_SENT_RETENTION, PROCESSED_EVENTS_RETENTION, PruneTable};
@@ -39,12 +41,7 @@ pub async fn spec_yaml() -> anyhow::Result<String> {
     let metrics = Metrics::new(SERVICE);
     let pool = PgPoolOptions::new().connect_lazy("postgres://spec@127.0.0.1:1/spec")?;
     let client = ServiceClient::new("inventory", Default::default(), metrics.standard.clone())?;
-    let state = Arc::new(ApiState {
-        pool,
-        inventory: InventoryClient::new(client),
-        metrics: OrderMetrics::register(&metrics),
-        topic_prefix: String::new(),
-    });
+    let state = Arc::new(ApiState { pool, inventory: InventoryClient::new(client), metrics: OrderMetrics::register(&metrics) });
     Ok(api_service(state).spec_yaml())
 }
 
@@ -63,34 +60,28 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("connect to the orders database: {e}"))?;
         glasshouse_platform::migrations::run_postgres(&pool, Some(sqlx::migrate!("./migrations"))).await?;
         let k = &settings.kafka;
-        let (orders_topic, inventory_topic) =
-            (k.topic(glasshouse_contracts::topics::ORDERS), k.topic(glasshouse_contracts::topics::INVENTORY));
-        k.ensure_topics(&[&orders_topic, &inventory_topic]).await?;
+        k.ensure_topics(&[glasshouse_contracts::topics::ORDERS, glasshouse_contracts::topics::INVENTORY]).await?;
 
         let order_metrics = OrderMetrics::register(&metrics);
         let client = ServiceClient::new("inventory", settings.inventory.clone(), metrics.standard.clone())?;
-        let state = Arc::new(ApiState {
-            pool: pool.clone(),
-            inventory: InventoryClient::new(client),
-            metrics: order_metrics.clone(),
-            topic_prefix: k.topic_prefix.clone(),
-        });
-        let handler = InventoryEvents { pool: pool.clone(), metrics: order_metrics.clone(), topic_prefix: k.topic_prefix.clone() };
-        let (timeout_pool, prefix, saga) = (pool.clone(), k.topic_prefix.clone(), settings.saga.clone());
+        let state = Arc::new(ApiState { pool: pool.clone(), inventory: InventoryClient::new(client), metrics: order_metrics.clone() });
+        let handler = InventoryEvents { pool: pool.clone(), metrics: order_metrics.clone() };
+        let (timeout_pool, saga) = (pool.clone(), settings.saga.clone());
         let pruned = vec![
             PruneTable::outbox_sent(OUTBOX_SENT_RETENTION)?,
             PruneTable::processed_events(PROCESSED_EVENTS_RETENTION)?,
             PruneTable::new("idempotency_keys", "created_at", IDEMPOTENCY_KEY_RETENTION)?,
         ];
         let (gauge_pool, gauge_metrics, closing) = (pool.clone(), metrics.clone(), pool.clone());
+        // Order's only flags are its relay's.
+        let faults = Faults::new(RELAY_FLAGS);
         let app = ServiceBuilder::new(SERVICE, &metrics, &settings.http)
             .check(sql_check("postgres", pool.clone()))
             .check(kafka_check(&k.brokers)?)
-            .consumer(k.consumer(&[&inventory_topic]), Arc::new(handler))?
-            .relay(OutboxDb::Postgres(pool.clone()), k.producer()?, RelayConfig::default())
-            .task("saga-timeouts", move |stop| {
-                SagaTimeouts::new(timeout_pool.clone(), order_metrics.clone(), prefix.clone(), saga.clone()).run(stop)
-            })
+            .consumer(k.consumer(&[glasshouse_contracts::topics::INVENTORY]), Arc::new(handler))?
+            .faults(&settings.faults, faults.clone())?
+            .relay(OutboxDb::Postgres(pool.clone()), k.producer()?, RelayConfig { faults: Some(faults), ..k.relay() })
+            .task("saga-timeouts", move |stop| SagaTimeouts::new(timeout_pool.clone(), order_metrics.clone(), saga.clone()).run(stop))
             .pruner(OutboxDb::Postgres(pool.clone()), pruned)
             .task("db-pool-gauge", move |stop| report_pool(gauge_pool.clone(), gauge_metrics.clone(), stop))
             .on_stop(async move { closing.close().await })

@@ -1,15 +1,5 @@
 //! `glasshouse-order`: reads settings (exit 64 on bad ones), starts telemetry,
-//! runs the service until SIGTERM/SIGINT.
+//! runs the service until SIGTERM/SIGINT
+//! (`glasshouse_platform::app::run_main`).
 
-use glasshouse_order::{Application, SERVICE, Settings};
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    glasshouse_platform::app::run_main(
-        SERVICE,
-        concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-        |s: &Settings| &s.telemetry,
-        Application::build,
-    )
-    .await
-}
+glasshouse_platform::app::service_main!(glasshouse_order);

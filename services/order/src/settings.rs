@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use glasshouse_platform::auth::AuthSettings;
 use glasshouse_platform::http_client::ClientSettings;
-pub use glasshouse_platform::settings::{HttpSettings, KafkaSettings};
+pub use glasshouse_platform::settings::{FaultSettings, HttpSettings, KafkaSettings};
 use glasshouse_telemetry::TelemetryConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -23,6 +23,10 @@ pub struct Settings {
     /// The saga deadline (`crate::timeout`).
     #[serde(default)]
     pub saga: SagaSettings,
+    /// Demo and chaos fault flags: the outbox relay's (`relay_paused`,
+    /// `kafka_produce_error_rate`; see `glasshouse_platform::faults`).
+    #[serde(default)]
+    pub faults: FaultSettings,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
@@ -108,6 +112,7 @@ mod tests {
         let s = load(&[]).unwrap();
         assert_eq!(s.saga.timeout(), Duration::from_secs(120));
         assert_eq!((s.saga.sweep_interval(), s.saga.batch_size.get()), (Duration::from_secs(5), 100));
+        assert_eq!(s.faults.file.as_deref(), Some(std::path::Path::new("etc/order/faults.json")), "relative to GLASSHOUSE_HOME");
     }
 
     #[test]

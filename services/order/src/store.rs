@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use glasshouse_contracts::{Event, OrderId};
+use glasshouse_platform::idempotency::{Fingerprint, IdempotencyKey, Prior};
 use glasshouse_platform::outbox::{OutboxMessage, enqueue_pg};
 use sqlx::{PgConnection, PgPool, Row};
 use tracing::Instrument;
@@ -37,10 +38,8 @@ pub struct StoredOrder {
 pub enum Created {
     /// A new order; its answer body was stored under the key.
     New(StoredOrder),
-    /// The key was used before with the same request: the stored answer.
-    Replay(String),
-    /// The key was used before with a different request.
-    KeyReused,
+    /// The key was used before: replay its answer, or refuse another request.
+    Prior(Prior),
 }
 
 /// A new order, ready to insert.
@@ -50,28 +49,24 @@ pub struct NewOrder<'a> {
     pub currency: &'a str,
     pub total_minor: i64,
     pub lines: &'a [StoredLine],
-    pub idempotency_key: &'a str,
-    pub request_hash: &'a str,
+    pub idempotency_key: &'a IdempotencyKey,
+    /// Stored as `request_hash`.
+    pub request: &'a Fingerprint,
     /// The `order.created` event (its id is the outbox row's event id).
     pub event: &'a Event,
-    /// Prefix of topic names (see `KafkaSettings::topic_prefix`).
-    pub topic_prefix: &'a str,
 }
 
-/// The stored answer for `(customer, key)`, if the key was used: `Ok(Some(body))`
-/// when the request matches, `Err(())` when it does not.
-pub async fn find_idempotent(pool: &PgPool, customer_id: &str, key: &str, request_hash: &str) -> sqlx::Result<Option<Result<String, ()>>> {
+/// What `(customer, key)` means for `request` if the key was used: its stored
+/// answer for the same request, a refusal for another.
+pub async fn find_idempotent(pool: &PgPool, customer_id: &str, key: &IdempotencyKey, request: &Fingerprint) -> sqlx::Result<Option<Prior>> {
     let span = db_span("SELECT", "idempotency_keys");
     let row = sqlx::query("SELECT request_hash, response_body FROM idempotency_keys WHERE customer_id = $1 AND key = $2")
         .bind(customer_id)
-        .bind(key)
+        .bind(key.as_str())
         .fetch_optional(pool)
         .instrument(span)
         .await?;
-    Ok(row.map(|r| {
-        let hash: String = r.get("request_hash");
-        if hash == request_hash { Ok(r.get::<String, _>("response_body")) } else { Err(()) }
-    }))
+    Ok(row.map(|r| Prior::of(&Fingerprint::stored(r.get::<String, _>("request_hash")), request, r.get("response_body"))))
 }
 
 /// Inserts the order, its lines, the idempotency key (with `response_body`)
@@ -118,8 +113,8 @@ async fn create_order_tx(pool: &PgPool, o: &NewOrder<'_>, response_body: impl Fn
     let key =
         sqlx::query("INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, response_body) VALUES ($1, $2, $3, $4, $5)")
             .bind(o.customer_id)
-            .bind(o.idempotency_key)
-            .bind(o.request_hash)
+            .bind(o.idempotency_key.as_str())
+            .bind(o.request.as_str())
             .bind(o.id)
             .bind(&body)
             .execute(&mut *tx)
@@ -128,15 +123,14 @@ async fn create_order_tx(pool: &PgPool, o: &NewOrder<'_>, response_body: impl Fn
         && db.constraint() == Some("idempotency_keys_pkey")
     {
         tx.rollback().await?;
-        return Ok(match find_idempotent(pool, o.customer_id, o.idempotency_key, o.request_hash).await? {
-            Some(Ok(body)) => Created::Replay(body),
-            Some(Err(())) => Created::KeyReused,
+        return Ok(match find_idempotent(pool, o.customer_id, o.idempotency_key, o.request).await? {
+            Some(prior) => Created::Prior(prior),
             // Cannot happen: the key conflicted, so it exists (keys are never deleted).
             None => anyhow::bail!("idempotency key conflicted but is not found"),
         });
     }
     key?;
-    enqueue_pg(&mut tx, &OutboxMessage::from_event(o.event, o.topic_prefix)?).await?;
+    enqueue_pg(&mut tx, &OutboxMessage::from_event(o.event)?).await?;
     tx.commit().await?;
     Ok(Created::New(order))
 }
@@ -250,7 +244,6 @@ pub enum Applied {
 /// outbox (in that order), all in the caller's transaction `conn`.
 pub async fn apply<I>(
     conn: &mut PgConnection,
-    topic_prefix: &str,
     id: Uuid,
     event: OrderEvent,
     rejection_reason: Option<&str>,
@@ -259,12 +252,11 @@ pub async fn apply<I>(
 where
     I: IntoIterator<Item = Event>,
 {
-    apply_q(conn, topic_prefix, id, event, rejection_reason, make_events).instrument(db_span("UPDATE", "orders")).await
+    apply_q(conn, id, event, rejection_reason, make_events).instrument(db_span("UPDATE", "orders")).await
 }
 
 async fn apply_q<I>(
     conn: &mut PgConnection,
-    topic_prefix: &str,
     id: Uuid,
     event: OrderEvent,
     rejection_reason: Option<&str>,
@@ -285,7 +277,7 @@ where
             .execute(&mut *conn)
             .await?;
             for ev in make_events(&order, to)? {
-                enqueue_pg(conn, &OutboxMessage::from_event(&ev, topic_prefix)?).await?;
+                enqueue_pg(conn, &OutboxMessage::from_event(&ev)?).await?;
             }
             Ok(Applied::Moved { from: order.status, to, created_at: order.created_at })
         }

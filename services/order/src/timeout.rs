@@ -40,8 +40,6 @@ use crate::store::{self, Applied};
 pub struct SagaTimeouts {
     pool: PgPool,
     metrics: OrderMetrics,
-    /// See `KafkaSettings::topic_prefix`.
-    topic_prefix: String,
     settings: SagaSettings,
 }
 
@@ -51,8 +49,8 @@ struct TimedOut {
 }
 
 impl SagaTimeouts {
-    pub fn new(pool: PgPool, metrics: OrderMetrics, topic_prefix: impl Into<String>, settings: SagaSettings) -> Self {
-        Self { pool, metrics, topic_prefix: topic_prefix.into(), settings }
+    pub fn new(pool: PgPool, metrics: OrderMetrics, settings: SagaSettings) -> Self {
+        Self { pool, metrics, settings }
     }
 
     /// Sweeps every `saga.sweep_interval_ms` until `shutdown` turns true (or
@@ -116,18 +114,17 @@ impl SagaTimeouts {
         let now = chrono::Utc::now();
         let mut moved = Vec::with_capacity(ids.len());
         for id in ids {
-            let applied =
-                store::apply(&mut tx, &self.topic_prefix, id, OrderEvent::Timeout, Some(RejectionReason::Timeout.code()), |o, _| {
-                    let customer_id = CustomerId::parse(&o.customer_id)?;
-                    let order = OrderId::from_uuid(o.id)?;
-                    // Rejected first: the customer learns the outcome, then the
-                    // compensation follows on the same key.
-                    Ok([
-                        Event::new(order, OrderRejected { customer_id: customer_id.clone(), reason: RejectionReason::Timeout }),
-                        Event::new(order, OrderCancelled::on_timeout(customer_id)),
-                    ])
-                })
-                .await?;
+            let applied = store::apply(&mut tx, id, OrderEvent::Timeout, Some(RejectionReason::Timeout.code()), |o, _| {
+                let customer_id = CustomerId::parse(&o.customer_id)?;
+                let order = OrderId::from_uuid(o.id)?;
+                // Rejected first: the customer learns the outcome, then the
+                // compensation follows on the same key.
+                Ok([
+                    Event::new(order, OrderRejected { customer_id: customer_id.clone(), reason: RejectionReason::Timeout }),
+                    Event::new(order, OrderCancelled::on_timeout(customer_id)),
+                ])
+            })
+            .await?;
             match applied {
                 Applied::Moved { created_at, .. } => {
                     tracing::warn!(order_id = %id, deadline_seconds = self.settings.timeout_seconds.get(), "saga deadline passed: order rejected and compensated");

@@ -271,7 +271,7 @@ async fn every_4xx_is_problem_json_and_changes_nothing() -> anyhow::Result<()> {
     expect_problem(app.get_order(&hal, "not-a-uuid").await?, 404, "not-found").await?;
     assert_eq!(app.get_order(&app.token("root", vec![Role::Admin]), id).await?.status(), 200, "admins see any order");
     expect_problem(app.http.get(format!("{url}?limit=0")).bearer_auth(&hal).send().await?, 422, "validation-failed").await?;
-    expect_problem(app.http.get(format!("{url}?cursor=garbage")).bearer_auth(&hal).send().await?, 422, "validation-failed").await?;
+    expect_problem(app.http.get(format!("{url}?cursor=garbage")).bearer_auth(&hal).send().await?, 422, "invalid-cursor").await?;
     expect_problem(app.http.post(format!("{url}/{id}/cancel")).bearer_auth(app.customer("ivy")).send().await?, 404, "not-found").await?;
     expect_problem(app.http.get(format!("{}/nowhere", app.base)).send().await?, 404, "not-found").await?;
     assert_eq!(app.order_count().await?, 1, "only the one valid order exists");

@@ -30,7 +30,7 @@ fn idle_sweeper(s: &mut glasshouse_order::Settings) {
 
 fn sweeper(app: &TestApp, metrics: &OrderMetrics, batch: u32) -> SagaTimeouts {
     let settings = SagaSettings { batch_size: NonZeroU32::new(batch).unwrap(), ..SagaSettings::default() };
-    SagaTimeouts::new(app.db.pool.clone(), metrics.clone(), app.prefix.clone(), settings)
+    SagaTimeouts::new(app.db.pool.clone(), metrics.clone(), settings)
 }
 
 fn stock_line() -> NonEmpty<StockLine> {

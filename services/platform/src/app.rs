@@ -2,7 +2,7 @@
 //! lifecycle every service shares ([`ServiceBuilder`] -> [`App`]).
 //!
 //! A service's `app.rs` only builds its parts (its API, its consumers, its
-//! relay, its own background tasks) and hands them to a [`ServiceBuilder`];
+//! relay, its fault flags, its own background tasks) and hands them to a [`ServiceBuilder`];
 //! [`App::run_until_stopped`] runs them under supervision
 //! ([`crate::supervise`]: a task that dies fails readiness, is logged,
 //! counted and restarted) and stops them in this order:
@@ -36,6 +36,7 @@ use tokio::sync::watch;
 
 use crate::auth::Authenticator;
 use crate::consumer::{ConsumerConfig, ConsumerLoop, MessageHandler};
+use crate::faults::{FaultMetrics, FaultSettings, FaultWatcher, Faults};
 use crate::outbox::{OutboxDb, Relay, RelayConfig};
 use crate::prune::{PruneTable, Pruner};
 use crate::settings::HttpSettings;
@@ -238,6 +239,30 @@ impl ServiceBuilder {
         })
     }
 
+    /// Keeps `faults` (the service's flag handle, [`Faults::new`] over its
+    /// specs) in step with the flag file of `settings`: registers
+    /// `fault_flag_active` and `fault_flags_file`, loads the file once now (so
+    /// the flags hold from the first request; an unresolvable path fails the
+    /// start), and, when a file is configured, watches it in a supervised
+    /// `fault-flag-watcher` task (a restart after it died builds a fresh
+    /// watcher from the settings). Call once per service.
+    pub fn faults(self, settings: &FaultSettings, faults: Faults) -> anyhow::Result<Self> {
+        let metrics = FaultMetrics::register(&self.metrics);
+        let first = FaultWatcher::from_settings(settings, faults.clone(), metrics.clone())?;
+        if !first.has_file() {
+            return Ok(self);
+        }
+        let (settings, slot) = (settings.clone(), Mutex::new(Some(first)));
+        Ok(self.task("fault-flag-watcher", move |stop| {
+            let ready = slot.lock().ok().and_then(|mut s| s.take());
+            let watcher = match ready {
+                Some(w) => Ok(w),
+                None => FaultWatcher::from_settings(&settings, faults.clone(), metrics.clone()),
+            };
+            async move { watcher?.run(stop).await }
+        }))
+    }
+
     /// A [`Pruner`] over `tables` of `db` (see [`crate::prune`] for the
     /// retentions and why a batch never holds a long lock).
     pub fn pruner(self, db: OutboxDb, tables: Vec<PruneTable>) -> Self {
@@ -256,7 +281,7 @@ impl ServiceBuilder {
     pub fn build<T: OpenApi + 'static>(self, api: OpenApiService<T, ()>, authenticator: Authenticator) -> anyhow::Result<App> {
         let health = TaskHealth::register(&self.metrics);
         let checks = self.checks.with(health.clone());
-        let endpoint = crate::service::http_app(api, checks, &self.metrics, authenticator);
+        let endpoint = crate::service::http_app(api, checks, &self.metrics, authenticator, &self.http);
         let listener = self.http.bind()?;
         let port = listener.local_addr()?.port();
         Ok(App {
@@ -371,6 +396,26 @@ macro_rules! service_application {
     };
 }
 pub use crate::service_application;
+
+/// The whole `main` of the service crate `$svc`, which exports `SERVICE`,
+/// `Settings` (with its `telemetry` section) and `Application` (see
+/// [`service_application!`]): [`run_main`] with the crate's `config/` directory.
+#[macro_export]
+macro_rules! service_main {
+    ($svc:ident) => {
+        #[::tokio::main]
+        async fn main() -> ::anyhow::Result<()> {
+            $crate::app::run_main(
+                $svc::SERVICE,
+                concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
+                |s: &$svc::Settings| &s.telemetry,
+                $svc::Application::build,
+            )
+            .await
+        }
+    };
+}
+pub use crate::service_main;
 
 /// Serves `app` on an already bound listener until `shutdown`, then waits up
 /// to `drain` for in-flight requests to finish.

@@ -47,6 +47,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use glasshouse_contracts::{Event, EventType};
 use glasshouse_telemetry::metrics::{ConsumeOutcome, StandardMetrics};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -62,11 +63,31 @@ use uuid::Uuid;
 /// What the loop hands a handler.
 #[derive(Debug, Clone)]
 pub struct InboundMessage {
+    /// The logical topic (`orders.v1`): the loop has taken
+    /// [`ConsumerConfig::topic_prefix`] off the Kafka topic's name.
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<String>,
     pub payload: Vec<u8>,
+}
+
+impl InboundMessage {
+    /// The head every handler starts with: the contract event this message
+    /// carries, its id recorded on the consumer span (`messaging.message.id`).
+    /// A payload that is not a valid event (the parse error names the bad
+    /// field), or an event type not in `consumes`, is a
+    /// [`HandleError::Permanent`]: `consumer` (its name in `processed_events`)
+    /// will never handle it.
+    pub fn event(&self, consumer: &str, consumes: &[EventType]) -> Result<Event, HandleError> {
+        let event = Event::from_slice(&self.payload).map_err(|e| HandleError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
+        tracing::Span::current().record("messaging.message.id", event.id().to_string().as_str());
+        let event_type = event.event_type();
+        if !consumes.contains(&event_type) {
+            return Err(HandleError::Permanent(anyhow::anyhow!("{consumer} does not consume {event_type} (on {})", self.topic)));
+        }
+        Ok(event)
+    }
 }
 
 /// How a handler dealt with a message.
@@ -135,12 +156,42 @@ pub async fn mark_processed_mysql(conn: &mut sqlx::MySqlConnection, consumer: &s
     Ok(r.rows_affected() == 1)
 }
 
+/// Begins the handler's PostgreSQL transaction and records `event_id` as
+/// processed by `consumer` in it ([`mark_processed_pg`]); `None` when it
+/// already was (a duplicate: do nothing else, see [`Handled::Duplicate`]).
+pub async fn begin_once_pg(
+    pool: &sqlx::PgPool,
+    consumer: &str,
+    event_id: Uuid,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, HandleError> {
+    let mut tx = pool.begin().await.map_err(HandleError::from_sqlx)?;
+    let new = mark_processed_pg(&mut tx, consumer, event_id).await.map_err(HandleError::from_sqlx)?;
+    Ok(new.then_some(tx))
+}
+
+/// MySQL flavour of [`begin_once_pg`].
+pub async fn begin_once_mysql(
+    pool: &sqlx::MySqlPool,
+    consumer: &str,
+    event_id: Uuid,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::MySql>>, HandleError> {
+    let mut tx = pool.begin().await.map_err(HandleError::from_sqlx)?;
+    let new = mark_processed_mysql(&mut tx, consumer, event_id).await.map_err(HandleError::from_sqlx)?;
+    Ok(new.then_some(tx))
+}
+
 /// Consumer tuning.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     pub brokers: String,
     pub group_id: String,
+    /// Logical topic names (`orders.v1`); the loop subscribes to them under `topic_prefix`.
     pub topics: Vec<String>,
+    /// Put in front of every topic name (`KafkaSettings::topic_prefix`), so
+    /// parallel test runs can share a broker; handlers never see it. The
+    /// dead-letter topic is named after the Kafka topic, prefix included
+    /// (`<prefix><topic>.dlq`). Empty by default.
+    pub topic_prefix: String,
     /// First backoff of a transiently failing message; doubles per attempt
     /// (full jitter, see [`crate::backoff`]).
     pub retry_base: Duration,
@@ -162,11 +213,24 @@ impl ConsumerConfig {
             brokers: brokers.to_owned(),
             group_id: group_id.to_owned(),
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            topic_prefix: String::new(),
             retry_base: Duration::from_millis(50),
             retry_cap: Duration::from_secs(30),
             lag_interval: Duration::from_secs(5),
             max_poll_interval: Duration::from_secs(300),
         }
+    }
+}
+
+impl ConsumerConfig {
+    /// The Kafka topics the loop subscribes to: `topics` under `topic_prefix`.
+    pub fn kafka_topics(&self) -> Vec<String> {
+        self.topics.iter().map(|t| format!("{}{t}", self.topic_prefix)).collect()
+    }
+
+    /// The logical name of the Kafka topic `kafka_topic` (the prefix taken off).
+    pub fn logical_topic<'a>(&self, kafka_topic: &'a str) -> &'a str {
+        kafka_topic.strip_prefix(self.topic_prefix.as_str()).unwrap_or(kafka_topic)
     }
 }
 
@@ -282,8 +346,8 @@ impl ConsumerLoop {
             .set("session.timeout.ms", "10000")
             .set("max.poll.interval.ms", config.max_poll_interval.as_millis().to_string())
             .create_with_context(GroupContext::default())?;
-        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
+        let topics = config.kafka_topics();
+        consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
         let dlq: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
@@ -296,7 +360,7 @@ impl ConsumerLoop {
     /// way when it does is finished and committed first; one being retried is
     /// given up uncommitted (module doc).
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        for topic in &self.config.topics {
+        for topic in &self.config.kafka_topics() {
             self.metrics.set_consumer_retry_seconds(topic, 0.0);
         }
         let mut polling = Polling { shutdown, next: None, last_lag: Instant::now() };
@@ -361,7 +425,7 @@ impl ConsumerLoop {
     /// Handles one message; true when it is done and its offset may be committed.
     async fn process(&self, msg: &OwnedMessage, polling: &mut Polling) -> bool {
         let inbound = InboundMessage {
-            topic: msg.topic().to_owned(),
+            topic: self.config.logical_topic(msg.topic()).to_owned(),
             partition: msg.partition(),
             offset: msg.offset(),
             key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
@@ -380,7 +444,7 @@ impl ConsumerLoop {
                 },
                 settled => self.settle(msg, settled, 1).await,
             };
-            self.metrics.observe_consume(&inbound.topic, outcome, start.elapsed().as_secs_f64());
+            self.metrics.observe_consume(msg.topic(), outcome, start.elapsed().as_secs_f64());
             true
         }
         .instrument(span)
@@ -431,7 +495,7 @@ impl ConsumerLoop {
         if let Err(e) = self.consumer.resume(&paused) {
             tracing::warn!(error = %e, "resuming the paused partitions failed");
         }
-        self.metrics.set_consumer_retry_seconds(&inbound.topic, 0.0);
+        self.metrics.set_consumer_retry_seconds(msg.topic(), 0.0);
         retried
     }
 
@@ -446,7 +510,8 @@ impl ConsumerLoop {
         paused: &mut TopicPartitionList,
     ) -> Retried {
         let context = self.consumer.context().clone();
-        let (topic, partition) = (inbound.topic.as_str(), inbound.partition);
+        // Metrics and revocations speak of the Kafka topic, prefix included.
+        let (topic, partition) = (msg.topic(), inbound.partition);
         let mut attempt = 1u32;
         let mut ticks = tokio::time::interval(Duration::from_secs(1));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -597,4 +662,20 @@ async fn signalled(shutdown: &mut watch::Receiver<bool>) {
 
 fn header(msg: &OwnedMessage, key: &str) -> Option<String> {
     msg.headers()?.iter().find(|h| h.key == key).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribes_under_the_prefix_and_hands_out_logical_topics() {
+        let mut c = ConsumerConfig::new("b", "g", &["orders.v1"]);
+        assert_eq!(c.kafka_topics(), ["orders.v1"]);
+        assert_eq!(c.logical_topic("orders.v1"), "orders.v1");
+        c.topic_prefix = "e2e_1.".into();
+        assert_eq!(c.kafka_topics(), ["e2e_1.orders.v1"]);
+        assert_eq!(c.logical_topic("e2e_1.orders.v1"), "orders.v1");
+        assert_eq!(dlq_topic("e2e_1.orders.v1"), "e2e_1.orders.v1.dlq", "dead letters keep the Kafka topic's name");
+    }
 }

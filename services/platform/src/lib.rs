@@ -13,10 +13,18 @@
 //!   counted (`service_task_up`, `service_task_restarts_total`) and restarted.
 //! - [`backoff`]: exponential backoff with full jitter for every retry loop.
 //! - [`service`]: the HTTP surface, readiness checks and pool gauge every service assembles.
-//! - [`settings`]: the `http` and `kafka` settings sections every service shares.
+//! - [`settings`]: the `http`, `kafka` and `faults` settings sections every service shares.
+//! - [`faults`]: fault-injection flags read from a JSON file at run time (demos,
+//!   chaos): typed specs, the [`faults::Faults`] handle, the watcher,
+//!   `fault_flag_active{flag}` and `fault_flags_file{path}`; the relay's own flags.
+//! - [`edge`]: what the HTTP edge refuses before a handler runs (bodies over
+//!   `http.max_body_bytes`: 413; non-UTF-8 paths: 404) and `Allow` on every 405.
+//! - [`cursor`]: HMAC-signed list cursors; any other cursor is a 422 `invalid-cursor`.
 //! - [`migrations`]: the platform's tables (`outbox`, `processed_events`) for both dialects.
 //! - [`problem`]: RFC 9457 problem+json errors with a stable `type` URI per error,
 //!   opaque logged 500s, and the [`problem::ProblemJson`] middleware.
+//! - [`idempotency`]: the `Idempotency-Key` flow of keyed `POST`s: key validation,
+//!   request fingerprint, replay or 422 `idempotency-key-reused` (services keep the SQL).
 //! - [`outbox`]: the transactional outbox and its relay, for PostgreSQL and MySQL.
 //! - [`prune`]: batched deletion of rows past their retention (`processed_events`,
 //!   idempotency keys, sent outbox rows), counted in `db_rows_pruned_total`.
@@ -36,8 +44,12 @@ pub mod backoff;
 pub mod breaker;
 pub mod config;
 pub mod consumer;
+pub mod cursor;
+pub mod edge;
 pub mod errors;
+pub mod faults;
 pub mod http_client;
+pub mod idempotency;
 pub mod migrations;
 pub mod outbox;
 pub mod problem;

@@ -58,6 +58,32 @@
 //! [`RelayConfig::drain_timeout`] passes; what is left then is published after
 //! the next start (nothing is lost, only delayed).
 //!
+//! # Fault flags
+//! With [`RelayConfig::faults`] set, the relay obeys the flags of
+//! [`crate::faults::RELAY_FLAGS`]: while `relay_paused` is on it claims and
+//! publishes nothing (its loop, its backlog gauges and its shutdown keep
+//! working; the rows wait in the table and go out once the flag is off), and
+//! `kafka_produce_error_rate` fails that share of publishes in place of the
+//! broker's answer, so a failed row takes the real failure path: not marked
+//! sent, the later rows of its key held back, the batch retried with backoff.
+//!
+//! # Topic names
+//! A row holds the *logical* topic (`orders.v1`, [`glasshouse_contracts::topics`]):
+//! business code never sees `KafkaSettings::topic_prefix`. The relay puts the
+//! prefix ([`RelayConfig::topic_prefix`]) in front when it publishes
+//! ([`published_topic`]). Rows written before the outbox stored logical
+//! topics hold the prefixed name already; the relay publishes a topic that
+//! already starts with the prefix as it is, so those rows reach the same topic
+//! after an upgrade and no data migration is needed (a migration could not
+//! know the prefix anyway). The one name this would get wrong, a logical topic
+//! that itself starts with the prefix, does not occur: prefixes isolate test
+//! runs and stacks (`e2e_1.`, `inv-3f2a.`), contract topics are `orders.v1`
+//! and `inventory.v1`. With the production prefix (empty) a row reads the
+//! same before and after the change, so a relay of either version publishes
+//! it to the same topic during a rolling upgrade; with a non-empty prefix an
+//! old relay would publish a new row without it, so a prefixed stack (tests,
+//! a shared development broker) is upgraded all at once.
+//!
 //! # Tables
 //! `outbox` and `processed_events` come from the platform's own migrations,
 //! [`crate::migrations::run_postgres`] / [`crate::migrations::run_mysql`]
@@ -75,11 +101,14 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::faults::{Faults, KAFKA_PRODUCE_ERROR_RATE, RELAY_PAUSED};
+
 /// One event to publish, as the business transaction writes it.
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
     /// The event id (consumers deduplicate on it).
     pub event_id: Uuid,
+    /// The logical topic (`orders.v1`); the relay adds the prefix (module doc).
     pub topic: String,
     /// Kafka message key: the aggregate id, so one order's events share a partition.
     pub key: String,
@@ -89,12 +118,11 @@ pub struct OutboxMessage {
 }
 
 impl OutboxMessage {
-    /// The outbox row for a contract event: its id, its topic (under
-    /// `topic_prefix`, see `KafkaSettings::topic_prefix`), keyed by order id.
-    pub fn from_event(event: &glasshouse_contracts::Event, topic_prefix: &str) -> anyhow::Result<Self> {
+    /// The outbox row for a contract event: its id, its logical topic, keyed by order id.
+    pub fn from_event(event: &glasshouse_contracts::Event) -> anyhow::Result<Self> {
         Ok(Self {
             event_id: event.id().as_uuid(),
-            topic: format!("{topic_prefix}{}", event.topic()),
+            topic: event.topic().to_owned(),
             key: event.key(),
             event_type: event.event_type().as_str().to_owned(),
             payload: String::from_utf8(event.to_vec()?)?,
@@ -294,6 +322,19 @@ pub struct RelayConfig {
     /// left before it gives up (a batch in flight may add up to
     /// `publish_timeout`). Rows left then are published after the next start.
     pub drain_timeout: Duration,
+    /// The service's fault flags (`relay_paused`, `kafka_produce_error_rate`,
+    /// see the module doc); `None`: no fault is ever injected.
+    pub faults: Option<Faults>,
+    /// Put in front of each row's topic when publishing
+    /// (`KafkaSettings::topic_prefix`, see the module doc). Empty by default.
+    pub topic_prefix: String,
+}
+
+/// The Kafka topic a row with `topic` is published to under `prefix`:
+/// `prefix + topic`, unless `topic` already starts with `prefix` (a row
+/// written before the outbox held logical topics; see the module doc).
+pub fn published_topic(prefix: &str, topic: &str) -> String {
+    if topic.starts_with(prefix) { topic.to_owned() } else { format!("{prefix}{topic}") }
 }
 
 impl Default for RelayConfig {
@@ -303,6 +344,8 @@ impl Default for RelayConfig {
             idle_poll: Duration::from_millis(50),
             publish_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            faults: None,
+            topic_prefix: String::new(),
         }
     }
 }
@@ -338,9 +381,22 @@ impl Relay {
     /// (the deadline passed, or the last batch failed); they stay in the table.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut failures: u32 = 0;
+        let mut paused_since: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 return self.drain().await;
+            }
+            if self.note_pause(&mut paused_since) {
+                self.update_backlog_metrics().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(self.config.idle_poll) => {}
+                    changed = shutdown.changed() => {
+                        if changed.is_err() {
+                            return self.drain().await;
+                        }
+                    }
+                }
+                continue;
             }
             let batch = match self.relay_batch().await {
                 Ok(b) if b.sent == b.claimed => {
@@ -376,9 +432,37 @@ impl Relay {
         }
     }
 
+    /// Whether `relay_paused` holds the relay now; logs when it starts and
+    /// stops doing so (`paused_since` remembers which it was).
+    fn note_pause(&self, paused_since: &mut Option<Instant>) -> bool {
+        let paused = self.paused();
+        match (paused, *paused_since) {
+            (true, None) => {
+                tracing::warn!(flag = RELAY_PAUSED, "outbox relay paused by a fault flag: nothing is published until it is off");
+                *paused_since = Some(Instant::now());
+            }
+            (false, Some(since)) => {
+                tracing::warn!(flag = RELAY_PAUSED, paused_ms = since.elapsed().as_millis() as u64, "outbox relay resumes");
+                *paused_since = None;
+            }
+            _ => {}
+        }
+        paused
+    }
+
+    fn paused(&self) -> bool {
+        self.config.faults.as_ref().is_some_and(|f| f.is_on(RELAY_PAUSED))
+    }
+
     /// The shutdown drain: batches back to back until one claims nothing;
-    /// failed batches are retried with backoff until the deadline.
+    /// failed batches are retried with backoff until the deadline. Paused
+    /// (`relay_paused`), it publishes nothing: the rows wait for the next start.
     async fn drain(&self) -> anyhow::Result<()> {
+        if self.paused() {
+            self.update_backlog_metrics().await;
+            tracing::warn!(flag = RELAY_PAUSED, "outbox relay stops paused: unsent rows are published after the next start");
+            return Ok(());
+        }
         let started = Instant::now();
         let deadline = started + self.config.drain_timeout;
         let mut failures: u32 = 0;
@@ -426,6 +510,8 @@ impl Relay {
     }
 
     /// Claims, publishes and marks one batch; returns how many rows were sent.
+    /// `kafka_produce_error_rate` applies; `relay_paused` does not (it holds
+    /// the loop of [`Relay::run`], not a batch asked for explicitly).
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
         Ok(self.relay_batch().await?.sent)
     }
@@ -487,21 +573,30 @@ impl Relay {
     /// the rows before its first failure.
     async fn publish(&self, batch: &[Pending]) -> Vec<i64> {
         let batch_span = tracing::info_span!("outbox.relay", otel.name = "outbox relay batch", outbox.batch_size = batch.len());
-        let sends = batch.iter().map(|row| {
+        let topics: Vec<String> = batch.iter().map(|row| published_topic(&self.config.topic_prefix, &row.topic)).collect();
+        let sends = batch.iter().zip(&topics).map(|(row, topic)| {
             // The publish continues the trace of the request that wrote the row.
             let (span, headers) = glasshouse_telemetry::kafka::producer_span_from_carrier(
-                &row.topic,
+                topic,
                 &row.key,
                 row.trace_carrier.as_deref(),
                 OwnedHeaders::new()
                     .insert(Header { key: "event_id", value: Some(row.event_id.as_str()) })
                     .insert(Header { key: "event_type", value: Some(row.event_type.as_str()) }),
             );
-            let record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload).headers(headers);
-            let send = self.producer.send(record, self.config.publish_timeout);
+            // An injected produce failure stands in for the broker's answer;
+            // from here on it takes the same path as a real one.
+            let injected = self.config.faults.as_ref().is_some_and(|f| f.fails(KAFKA_PRODUCE_ERROR_RATE));
+            let send = (!injected).then(|| {
+                let record = FutureRecord::to(topic).key(&row.key).payload(&row.payload).headers(headers);
+                self.producer.send(record, self.config.publish_timeout)
+            });
             async move {
-                let r = send.await;
-                if let Err((e, _)) = &r {
+                let r = match send {
+                    Some(send) => send.await.map(|_| ()).map_err(|(e, _)| e.to_string()),
+                    None => Err(format!("injected fault ({KAFKA_PRODUCE_ERROR_RATE})")),
+                };
+                if let Err(e) = &r {
                     tracing::warn!(error = %e, "publish failed");
                     tracing::Span::current().record("otel.status_code", "ERROR");
                 }
@@ -512,10 +607,10 @@ impl Relay {
         let results = futures::future::join_all(sends).instrument(batch_span).await;
         let mut failed_keys = std::collections::HashSet::new();
         let mut ok = Vec::new();
-        for (row, sent) in batch.iter().zip(results) {
+        for ((row, topic), sent) in batch.iter().zip(&topics).zip(results) {
             if sent && !failed_keys.contains(&row.key) {
                 ok.push(row.id);
-                self.metrics.inc_outbox_published(&row.topic, 1);
+                self.metrics.inc_outbox_published(topic, 1);
             } else {
                 failed_keys.insert(row.key.clone());
             }
@@ -542,6 +637,16 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relay_prefixes_logical_topics_and_keeps_prefixed_ones() {
+        assert_eq!(published_topic("", "orders.v1"), "orders.v1");
+        assert_eq!(published_topic("e2e_1.", "orders.v1"), "e2e_1.orders.v1");
+        // A row written when the outbox held prefixed topics goes where it always went.
+        assert_eq!(published_topic("e2e_1.", "e2e_1.orders.v1"), "e2e_1.orders.v1");
+        // Another run's prefix is not this one's: prefixed again (and never consumed here).
+        assert_eq!(published_topic("e2e_2.", "e2e_1.orders.v1"), "e2e_2.e2e_1.orders.v1");
+    }
 
     #[test]
     fn statements_differ_only_where_the_dialects_do() {

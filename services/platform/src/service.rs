@@ -17,19 +17,30 @@ use rdkafka::client::DefaultClientContext;
 use tokio::sync::watch;
 
 use crate::auth::Authenticator;
+use crate::cursor::Cursors;
+use crate::edge::{AllowHeader, BodyLimit, PathGuard, RouteMethods};
 use crate::problem::ProblemJson;
+use crate::settings::HttpSettings;
 
 /// The whole HTTP surface: the API at `/`, its spec at `/openapi.yaml`, a
 /// docs page at `/docs`, `/metrics`, `/health/live` and `/health/ready`;
 /// errors as problem+json, and telemetry outermost (routes named by the spec).
+///
+/// From the outside in: telemetry; the edge refusals of [`crate::edge`]
+/// (bodies over `http.max_body_bytes`, non-UTF-8 paths); `Allow` on 405s;
+/// problem+json for every error; the request data handlers take
+/// ([`Authenticator`], [`Cursors`] keyed by `http.cursor_key`).
 pub fn http_app<T: OpenApi + 'static>(
     api: OpenApiService<T, ()>,
     checks: HealthChecks,
     metrics: &Metrics,
     authenticator: Authenticator,
+    http: &HttpSettings,
 ) -> BoxEndpoint<'static, Response> {
     let spec = api.spec_yaml();
     let telemetry = ServerTelemetry::new(metrics).with_openapi(&spec);
+    let allow = AllowHeader::new(RouteMethods::from_openapi(&spec));
+    let cursors = Cursors::new(metrics.standard.service(), &http.cursor_key);
     let docs = api.swagger_ui();
     Route::new()
         .nest("/", api)
@@ -38,7 +49,11 @@ pub fn http_app<T: OpenApi + 'static>(
         .at("/metrics", metrics_endpoint(metrics.clone()))
         .nest("/health", checks.routes())
         .data(authenticator)
+        .data(cursors)
         .with(ProblemJson)
+        .with(allow)
+        .with(PathGuard)
+        .with(BodyLimit::new(http.max_body_bytes))
         .with(telemetry)
         .boxed()
 }

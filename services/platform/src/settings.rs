@@ -1,11 +1,15 @@
-//! The settings sections every service has, in one shape: where it listens
-//! and how it talks to Kafka. Each service's own `Settings` embeds these next
+//! The settings sections every service has, in one shape: where it listens,
+//! how it talks to Kafka, where its fault flags are ([`FaultSettings`], defined
+//! next to the flags in [`crate::faults`]). Each service's own `Settings` embeds these next
 //! to what is its own (its database, its peers).
 
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::Deserialize;
+
+pub use crate::faults::FaultSettings;
 
 /// `http:` — where the service listens.
 #[derive(Debug, Clone, Deserialize)]
@@ -16,9 +20,37 @@ pub struct HttpSettings {
     pub port: u16,
     /// Longest wait for in-flight requests at shutdown, milliseconds.
     pub drain_ms: u64,
+    /// Largest request body accepted, bytes; a larger one is refused with 413
+    /// before it is read (`crate::edge::BodyLimit`). Default 65536.
+    #[serde(default = "HttpSettings::default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// HMAC-SHA256 key that signs the list endpoints' `next_cursor`
+    /// (`crate::cursor`), so a cursor the API did not give out is a 422, never
+    /// a query. A secret: never logged. Every replica of a service needs the same.
+    pub cursor_key: SecretString,
 }
 
 impl HttpSettings {
+    /// Default of `max_body_bytes`: 64 KiB, far above the largest valid
+    /// request (an order of 50 lines is under 4 KiB).
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 65_536;
+
+    fn default_max_body_bytes() -> usize {
+        Self::DEFAULT_MAX_BODY_BYTES
+    }
+
+    /// Settings for tests: loopback, a free port, a short drain, the default
+    /// body limit and a fixed cursor key.
+    pub fn for_tests() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 0,
+            drain_ms: 2_000,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            cursor_key: SecretString::from("test-cursor-key"),
+        }
+    }
+
     pub fn drain(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.drain_ms)
     }
@@ -76,24 +108,34 @@ impl KafkaSettings {
         Self::DEFAULT_DLQ_RETENTION_DAYS
     }
 
-    /// The full name of a contract topic (`glasshouse_contracts::topics::ORDERS`).
+    /// The Kafka name of a contract topic (`glasshouse_contracts::topics::ORDERS`).
     pub fn topic(&self, name: &str) -> String {
         format!("{}{name}", self.topic_prefix)
     }
 
-    /// The consumer configuration for `topics` (full names) with these settings.
+    /// The consumer configuration for `topics` (logical names, e.g.
+    /// `glasshouse_contracts::topics::ORDERS`) with these settings: the loop
+    /// subscribes under `topic_prefix` and hands handlers the logical name.
     pub fn consumer(&self, topics: &[&str]) -> crate::consumer::ConsumerConfig {
         let mut c = crate::consumer::ConsumerConfig::new(&self.brokers, &self.group_id, topics);
+        c.topic_prefix = self.topic_prefix.clone();
         c.retry_base = Duration::from_millis(self.retry_base_ms.get());
         c.retry_cap = Duration::from_millis(self.retry_cap_ms.get());
         c
     }
 
-    /// Creates `topics` (full names) and their dead-letter topics if missing,
-    /// the latter with `dlq_retention_days`.
+    /// Creates `topics` (logical names) under `topic_prefix`, and their
+    /// dead-letter topics, if missing; the latter with `dlq_retention_days`.
     pub async fn ensure_topics(&self, topics: &[&str]) -> anyhow::Result<()> {
         let retention = Duration::from_secs(u64::from(self.dlq_retention_days.get()) * 24 * 3600);
-        crate::consumer::ensure_topics_with(&self.brokers, topics, self.partitions, retention).await
+        let full: Vec<String> = topics.iter().map(|t| self.topic(t)).collect();
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        crate::consumer::ensure_topics_with(&self.brokers, &full, self.partitions, retention).await
+    }
+
+    /// The outbox relay's configuration: defaults, publishing under `topic_prefix`.
+    pub fn relay(&self) -> crate::outbox::RelayConfig {
+        crate::outbox::RelayConfig { topic_prefix: self.topic_prefix.clone(), ..Default::default() }
     }
 
     /// The producer every service's outbox relay uses: idempotent, acks from

@@ -38,7 +38,7 @@ impl Api {
 }
 
 fn http() -> HttpSettings {
-    HttpSettings { host: "127.0.0.1".into(), port: 0, drain_ms: 2_000 }
+    HttpSettings::for_tests()
 }
 
 async fn authenticator() -> anyhow::Result<Authenticator> {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use glasshouse_platform::consumer::ensure_topics;
+use glasshouse_platform::faults::{FaultMetrics, FaultWatcher, Faults, RELAY_FLAGS};
 use glasshouse_platform::migrations;
 use glasshouse_platform::outbox::{OutboxDb, OutboxMessage, Relay, RelayConfig, enqueue_mysql, enqueue_pg};
 use glasshouse_telemetry::Metrics;
@@ -181,6 +182,35 @@ async fn mysql_outbox_publishes_in_order_with_trace_context() -> anyhow::Result<
         traceparents.iter().all(|tp| tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")),
         "the stored trace continues in the message: {traceparents:?}"
     );
+    db.drop_db().await
+}
+
+/// Rows hold logical topics and the relay publishes them under its prefix;
+/// a row written when rows held the prefixed name (before the upgrade) reaches
+/// the same Kafka topic, in key order with the new rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_prefixes_logical_topics_and_keeps_already_prefixed_rows() -> anyhow::Result<()> {
+    stack::require(KAFKA).await?;
+    let db = ScratchPg::new().await?;
+    migrations::run_postgres(&db.pool, None).await?;
+    let prefix = format!("{}.", stack::unique_name("outbox-prefix"));
+    let logical = "orders.v1";
+    let published = format!("{prefix}{logical}");
+    ensure_topics(&KAFKA.addr(), &[&published], 1).await?;
+
+    let mut tx = db.pool.begin().await?;
+    enqueue_pg(&mut tx, &message(&published, "order-1", 0)).await?; // an old row
+    enqueue_pg(&mut tx, &message(logical, "order-1", 1)).await?;
+    tx.commit().await?;
+
+    let metrics = Metrics::new("outbox-test");
+    let config = RelayConfig { topic_prefix: prefix.clone(), ..RelayConfig::default() };
+    let relay = Relay::new(OutboxDb::Postgres(db.pool.clone()), producer(), metrics.standard.clone(), config);
+    assert_eq!(relay.relay_once().await? + relay.relay_once().await?, 2);
+    let (by_key, _) = read_all(&published, 2).await?;
+    assert_eq!(by_key["order-1"], vec![0, 1], "both rows on {published} (none prefixed twice), in order");
+    let counted = metrics.encode();
+    assert!(counted.contains(&format!(r#"outbox_published_total{{service="outbox-test",topic="{published}"}} 2"#)), "{counted}");
     db.drop_db().await
 }
 
@@ -413,5 +443,143 @@ async fn mysql_relay_batch_in_flight_does_not_block_new_outbox_rows() -> anyhow:
     let drained = tokio::time::timeout(Duration::from_secs(30), task).await??;
     assert!(drained.is_err(), "the broker never answered: the drain reports rows left");
     drop(writer);
+    db.drop_db().await
+}
+
+/// `relay_paused` (flipped through a real flag file and its watcher): the
+/// relay keeps its loop alive and publishes nothing, the rows wait in the
+/// outbox; once the flag is off it publishes every one of them, in order per
+/// key, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_paused_holds_publishing_and_resume_publishes_everything() -> anyhow::Result<()> {
+    stack::require(KAFKA).await?;
+    let db = ScratchPg::new().await?;
+    migrations::run_postgres(&db.pool, None).await?;
+    let topic = stack::unique_name("outbox-paused");
+    ensure_topics(&KAFKA.addr(), &[&topic], 3).await?;
+
+    let dir = std::env::temp_dir().join(stack::unique_name("relay-faults"));
+    std::fs::create_dir_all(&dir)?;
+    let flags = dir.join("faults.json");
+    std::fs::write(&flags, r#"{"relay_paused": true}"#)?;
+    let metrics = Metrics::new("outbox-test");
+    let faults = Faults::new(RELAY_FLAGS);
+    let watcher = FaultWatcher::new(Some(flags.clone()), Duration::from_millis(20), faults.clone(), FaultMetrics::register(&metrics));
+    assert!(faults.is_on("relay_paused"), "the watcher loads the file when it is made");
+
+    let enqueue = |from: usize, to: usize| {
+        let (pool, topic) = (db.pool.clone(), topic.clone());
+        async move {
+            for seq in from..to {
+                for key in ["k-1", "k-2"] {
+                    let mut tx = pool.begin().await?;
+                    enqueue_pg(&mut tx, &message(&topic, key, seq)).await?;
+                    tx.commit().await?;
+                }
+            }
+            anyhow::Ok(())
+        }
+    };
+    enqueue(0, 10).await?;
+    let shutdown = glasshouse_platform::app::Shutdown::new();
+    let config = RelayConfig { idle_poll: Duration::from_millis(10), faults: Some(faults.clone()), ..RelayConfig::default() };
+    let relay = tokio::spawn(
+        Relay::new(OutboxDb::Postgres(db.pool.clone()), producer(), metrics.standard.clone(), config).run(shutdown.subscribe()),
+    );
+    let watching = tokio::spawn(watcher.run(shutdown.subscribe()));
+    // Rows keep arriving while it is paused.
+    enqueue(10, 20).await?;
+
+    // The loop is alive (it keeps the backlog gauge current) and publishes nothing.
+    poll::until("outbox_pending to show all 40 rows waiting", Duration::from_secs(30), Duration::from_millis(20), || {
+        let text = metrics.encode();
+        async move { Ok(text.contains(r#"outbox_pending{service="outbox-test"} 40"#).then_some(())) }
+    })
+    .await?;
+    assert_eq!(topic_size(&topic)?, 0, "published while paused");
+    let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetch_one(&db.pool).await?;
+    assert_eq!(unsent, 40, "the rows wait in the outbox");
+    assert!(metrics.encode().contains(r#"fault_flag_active{flag="relay_paused"} 1"#));
+
+    // Off: everything goes out.
+    std::fs::write(&flags, r#"{"relay_paused": false}"#)?;
+    let pool = db.pool.clone();
+    poll::until("the outbox to drain after the pause", Duration::from_secs(60), Duration::from_millis(50), || {
+        let pool = pool.clone();
+        async move {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetch_one(&pool).await?;
+            Ok((left == 0).then_some(()))
+        }
+    })
+    .await?;
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), relay).await???;
+    tokio::time::timeout(Duration::from_secs(5), watching).await???;
+
+    let (by_key, _) = read_all(&topic, 40).await?;
+    for key in ["k-1", "k-2"] {
+        assert_eq!(by_key[key], (0..20).collect::<Vec<u64>>(), "{key}: in order, each once");
+    }
+    assert_eq!(topic_size(&topic)?, 40, "each row published once");
+    assert!(metrics.encode().contains(r#"fault_flag_active{flag="relay_paused"} 0"#));
+    let _ = std::fs::remove_dir_all(&dir);
+    db.drop_db().await
+}
+
+/// `kafka_produce_error_rate`: a failed publish takes the relay's real
+/// failure path (row unsent, nothing on the topic, retried later), and the
+/// rows go out in order once publishes succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_produce_failures_leave_rows_unsent_for_a_retry() -> anyhow::Result<()> {
+    stack::require(KAFKA).await?;
+    let db = ScratchMySql::new().await?;
+    migrations::run_mysql(&db.pool, None).await?;
+    let topic = stack::unique_name("outbox-produce-errors");
+    ensure_topics(&KAFKA.addr(), &[&topic], 3).await?;
+    // Ten keys of three rows: a claim takes one head per key, so every batch
+    // meets several failures, and the retries still end in seconds.
+    let keys: Vec<String> = (0..10).map(|k| format!("k-{k}")).collect();
+    for seq in 0..3 {
+        for key in &keys {
+            let mut tx = db.pool.begin().await?;
+            enqueue_mysql(&mut tx, &message(&topic, key, seq)).await?;
+            tx.commit().await?;
+        }
+    }
+    let metrics = Metrics::new("outbox-test");
+    let relay = |faults: Option<Faults>| {
+        let config = RelayConfig { batch_size: 7, idle_poll: Duration::from_millis(10), faults, ..RelayConfig::default() };
+        Relay::new(OutboxDb::MySql(db.pool.clone()), producer(), metrics.standard.clone(), config)
+    };
+
+    // Every publish fails: nothing is sent, on the topic or in the table.
+    let failing = relay(Some(Faults::fixed(RELAY_FLAGS, r#"{"kafka_produce_error_rate": 1.0}"#).map_err(anyhow::Error::msg)?));
+    for _ in 0..3 {
+        assert_eq!(failing.relay_once().await?, 0, "a failed publish is never marked sent");
+    }
+    let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetch_one(&db.pool).await?;
+    assert_eq!(unsent, 30);
+    assert_eq!(topic_size(&topic)?, 0);
+
+    // Half fail: the running relay retries until every row is out, in order per key.
+    let shutdown = glasshouse_platform::app::Shutdown::new();
+    let half = relay(Some(Faults::fixed(RELAY_FLAGS, r#"{"kafka_produce_error_rate": 0.5}"#).map_err(anyhow::Error::msg)?));
+    let running = tokio::spawn(half.run(shutdown.subscribe()));
+    let pool = db.pool.clone();
+    poll::until("every row out despite the failures", Duration::from_secs(90), Duration::from_millis(50), || {
+        let pool = pool.clone();
+        async move {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetch_one(&pool).await?;
+            Ok((left == 0).then_some(()))
+        }
+    })
+    .await?;
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), running).await???;
+    let n = topic_size(&topic)? as usize;
+    let (by_key, _) = read_all(&topic, n).await?;
+    for key in &keys {
+        assert_eq!(first_seen(&by_key[key]), (0..3).collect::<Vec<u64>>(), "{key}: in order");
+    }
     db.drop_db().await
 }

@@ -8,7 +8,9 @@
 //! - `call`: a client that starts a trace, calls `serve`, prints the trace id.
 //!
 //! Telemetry settings come from `GLASSHOUSE_TELEMETRY` (JSON of
-//! `TelemetryConfig`; defaults point at the local stack).
+//! `TelemetryConfig`; defaults point at the local stack). The roles stand for
+//! services of one deployment, so they share a trace trust key (the demo's
+//! own unless the settings give one): `serve` continues `call`'s trace.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,10 +38,16 @@ fn usage() -> ! {
 }
 
 fn config() -> anyhow::Result<TelemetryConfig> {
-    match std::env::var("GLASSHOUSE_TELEMETRY") {
-        Ok(json) => serde_json::from_str(&json).map_err(|e| anyhow::anyhow!("GLASSHOUSE_TELEMETRY is not a valid telemetry config: {e}")),
-        Err(_) => Ok(TelemetryConfig::default()),
+    let mut config: TelemetryConfig = match std::env::var("GLASSHOUSE_TELEMETRY") {
+        Ok(json) => {
+            serde_json::from_str(&json).map_err(|e| anyhow::anyhow!("GLASSHOUSE_TELEMETRY is not a valid telemetry config: {e}"))?
+        }
+        Err(_) => TelemetryConfig::default(),
+    };
+    if config.traces.trust_key.is_none() {
+        config.traces.trust_key = Some("telemetry-demo-trace-key".into());
     }
+    Ok(config)
 }
 
 #[tokio::main]

@@ -53,7 +53,6 @@ pub struct Chaos {
     pub private: Option<PrivateStack>,
     pub http: reqwest::Client,
     catalog: Catalog,
-    initial_stock: BTreeMap<String, i64>,
     /// Order's database, polled for final states (reconnects after an outage).
     orders: sqlx::PgPool,
     /// Duplicates counted by service processes that have since been stopped.
@@ -113,7 +112,6 @@ impl Chaos {
         let admin = saga.token("chaos-ops", Role::Admin);
         let plenty: Vec<String> = ["CHAOS-A", "CHAOS-B", "CHAOS-C", "CHAOS-D", "CHAOS-E"].map(String::from).to_vec();
         let scarce = "CHAOS-SCARCE".to_owned();
-        let mut initial_stock = BTreeMap::new();
         for (sku, stock) in plenty.iter().map(|s| (s.clone(), PLENTY)).chain([(scarce.clone(), SCARCE)]) {
             let resp = http
                 .put(saga.inventory.url(&format!("/items/{sku}")))
@@ -124,7 +122,6 @@ impl Chaos {
                 .send()
                 .await?;
             anyhow::ensure!(resp.status().is_success(), "seed {sku}: {} {}", resp.status(), resp.text().await?);
-            initial_stock.insert(sku, stock);
         }
         let orders = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
@@ -136,7 +133,6 @@ impl Chaos {
             private,
             http,
             catalog: Catalog { plenty, scarce },
-            initial_stock,
             orders,
             carried_duplicates: 0.0,
             expected_dead_letters: 0,
@@ -223,31 +219,79 @@ impl Chaos {
         self.saga.restart(part).await
     }
 
-    /// Writes Inventory's fault flag file (`services/inventory/src/faults.rs`).
-    pub fn set_faults(&self, flags: serde_json::Value) -> anyhow::Result<()> {
-        let path = self.saga.dir.join("faults.json");
-        let tmp = self.saga.dir.join(".faults.json.tmp");
+    /// Replaces `part`'s fault flag file (`glasshouse_platform::faults`;
+    /// [`Saga::faults_file`]) in one rename, so the service never reads half a file.
+    ///
+    /// [`Saga::faults_file`]: glasshouse_tests::services::Saga::faults_file
+    pub fn set_faults(&self, part: Part, flags: serde_json::Value) -> anyhow::Result<()> {
+        let path = self.saga.faults_file(part);
+        let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, flags.to_string())?;
         std::fs::rename(&tmp, path)?;
         Ok(())
     }
 
-    /// Waits until Inventory's `/metrics` shows `fault_flag_active{flag}` at
+    /// Waits until `part`'s `/metrics` shows `fault_flag_active{flag}` at
     /// `active`; a [`Check`] saying whether it did within 15 s.
-    pub async fn flag_visible(&self, flag: &str, active: bool) -> Check {
+    pub async fn flag_visible(&self, part: Part, flag: &str, active: bool) -> Check {
         let want = if active { 1.0 } else { 0.0 };
         let label = format!(r#"flag="{flag}""#);
-        let seen =
-            poll::until(&format!("fault_flag_active{{{label}}} {want}"), Duration::from_secs(15), Duration::from_millis(250), || async {
-                let v = self.metric(Part::Inventory, "fault_flag_active", &[&label]).await?;
-                Ok((v == want).then_some(()))
-            })
-            .await;
+        let name = part.name();
+        let seen = poll::until(
+            &format!("{name}: fault_flag_active{{{label}}} {want}"),
+            Duration::from_secs(15),
+            Duration::from_millis(250),
+            || async {
+                let text = self.http.get(self.saga.service(part).url("/metrics")).send().await?.error_for_status()?.text().await?;
+                // Absent is not 0: the series must be there.
+                let present = text.lines().any(|l| l.starts_with(&format!("fault_flag_active{{{label}}}")));
+                Ok((present && sum_samples(&text, "fault_flag_active", &[&label]) == want).then_some(()))
+            },
+        )
+        .await;
         Check::new(
-            format!("fault_flag_active{{flag=\"{flag}\"}} = {want}"),
+            format!("{name}: fault_flag_active{{flag=\"{flag}\"}} = {want}"),
             seen.is_ok(),
             match seen {
-                Ok(()) => "seen on Inventory's /metrics".to_owned(),
+                Ok(()) => format!("seen on {name}'s /metrics"),
+                Err(e) => format!("{e:#}"),
+            },
+        )
+    }
+
+    /// Waits until `part`'s log holds `changes` "fault flag changed" lines
+    /// naming `flag` (the watcher logs each change with its old and new
+    /// value); a [`Check`] saying whether it did within 15 s.
+    pub async fn flag_logged(&self, part: Part, flag: &str, changes: usize) -> Check {
+        let log = self.saga.service(part).log.clone();
+        let name = part.name();
+        let count = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("fault flag changed") && l.contains(flag))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let seen = poll::until(
+            &format!("{changes} changes of {flag} in {name}'s log"),
+            Duration::from_secs(15),
+            Duration::from_millis(250),
+            || {
+                let lines = count();
+                async move { Ok((lines.len() >= changes).then_some(lines)) }
+            },
+        )
+        .await;
+        Check::new(
+            format!("{name}: {flag} changes logged"),
+            seen.is_ok(),
+            match seen {
+                Ok(lines) => format!(
+                    "{} \"fault flag changed\" lines in {name}'s log, the last: {}",
+                    lines.len(),
+                    lines.last().map(|l| l.trim()).unwrap_or_default()
+                ),
                 Err(e) => format!("{e:#}"),
             },
         )
@@ -288,7 +332,6 @@ impl Chaos {
             mongo_db: self.saga.mongo_db.clone(),
             kafka: self.saga.kafka.clone(),
             topic_prefix: self.saga.prefix.clone(),
-            initial_stock: self.initial_stock.clone(),
             expected_dead_letters: self.expected_dead_letters,
         }
     }

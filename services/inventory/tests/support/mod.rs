@@ -60,7 +60,7 @@ impl Env {
 
     pub fn settings(&self) -> Settings {
         Settings {
-            http: HttpSettings { host: "127.0.0.1".into(), port: 0, drain_ms: 2000 },
+            http: HttpSettings::for_tests(),
             database: self.database.clone(),
             kafka: KafkaSettings {
                 brokers: KAFKA.addr(),
@@ -298,7 +298,7 @@ pub fn count(events: &[Event], ty: EventType) -> usize {
     events.iter().filter(|e| e.event_type() == ty).count()
 }
 
-/// Rows in the outbox: every event this service ever emitted, sent or not.
+/// Rows in the outbox for the logical `topic`: every event this service ever emitted there, sent or not.
 pub async fn outbox_rows(pool: &MySqlPool, topic: &str) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE topic = ?").bind(topic).fetch_one(pool).await?)
 }

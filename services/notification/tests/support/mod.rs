@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use glasshouse_contracts::Event;
-use glasshouse_notification::settings::{DatabaseSettings, HttpSettings, KafkaSettings};
+use glasshouse_notification::settings::{DatabaseSettings, FaultSettings, HttpSettings, KafkaSettings};
 use glasshouse_notification::store::Store;
 use glasshouse_notification::{Application, SERVICE, Settings};
 use glasshouse_platform::app::Shutdown;
@@ -32,15 +32,17 @@ pub struct TestApp {
     pub store: Store,
     pub metrics: Metrics,
     producer: FutureProducer,
+    /// The service's fault flag file (absent: every flag off); see [`TestApp::set_faults`].
+    pub faults_file: PathBuf,
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     scratch: PathBuf,
 }
 
 /// Settings pointing at the local stack, unique names everywhere, port 0.
-pub fn test_settings(jwks: PathBuf) -> Settings {
+pub fn test_settings(jwks: PathBuf, faults_file: PathBuf) -> Settings {
     Settings {
-        http: HttpSettings { host: "127.0.0.1".into(), port: 0, drain_ms: 2_000 },
+        http: HttpSettings::for_tests(),
         database: DatabaseSettings {
             url: format!("mongodb://{}/", FERRETDB.addr()).into(),
             name: stack::unique_name("notif"),
@@ -65,6 +67,7 @@ pub fn test_settings(jwks: PathBuf) -> Settings {
             jwks_refresh_seconds: 300,
             jwks_min_refetch_seconds: 10,
         },
+        faults: FaultSettings { file: Some(faults_file), poll_ms: 50 },
         telemetry: Default::default(),
     }
 }
@@ -78,7 +81,8 @@ pub async fn spawn_app() -> anyhow::Result<TestApp> {
     let jwks = scratch.join("jwks.json");
     std::fs::write(&jwks, serde_json::to_vec(&key.jwks())?)?;
 
-    let settings = test_settings(jwks);
+    let faults_file = scratch.join("faults.json");
+    let settings = test_settings(jwks, faults_file.clone());
     let orders_topic = settings.kafka.topic(glasshouse_contracts::topics::ORDERS);
     let metrics = Metrics::new(SERVICE);
     let app = Application::build(settings, metrics.clone()).await?;
@@ -96,6 +100,7 @@ pub async fn spawn_app() -> anyhow::Result<TestApp> {
         store,
         metrics,
         producer,
+        faults_file,
         shutdown,
         task,
         scratch,
@@ -147,6 +152,15 @@ impl TestApp {
             Ok((len >= n).then_some(page))
         })
         .await
+    }
+
+    /// Replaces the fault flag file whole (temp file + rename), so the
+    /// watcher never reads half of it.
+    pub fn set_faults(&self, json: &str) -> anyhow::Result<()> {
+        let tmp = self.faults_file.with_extension("json.tmp");
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, &self.faults_file)?;
+        Ok(())
     }
 
     /// The `/metrics` exposition.

@@ -1,16 +1,17 @@
 //! `spawn_app()`: the real Order service in-process on port 0, against a
 //! fresh PostgreSQL database, the stack's Kafka (topics under a prefix of its
-//! own) and a catalog service on loopback.
+//! own) and a stand-in for Inventory's catalog on loopback.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
+use glasshouse_contracts::catalog;
 use glasshouse_order::{Application, Settings};
 use glasshouse_platform::app::Shutdown;
 use glasshouse_platform::auth::Role;
 use glasshouse_platform::auth::dev::{DEV_AUDIENCE, DEV_ISSUER, DevClaims, SigningKey};
 use glasshouse_telemetry::Metrics;
-use glasshouse_tests::db::{ScratchMySql, ScratchPg};
+use glasshouse_tests::db::ScratchPg;
 use glasshouse_tests::poll;
 use glasshouse_tests::stack::{self, KAFKA};
 use rdkafka::ClientConfig;
@@ -18,66 +19,54 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-/// The real Inventory service, in-process, as Order's catalog: its own
-/// scratch MariaDB database, items put through its admin API. It listens on a
-/// topic prefix of its own, so it never reacts to the events an Order test
-/// produces by hand; the saga with both services is in `tests/tests/saga.rs`.
+/// Inventory's catalog as Order sees it: `GET /items?skus=A,B` answered from
+/// fixed prices in the wire shape of `glasshouse_contracts::catalog` (unknown
+/// SKUs left out), on loopback. Inventory's own tests prove it serves that
+/// shape; both services together run in `tests/tests/saga.rs`.
 pub struct Catalog {
     pub url: String,
-    shutdown: Shutdown,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    db: Option<ScratchMySql>,
-    _dir: tempdir::Dir,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Catalog {
     fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-        if let Some(db) = self.db.take() {
-            // The scratch database goes too; dropping needs async, so on a thread of its own.
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    let _ = rt.block_on(db.drop_db());
-                }
-            })
-            .join();
-        }
+        self.task.abort();
     }
 }
 
 pub async fn catalog(prices: &[(&str, i64, &str)]) -> anyhow::Result<Catalog> {
-    stack::require(KAFKA).await?;
-    let db = ScratchMySql::new().await?;
-    let key = SigningKey::generate_es256()?;
-    let dir = std::env::temp_dir().join(stack::unique_name("catalog"));
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("jwks.json"), serde_json::to_string(&key.jwks())?)?;
-    let settings: glasshouse_inventory::Settings = serde_json::from_value(serde_json::json!({
-        "http": { "host": "127.0.0.1", "port": 0, "drain_ms": 1000 },
-        "database": { "url": db.url, "max_connections": 5 },
-        "kafka": { "brokers": KAFKA.addr(), "group_id": stack::unique_name("catalog"), "partitions": 1,
-                   "topic_prefix": format!("{}.", stack::unique_name("catalog")) },
-        "auth": { "issuer": DEV_ISSUER, "audience": DEV_AUDIENCE, "jwks": { "file": dir.join("jwks.json") } },
-    }))?;
-    let app = glasshouse_inventory::Application::build(settings, Metrics::new("inventory")).await?;
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let shutdown = app.shutdown_handle();
-    let task = tokio::spawn(app.run_until_stopped());
-    let admin = key.mint(&DevClaims::new("catalog-admin", vec![Role::Admin], Duration::from_secs(600)))?;
-    let http = reqwest::Client::new();
-    for (sku, amount, currency) in prices {
-        let resp = http
-            .put(format!("{url}/items/{sku}"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({ "name": format!("{sku} item"), "price": { "amount_minor": amount, "currency": currency }, "stock": 100 }))
-            .send()
-            .await?;
-        anyhow::ensure!(resp.status().is_success(), "put {sku} into the catalog: {}", resp.text().await?);
+    use poem::web::{Data, Json, Query};
+    use poem::{EndpointExt, Route, get, handler};
+
+    #[derive(serde::Deserialize)]
+    struct Skus {
+        skus: String,
     }
-    Ok(Catalog { url, shutdown, task: Some(task), db: Some(db), _dir: tempdir::Dir(dir) })
+
+    #[handler]
+    fn items(Query(q): Query<Skus>, Data(known): Data<&Vec<catalog::Item>>) -> Json<catalog::ItemPage> {
+        let wanted: Vec<&str> = q.skus.split(',').collect();
+        let items = known.iter().filter(|i| wanted.contains(&i.sku.as_str())).cloned().collect();
+        Json(catalog::ItemPage { items, next_cursor: None })
+    }
+
+    let known: Vec<catalog::Item> = prices
+        .iter()
+        .map(|(sku, amount, currency)| catalog::Item {
+            sku: (*sku).to_owned(),
+            name: format!("{sku} item"),
+            price: catalog::Price { amount_minor: *amount, currency: (*currency).to_owned() },
+            stock: 100,
+        })
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
+    let app = Route::new().at("/items", get(items)).data(known);
+    let task = tokio::spawn(async move {
+        let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
+    });
+    Ok(Catalog { url, task })
 }
 
 /// A running Order service.
@@ -117,7 +106,7 @@ pub async fn spawn_app_with(inventory_url: &str, tweak: impl FnOnce(&mut Setting
     std::fs::write(&jwks, serde_json::to_string(&key.jwks())?)?;
     let prefix = format!("{}.", stack::unique_name("t"));
     let mut settings: Settings = serde_json::from_value(serde_json::json!({
-        "http": { "host": "127.0.0.1", "port": 0, "drain_ms": 5000 },
+        "http": { "host": "127.0.0.1", "port": 0, "drain_ms": 5000, "cursor_key": "test-cursor-key" },
         "database": { "url": db.url, "max_connections": 10 },
         "kafka": { "brokers": KAFKA.addr(), "group_id": stack::unique_name("order"), "partitions": 2, "topic_prefix": prefix },
         "inventory": { "base_url": inventory_url, "timeout_ms": 500, "max_attempts": 2, "retry_base_ms": 10,
