@@ -332,7 +332,7 @@ fn istio_objects_follow_the_mesh_rules() {
 
 /// The environment the chart gives one service: its -env ConfigMap and, when the
 /// chart renders it, its Secret. An existing (external) Secret is documented to
-/// hold APP_DATABASE__URL; a placeholder stands for it.
+/// hold APP_DATABASE__URL and APP_HTTP__CURSOR_KEY; placeholders stand for them.
 fn env_of(docs: &[Value], service: &str) -> BTreeMap<String, String> {
     let deployment = of_kind(docs, "Deployment").find(|d| name(d).ends_with(&format!("-{service}"))).unwrap();
     let container = &s(deployment, "spec.template.spec.containers").unwrap()[0];
@@ -346,7 +346,9 @@ fn env_of(docs: &[Value], service: &str) -> BTreeMap<String, String> {
             match of_kind(docs, "Secret").find(|c| name(c) == sec) {
                 Some(obj) => env.extend(label_map(s(obj, "stringData"))),
                 None => {
-                    env.insert("APP_DATABASE__URL".into(), format!("(from the existing Secret {sec})"));
+                    for key in ["APP_DATABASE__URL", "APP_HTTP__CURSOR_KEY"] {
+                        env.insert(key.into(), format!("(from the existing Secret {sec})"));
+                    }
                 }
             }
         }

@@ -79,9 +79,7 @@ app.kubernetes.io/component: service
 {{- $_ := set $out "inventory.base_url" (printf "http://%s:%v" (include "glasshouse.svcHost" (dict "root" .root "name" "inventory")) .root.Values.services.inventory.port) -}}
 {{- end -}}
 {{- end -}}
-{{- if eq .name "inventory" -}}
 {{- $_ := set $out "faults.file" "/etc/glasshouse/faults/faults.json" -}}
-{{- end -}}
 {{- $env := dict -}}
 {{- range $k, $v := $out }}{{ if $v }}{{ $_ := set $env (printf "APP_%s" ($k | replace "." "__" | upper)) $v }}{{ end }}{{ end -}}
 {{- toYaml $env -}}
