@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use glasshouse_platform::auth::Role;
 use glasshouse_tests::poll;
-use glasshouse_tests::services::{Saga, bin_dir, free_port};
+use glasshouse_tests::services::{Part, Saga, bin_dir, free_port};
 use glasshouse_tests::stack;
 use poem::web::{Data, Json};
 use poem::{EndpointExt, Route, handler, post};
@@ -178,7 +178,7 @@ async fn catalog_fault_under_load_pages_through_alertmanager() -> anyhow::Result
     assert!(received.lock().unwrap().is_empty(), "nothing pages while healthy");
 
     // The fault: every catalog call fails, so every order is refused with 503.
-    std::fs::write(saga.dir.join("faults.json"), r#"{"catalog_error_rate": 1.0}"#)?;
+    std::fs::write(saga.faults_file(Part::Inventory), r#"{"catalog_error_rate": 1.0}"#)?;
     let page = poll::until("the fast-burn page at the webhook", Duration::from_secs(120), Duration::from_millis(500), || async {
         let got = received.lock().unwrap().clone();
         Ok(got

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use glasshouse_platform::auth::Role;
 use glasshouse_tests::poll;
-use glasshouse_tests::services::{Saga, Service};
+use glasshouse_tests::services::{Part, Saga, Service};
 use glasshouse_tests::stack::KAFKA;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -32,7 +32,7 @@ async fn sample(http: &reqwest::Client, service: &Service, series: &str) -> anyh
 
 /// Writes the fault flag file whole (temp file + rename), as an operator's tool would.
 fn set_faults(saga: &Saga, json: &str) -> anyhow::Result<()> {
-    let path = saga.dir.join("faults.json");
+    let path = saga.faults_file(Part::Inventory);
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, json)?;
     std::fs::rename(&tmp, &path)?;
