@@ -332,7 +332,8 @@ fn istio_objects_follow_the_mesh_rules() {
 
 /// The environment the chart gives one service: its -env ConfigMap and, when the
 /// chart renders it, its Secret. An existing (external) Secret is documented to
-/// hold APP_DATABASE__URL and APP_HTTP__CURSOR_KEY; placeholders stand for them.
+/// hold APP_DATABASE__URL, APP_HTTP__CURSOR_KEY and APP_TELEMETRY__TRACES__TRUST_KEY;
+/// placeholders stand for them.
 fn env_of(docs: &[Value], service: &str) -> BTreeMap<String, String> {
     let deployment = of_kind(docs, "Deployment").find(|d| name(d).ends_with(&format!("-{service}"))).unwrap();
     let container = &s(deployment, "spec.template.spec.containers").unwrap()[0];
@@ -346,7 +347,7 @@ fn env_of(docs: &[Value], service: &str) -> BTreeMap<String, String> {
             match of_kind(docs, "Secret").find(|c| name(c) == sec) {
                 Some(obj) => env.extend(label_map(s(obj, "stringData"))),
                 None => {
-                    for key in ["APP_DATABASE__URL", "APP_HTTP__CURSOR_KEY"] {
+                    for key in ["APP_DATABASE__URL", "APP_HTTP__CURSOR_KEY", TRUST_KEY] {
                         env.insert(key.into(), format!("(from the existing Secret {sec})"));
                     }
                 }
@@ -459,6 +460,28 @@ fn the_chart_sets_only_real_settings_and_every_required_one() {
                 panic!("{at}: the chart's settings do not load into the service's Settings: {e}");
             }
         }
+    }
+}
+
+/// The key that signs service-to-service `traceparent`s (telemetry/README.md).
+const TRUST_KEY: &str = "APP_TELEMETRY__TRACES__TRUST_KEY";
+
+/// Without one shared trust key, Inventory would start a new (linked) trace for
+/// each call from Order: one order would no longer be one trace.
+#[test]
+fn every_service_gets_the_same_trace_trust_key() {
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        let keys: BTreeMap<&str, String> = SERVICES
+            .iter()
+            .map(|svc| {
+                let env = env_of(docs, svc);
+                let key = env.get(TRUST_KEY).unwrap_or_else(|| panic!("{} {svc}: {TRUST_KEY} is not set", label(v))).clone();
+                (*svc, key)
+            })
+            .collect();
+        let distinct: BTreeSet<&String> = keys.values().filter(|k| !k.starts_with("(from")).collect();
+        assert!(distinct.len() <= 1, "{}: the services' trust keys differ: {keys:?}", label(v));
     }
 }
 
