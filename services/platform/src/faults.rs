@@ -253,7 +253,8 @@ impl Faults {
     /// The value of flag `name` now; `None` for a name this service does not declare.
     pub fn get(&self, name: &str) -> Option<FlagValue> {
         let i = self.specs.iter().position(|s| s.name == name)?;
-        self.snapshot().0.get(i).copied()
+        // Read in place: this runs per request and per publish, no copy of the set.
+        self.current.read().unwrap_or_else(|e| e.into_inner()).0.get(i).copied()
     }
 
     /// The latency flag `name` asks for (zero when off, or not a latency flag).
