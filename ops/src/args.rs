@@ -20,6 +20,17 @@ pub const ENV_TOPIC_PREFIX: &str = "APP_KAFKA__TOPIC_PREFIX";
 /// The local stack's broker, as in every service's `config/base.yaml`.
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 
+/// Parses the command line `args` (program name first), or prints clap's
+/// message and gives the exit code: [`EXIT_OK`] for `--help`/`--version`,
+/// [`EXIT_USAGE`] for bad arguments.
+pub fn parse_or_exit<T: clap::Parser>(args: Vec<std::ffi::OsString>) -> Result<T, i32> {
+    T::try_parse_from(args).map_err(|e| {
+        let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        let _ = e.print();
+        code
+    })
+}
+
 /// `flag` if given, else the environment variable `var` if set and not
 /// empty, else `default`.
 pub fn flag_env_or(flag: Option<String>, var: &str, default: &str) -> String {

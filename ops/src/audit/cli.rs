@@ -121,13 +121,9 @@ fn config(cli: Cli) -> Result<(AuditConfig, bool), String> {
 
 /// Runs the command line `args` (program name first); returns the exit code.
 pub fn main_with(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli: Cli = match crate::args::parse_or_exit(args) {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            let _ = e.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     let (config, json) = match config(cli) {
         Ok(c) => c,

@@ -77,13 +77,9 @@ struct RedriveArgs {
 /// Runs the command line `args` (program name first), printing to stdout and
 /// stderr; returns the exit code.
 pub fn main_with(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli: Cli = match crate::args::parse_or_exit(args) {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-            let _ = e.print();
-            return code;
-        }
+        Err(code) => return code,
     };
     let brokers = flag_env_or(cli.brokers, ENV_BROKERS, DEFAULT_BROKERS);
     let prefix = flag_env_or(cli.topic_prefix, ENV_TOPIC_PREFIX, "");
