@@ -14,6 +14,19 @@ use crate::config::{OtlpProtocol, TelemetryConfig};
 pub use crate::context::{current_context, current_exemplar, current_ids};
 use crate::metrics::{Exporter, Signal, StandardMetrics};
 
+/// Sets the string attribute `key` on the OpenTelemetry span behind `span`.
+///
+/// For attributes the `tracing` span did not declare: `tracing` silently drops
+/// a `record()` of an undeclared field, so business code that learns a domain
+/// id inside a span opened elsewhere (the HTTP server span of
+/// [`crate::http`]) sets it here. Names follow the OpenTelemetry semantic
+/// conventions where one exists (`enduser.id`), else `<domain>.<field>`
+/// (`order.id`). A disabled span (not sampled, no tracer) ignores it.
+pub fn set_attribute(span: &tracing::Span, key: &'static str, value: String) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    span.set_attribute(key, value);
+}
+
 pub(crate) fn resource(service: &str, config: &TelemetryConfig) -> Resource {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown".into());
     Resource::builder()

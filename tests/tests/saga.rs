@@ -79,13 +79,7 @@ async fn confirm_reject_cancel_with_stock_notifications_one_trace_and_logs() -> 
         .send()
         .await?;
     let st = resp.status().as_u16();
-    let trace_id = resp
-        .headers()
-        .get("traceresponse")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').nth(1))
-        .map(str::to_owned)
-        .expect("Order names the trace it started in traceresponse");
+    let trace_id = trace_of(&resp);
     assert_ne!(trace_id, client_trace, "a client does not choose the trace");
     let order: Value = resp.json().await?;
     assert_eq!(st, 202, "{order}");
@@ -114,8 +108,9 @@ async fn confirm_reject_cancel_with_stock_notifications_one_trace_and_logs() -> 
     assert!(notification_types(&c, &saga, &ann, &rid, 2).await?.contains(&"order.rejected".to_owned()));
 
     // 3. Cancel the confirmed order: stock restored once, even if asked twice.
-    let (st, _) = c.json(c.http.post(saga.order.url(&format!("/orders/{id}/cancel"))).bearer_auth(&ann)).await?;
-    assert_eq!(st, 200);
+    let resp = c.http.post(saga.order.url(&format!("/orders/{id}/cancel"))).bearer_auth(&ann).send().await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    let cancel_trace = trace_of(&resp);
     let (st, again) = c.json(c.http.post(saga.order.url(&format!("/orders/{id}/cancel"))).bearer_auth(&ann)).await?;
     assert_eq!(st, 200, "a repeated cancel is a no-op: {again}");
     poll::until("stock restored", Duration::from_secs(60), Duration::from_millis(200), || async {
@@ -143,6 +138,10 @@ async fn confirm_reject_cancel_with_stock_notifications_one_trace_and_logs() -> 
         ("order", "UPDATE orders".into()),
         ("notification", format!("{orders_topic} process")),
         ("notification", "insert notifications".into()),
+        // The reservation's statements, each a DB span: lock, take, record.
+        ("inventory", "SELECT items".into()),
+        ("inventory", "UPDATE items".into()),
+        ("inventory", "INSERT reservations".into()),
     ];
     let trace = poll::until("the saga's spans in one trace", Duration::from_secs(90), Duration::from_millis(500), || async {
         let resp = c.http.get(format!("{jaeger}/api/traces/{trace_id}")).send().await?;
@@ -158,6 +157,44 @@ async fn confirm_reject_cancel_with_stock_notifications_one_trace_and_logs() -> 
     })
     .await
     .map_err(|e| e.context("spans expected: see `want` in the test"))?;
+
+    // The server span says whose order it is (declared on another span, these
+    // were dropped before); every DB span carries the semantic-convention names.
+    let have = spans_by_service(&trace);
+    let place = have.iter().find(|(s, o, _)| s == "order" && o == "POST /orders").map(|(_, _, t)| t).unwrap();
+    assert_eq!(place.get("order.id"), Some(&id), "order.id on POST /orders: {place:?}");
+    assert_eq!(place.get("enduser.id").map(String::as_str), Some("ann"), "enduser.id on POST /orders: {place:?}");
+    for (svc, op, tags) in have.iter().filter(|(_, o, _)| ["SELECT ", "UPDATE ", "INSERT "].iter().any(|p| o.starts_with(p))) {
+        let system = if svc == "inventory" { "mysql" } else { "postgresql" };
+        let (operation, table) = op.split_once(' ').unwrap();
+        assert_eq!(tags.get("db.system.name").map(String::as_str), Some(system), "{svc} {op}: {tags:?}");
+        assert_eq!(tags.get("db.operation.name").map(String::as_str), Some(operation), "{svc} {op}: {tags:?}");
+        assert_eq!(tags.get("db.collection.name").map(String::as_str), Some(table), "{svc} {op}: {tags:?}");
+    }
+    let mongo = have.iter().find(|(s, o, _)| s == "notification" && o == "insert notifications").map(|(_, _, t)| t).unwrap();
+    assert_eq!(mongo.get("db.system.name").map(String::as_str), Some("mongodb"), "{mongo:?}");
+    assert_eq!(mongo.get("db.collection.name").map(String::as_str), Some("notifications"), "{mongo:?}");
+    assert!(mongo.contains_key("server.address") && mongo.contains_key("server.port"), "{mongo:?}");
+
+    // The cancel's trace: its server span names the order and the customer,
+    // and Inventory's release shows as DB spans under it.
+    poll::until("the cancel's spans", Duration::from_secs(90), Duration::from_millis(500), || async {
+        let resp = c.http.get(format!("{jaeger}/api/traces/{cancel_trace}")).send().await?;
+        if !resp.status().is_success() {
+            return Ok(None);
+        }
+        let v: Value = resp.json().await?;
+        let have = spans_by_service(&v["data"][0]);
+        let server = have.iter().find(|(s, o, _)| s == "order" && o == "POST /orders/{id}/cancel");
+        let released = have.iter().any(|(s, o, _)| s == "inventory" && o == "UPDATE reservations");
+        Ok(server.filter(|_| released).map(|(_, _, t)| t.clone()))
+    })
+    .await
+    .and_then(|tags| {
+        anyhow::ensure!(tags.get("order.id") == Some(&id), "order.id on the cancel span: {tags:?}");
+        anyhow::ensure!(tags.get("enduser.id").map(String::as_str) == Some("ann"), "enduser.id on the cancel span: {tags:?}");
+        Ok(())
+    })?;
 
     // Causal shape: every consumer span is a child of a producer span of the
     // same topic; nothing in the trace points at a parent outside it.
@@ -212,6 +249,16 @@ async fn confirm_reject_cancel_with_stock_notifications_one_trace_and_logs() -> 
     .await?;
 
     saga.stop().await
+}
+
+/// The trace Order started for this request, from its `traceresponse` header.
+fn trace_of(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("traceresponse")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .map(str::to_owned)
+        .expect("Order names the trace it started in traceresponse")
 }
 
 /// `(service, operation, tags)` for every span of a Jaeger trace.

@@ -49,6 +49,7 @@ use glasshouse_contracts::{NonEmpty, OrderId, Quantity, Sku, StockLine};
 use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlPoolOptions, MySqlRow};
 use sqlx::{Executor, MySqlConnection, MySqlPool, Row};
+use tracing::Instrument as _;
 
 use crate::settings::DatabaseSettings;
 
@@ -508,10 +509,21 @@ pub async fn ledger_mismatches(pool: &MySqlPool) -> sqlx::Result<Vec<LedgerMisma
 
 // ---- reservation steps: each runs inside the caller's transaction ----
 
+/// A client span for one MySQL statement of a reservation or release
+/// (`<operation> <table>`, `db.system.name` = `mysql`, `db.namespace` =
+/// `inventory`): the trace shows each lock, stock update and reservation row.
+fn db_span(operation: &'static str, table: &'static str) -> tracing::Span {
+    glasshouse_telemetry::db::client_span("mysql", operation, table, "inventory")
+}
+
 /// True if `order` already holds reservation rows (reserved or released): a
 /// second `order.created` for it must not reserve again.
 pub async fn has_reservations(conn: &mut MySqlConnection, order: OrderId) -> sqlx::Result<bool> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reservations WHERE order_id = ?").bind(order.to_string()).fetch_one(conn).await?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reservations WHERE order_id = ?")
+        .bind(order.to_string())
+        .fetch_one(conn)
+        .instrument(db_span("SELECT", "reservations"))
+        .await?;
     Ok(n > 0)
 }
 
@@ -532,7 +544,7 @@ pub async fn lock_stock<'a>(conn: &mut MySqlConnection, skus: impl Iterator<Item
     for s in &skus {
         q = q.bind(s.as_str());
     }
-    let rows = q.fetch_all(conn).await?;
+    let rows = q.fetch_all(conn).instrument(db_span("SELECT", "items")).await?;
     let mut out = BTreeMap::new();
     for row in &rows {
         let sku = text(row, "sku")?;
@@ -557,6 +569,7 @@ pub async fn take_stock(conn: &mut MySqlConnection, order: OrderId, lines: &NonE
         .bind(l.sku.as_str())
         .bind(qty)
         .execute(&mut *conn)
+        .instrument(db_span("UPDATE", "items"))
         .await?;
         if updated.rows_affected() != 1 {
             return Err(sqlx::Error::Protocol(format!("stock of {} changed under its row lock", l.sku.as_str())));
@@ -566,6 +579,7 @@ pub async fn take_stock(conn: &mut MySqlConnection, order: OrderId, lines: &NonE
             .bind(l.sku.as_str())
             .bind(qty)
             .execute(&mut *conn)
+            .instrument(db_span("INSERT", "reservations"))
             .await?;
     }
     Ok(())
@@ -579,6 +593,7 @@ pub async fn release(conn: &mut MySqlConnection, order: OrderId) -> sqlx::Result
     let rows = sqlx::query("SELECT sku, quantity FROM reservations WHERE order_id = ? AND released_at IS NULL ORDER BY sku FOR UPDATE")
         .bind(&order)
         .fetch_all(&mut *conn)
+        .instrument(db_span("SELECT", "reservations"))
         .await?;
     let mut lines = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -598,11 +613,13 @@ pub async fn release(conn: &mut MySqlConnection, order: OrderId) -> sqlx::Result
             .bind(i64::from(l.quantity))
             .bind(l.sku.as_str())
             .execute(&mut *conn)
+            .instrument(db_span("UPDATE", "items"))
             .await?;
     }
     sqlx::query("UPDATE reservations SET released_at = CURRENT_TIMESTAMP(6) WHERE order_id = ? AND released_at IS NULL")
         .bind(&order)
         .execute(&mut *conn)
+        .instrument(db_span("UPDATE", "reservations"))
         .await?;
     Ok(lines)
 }

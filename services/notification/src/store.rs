@@ -28,7 +28,6 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
-use tracing::field::Empty;
 use uuid::Uuid;
 
 use crate::render::{CHANNEL_EMAIL, Rendered};
@@ -223,23 +222,12 @@ impl Store {
         self.notifications.find(doc! { "event_id": event_id }).await?.try_collect().await
     }
 
-    /// A client span with the database semantic-convention attributes, so a
-    /// trace shows the MongoDB call under the consume or HTTP span. The
-    /// driver itself emits no OpenTelemetry spans.
+    /// A client span with the database semantic-convention attributes
+    /// (`glasshouse_telemetry::db`, as Order and Inventory), so a trace shows
+    /// the MongoDB call under the consume or HTTP span. The driver itself
+    /// emits no OpenTelemetry spans.
     fn span(&self, operation: &'static str) -> tracing::Span {
-        tracing::info_span!(
-            "mongodb",
-            otel.name = %format!("{operation} {COLLECTION}"),
-            otel.kind = "client",
-            otel.status_code = Empty,
-            error.type = Empty,
-            db.system.name = "mongodb",
-            db.namespace = %self.db.name(),
-            db.collection.name = COLLECTION,
-            db.operation.name = operation,
-            server.address = %self.server.0,
-            server.port = self.server.1,
-        )
+        glasshouse_telemetry::db::client_span_at("mongodb", operation, COLLECTION, self.db.name(), (&self.server.0, self.server.1))
     }
 }
 
