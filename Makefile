@@ -3,13 +3,14 @@
 #   make test   stack up, cargo deny (deny.toml), then every test of the workspace against it
 #   make lint   cargo fmt --check and clippy with warnings as errors (what CI runs first)
 #   make chaos  stack up, then the chaos suite (real faults under load, ~15 min), writes docs/reliability.md
+#   make bench  release services on the stack: ceilings, max sustainable rate, footprint, CPU split -> docs/performance.md, target/bench/bench.json
 #   make helm-apiserver-check  the Helm chart installed into a real kube-apiserver + etcd (builds them the first time)
 SHELL := /bin/bash
 STACK := deploy/local/stack
 # Two cores: keep the test harness to two threads; each test is parallel-safe.
 TEST_THREADS ?= 2
 
-.PHONY: demo test lint chaos up down status install build clean-stack helm-apiserver-check
+.PHONY: demo test lint chaos bench up down status install build clean-stack helm-apiserver-check
 
 demo: up
 	@bash deploy/local/demo.sh
@@ -32,6 +33,11 @@ chaos: up
 # Go caches on this two-core machine (deploy/README.md, "A real API server").
 helm-apiserver-check:
 	@deploy/helm/apiserver-check.sh
+
+# Performance figures (issue 14): deploy/local/bench/bench.py; BENCH_ARGS=--quick for a smoke run.
+bench: up
+	@deploy/local/test-tools.sh
+	@python3 deploy/local/bench/bench.py $(BENCH_ARGS)
 
 lint:
 	cargo fmt --all --check

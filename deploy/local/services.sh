@@ -55,7 +55,8 @@ start() { # start NAME
   if running "$name"; then return; fi
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then say "port $port for $name is taken by another process"; exit 1; fi
   [[ -f "$H/logs/$name.log" ]] && mv -f "$H/logs/$name.log" "$H/logs/$name.log.1"
-  env $(service_env "$name") setsid "$BIN/glasshouse-$name" >"$H/logs/$name.log" 2>&1 </dev/null &
+  # GH_SERVICES_ENV: extra KEY=VALUE settings for every service (make bench's telemetry variants).
+  env $(service_env "$name") ${GH_SERVICES_ENV:-} setsid "$BIN/glasshouse-$name" >"$H/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$(pidfile "$name")"
 }
 
