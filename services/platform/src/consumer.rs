@@ -4,13 +4,20 @@
 //! For each message, in partition order: a consumer span continuing the
 //! producer's trace; the service's [`MessageHandler`] (which does its work and
 //! records the event id in `processed_events` in ONE database transaction, see
-//! [`mark_processed_pg`]); then the offset is committed, only after that
+//! [`mark_processed_pg`]); then the offset is stored, only after that
 //! transaction committed. librdkafka's automatic offset store is off
 //! (`enable.auto.offset.store=false`): an offset moves only when this loop
 //! stores it for a message that is done, never because a message was merely
 //! delivered. So a crash, a shutdown or a lost partition anywhere between
 //! delivery and commit redelivers the message, and the dedupe row makes the
 //! second delivery a no-op: effectively once.
+//!
+//! Stored offsets are committed in batches: librdkafka's auto-commit sends
+//! the stored ones every [`ConsumerConfig::commit_interval`] (1 s), before a
+//! partition is revoked, and the loop commits synchronously when it stops.
+//! One commit request per interval instead of one per message (a broker round
+//! trip each); what a crash can cost is a redelivery of the last interval's
+//! messages, which the dedupe rows absorb.
 //!
 //! # Failures
 //! A [`HandleError::Permanent`] one (malformed event, contract violation)
@@ -205,6 +212,9 @@ pub struct ConsumerConfig {
     /// messages and throughout a retry's backoff, so only one handler attempt
     /// must fit in it. At least `session.timeout.ms` (10 s). Default 5 min.
     pub max_poll_interval: Duration,
+    /// How often the stored offsets are committed (librdkafka's
+    /// `auto.commit.interval.ms`; module doc, "batches"). Default 1 s.
+    pub commit_interval: Duration,
 }
 
 impl ConsumerConfig {
@@ -218,6 +228,7 @@ impl ConsumerConfig {
             retry_cap: Duration::from_secs(30),
             lag_interval: Duration::from_secs(5),
             max_poll_interval: Duration::from_secs(300),
+            commit_interval: Duration::from_secs(1),
         }
     }
 }
@@ -339,8 +350,10 @@ impl ConsumerLoop {
         let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group_id)
-            .set("enable.auto.commit", "false")
-            // Offsets are stored by `commit` for finished messages only (module doc).
+            // Commits only what `store` stored, in batches (module doc).
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", config.commit_interval.as_millis().to_string())
+            // Offsets are stored by `store` for finished messages only (module doc).
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
@@ -386,7 +399,7 @@ impl ConsumerLoop {
             // Revocations served before this message arrived were about earlier ones.
             self.consumer.context().forget_revocations();
             if self.process(&msg, &mut polling).await {
-                self.commit(&msg);
+                self.store(&msg);
             }
             if polling.last_lag.elapsed() >= self.config.lag_interval {
                 self.refresh_lag(&mut polling).await;
@@ -403,10 +416,10 @@ impl ConsumerLoop {
         Ok(())
     }
 
-    /// Stores and commits the offset after `msg`: it is done (effects
-    /// committed, or on the dead-letter topic). A partition revoked meanwhile
-    /// refuses the store, and its next owner redelivers (deduplicated).
-    fn commit(&self, msg: &OwnedMessage) {
+    /// Stores the offset after `msg` for the next batched commit: it is done
+    /// (effects committed, or on the dead-letter topic). A partition revoked
+    /// meanwhile refuses the store, and its next owner redelivers (deduplicated).
+    fn store(&self, msg: &OwnedMessage) {
         let mut tpl = TopicPartitionList::new();
         if let Err(e) = tpl.add_partition_offset(msg.topic(), msg.partition(), Offset::Offset(msg.offset() + 1)) {
             tracing::warn!(error = %e, "offset not committed; the message may be redelivered (deduplicated)");
@@ -414,11 +427,6 @@ impl ConsumerLoop {
         }
         if let Err(e) = self.consumer.store_offsets(&tpl) {
             tracing::info!(error = %e, "offset not stored (partition no longer assigned); the next owner redelivers (deduplicated)");
-            return;
-        }
-        // Async: a lost commit only means a redelivery, which dedupe absorbs.
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
-            tracing::warn!(error = %e, "offset commit failed; the message may be redelivered (deduplicated)");
         }
     }
 
