@@ -49,12 +49,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def ports():
-    env = {}
-    for line in (LOCAL / "ports.env").read_text().splitlines():
-        m = re.match(r"^(GH_[A-Z0-9_]+)=(\d+)", line.strip())
-        if m:
-            env[m.group(1)] = int(m.group(2))
-    return env
+    """The stack's ports as deploy/local/ports.env gives them (environment overrides included)."""
+    out = subprocess.check_output(["bash", "-c", 'set -a; source "$1"; env', "ports", str(LOCAL / "ports.env")], text=True)
+    return {k: int(v) for k, v in (line.split("=", 1) for line in out.splitlines() if "=" in line) if k.startswith("GH_") and k.endswith("_PORT")}
 
 
 P = ports()
@@ -99,33 +96,49 @@ def proc_status_kib(pid, key):
     return None
 
 
-def process_group(pgid):
-    """Every pid whose process group is `pgid` (a stack component and its children)."""
-    out = []
+def process_table():
+    """pid -> (ppid, pgid) of every process."""
+    table = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
             fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                out.append(int(d.name))
+            table[int(d.name)] = (int(fields[1]), int(fields[2]))
         except (OSError, IndexError, ValueError):
             continue
-    return out
+    return table
+
+
+def family(root, table):
+    """`root`, its process group and all their descendants (PostgreSQL's
+    backends leave the postmaster's process group, so the group alone misses them)."""
+    members = {root} | {pid for pid, (_, pgid) in table.items() if pgid == root}
+    children = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    todo = list(members)
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in members:
+                members.add(c)
+                todo.append(c)
+    return sorted(members)
 
 
 def tracked_processes(h):
-    """name -> [pids]: the stack's components (their process groups) and the services."""
-    procs = {}
+    """name -> [pids]: the stack's components (process families) and the services."""
+    table, procs, roots = process_table(), {}, set()
     for f in sorted((h / "run").glob("*.pid")):
         try:
             pid = int(f.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             continue
-        name = f.stem[len("svc-"):] if f.stem.startswith("svc-") else f.stem
-        pids = [pid] if f.stem.startswith("svc-") else process_group(pid)
-        if pids:
-            procs[name] = pids
+        if pid in roots or pid not in table:
+            continue  # a second pid file for one process (mariadb.server), or not running
+        roots.add(pid)
+        service = f.stem.startswith("svc-")
+        procs[f.stem[len("svc-"):] if service else f.stem] = [pid] if service else family(pid, table)
     return procs
 
 
@@ -296,7 +309,8 @@ def load(h, rate, seconds, tok, out_dir, sample=None):
     t0 = time.monotonic()
     backlog, rss = [], {}
     while proc.poll() is None:
-        if time.monotonic() - t0 >= len(backlog) * seconds / 4:
+        # PENDING orders at each quarter of the load (not during the runner's graceful stop).
+        if len(backlog) <= 4 and time.monotonic() - t0 >= len(backlog) * seconds / 4:
             backlog.append(pending_orders())
         if sample:
             for name, pids in sample.items():
@@ -320,7 +334,7 @@ def verdict(summary, backlog, rate):
     # more than one second of arrivals (a saga takes well under a second here).
     growing = len(backlog) >= 2 and backlog[-1] > backlog[0] + rate
     ok = p99 is not None and p99 < 300 and errors < 0.001 and dropped == 0 and not growing
-    return ok, {"rate": rate, "place_order_p99_ms": p99, "error_rate": errors, "dropped": dropped, "pending_samples": backlog, "sustainable": ok}
+    return ok, {"rate": rate, "place_order_p99_ms": p99, "error_rate": round(errors, 5), "dropped": dropped, "pending_samples": backlog, "sustainable": ok}
 
 
 def max_rate(h, tok, step_s, work):
