@@ -16,6 +16,7 @@ links() { # links TRACE_ID
   echo "trace http://127.0.0.1:$GH_ZIPKIN_PORT/zipkin/traces/$t"
   echo "graph http://127.0.0.1:$GH_PROMETHEUS_PORT/graph?g0.expr=sum%20by%20(status)%20(orders_total)&g0.tab=0&g0.range_input=15m"
   echo "alerts http://127.0.0.1:$GH_PROMETHEUS_PORT/classic/alerts"
+  echo "alertmanager http://127.0.0.1:$GH_ALERTMANAGER_PORT/#/alerts"
   echo "logs http://127.0.0.1:$GH_VICTORIALOGS_PORT/select/vmui/#/?query=trace_id%3A%3D%22$t%22&g0.range_input=1h&g0.relative_time=last_1_hour"
 }
 if [[ ${1:-} == links ]]; then
@@ -79,7 +80,7 @@ Glasshouse demo: the order flow ran ($verdict).
                    notification http://127.0.0.1:$GH_NOTIFICATION_PORT/docs   (each: /metrics, /health/ready, /openapi.yaml)
   Prometheus       ${page[graph]}
   Alerts           ${page[alerts]}   (every alert rule and its state)
-                   Alertmanager has no web UI in Debian's package: amtool alert query --alertmanager.url=http://127.0.0.1:$GH_ALERTMANAGER_PORT
+                   Alertmanager: ${page[alertmanager]}
   Dashboards       cargo run -p glasshouse-dashboards -- check --require-data   (every panel's query, against this Prometheus)
   A token          deploy/local/services.sh token demo-customer-01
 

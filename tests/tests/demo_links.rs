@@ -1,6 +1,7 @@
 //! Every page `make demo` points at opens a real page: the trace UI (Zipkin's Lens)
 //! showing a trace's spans, a Prometheus graph with its query filled in, Prometheus'
-//! alerts page, and VictoriaLogs' UI running the LogsQL query of a trace's log lines.
+//! alerts page, Alertmanager's UI, and VictoriaLogs' UI running the LogsQL query of a
+//! trace's log lines.
 //!
 //! The test makes what the pages show: one trace of two spans sent with
 //! opentelemetry-otlp into Jaeger (which forwards it to the trace UI, as it does the
@@ -18,7 +19,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use glasshouse_tests::poll;
-use glasshouse_tests::stack::{self, JAEGER_OTLP_GRPC, JAEGER_QUERY, PROMETHEUS, VICTORIALOGS, ZIPKIN};
+use glasshouse_tests::stack::{self, ALERTMANAGER, JAEGER_OTLP_GRPC, JAEGER_QUERY, PROMETHEUS, VICTORIALOGS, ZIPKIN};
 use opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
@@ -178,7 +179,7 @@ fn text_of(dom: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_the_demo_prints_is_a_real_page() {
-    for c in [JAEGER_OTLP_GRPC, JAEGER_QUERY, ZIPKIN, PROMETHEUS, VICTORIALOGS] {
+    for c in [JAEGER_OTLP_GRPC, JAEGER_QUERY, ZIPKIN, PROMETHEUS, ALERTMANAGER, VICTORIALOGS] {
         stack::require(c).await.unwrap();
     }
     let browser = chromium();
@@ -205,12 +206,13 @@ async fn every_page_the_demo_prints_is_a_real_page() {
 
     let links = demo_links(&trace_id);
     let names_printed: Vec<&str> = links.keys().map(String::as_str).collect();
-    assert_eq!(names_printed, ["alerts", "graph", "logs", "trace"], "the pages the demo prints");
+    assert_eq!(names_printed, ["alertmanager", "alerts", "graph", "logs", "trace"], "the pages the demo prints");
     // What each page must show once its scripts ran.
     let expect: BTreeMap<&str, Vec<String>> = BTreeMap::from([
         ("trace", vec![ROOT_SPAN.to_string(), CHILD_SPAN.to_string(), service.clone(), trace_id.clone()]),
         ("graph", vec!["sum by (status) (orders_total)".to_string(), "Execute".to_string()]),
         ("alerts", vec!["Inactive (".to_string(), "Firing (".to_string(), "alert: ".to_string()]),
+        ("alertmanager", vec!["Silences".to_string(), "New Silence".to_string(), "Receiver: All".to_string()]),
         ("logs", vec!["UI for VictoriaLogs".to_string(), format!("trace_id:=\"{trace_id}\""), message.clone()]),
     ]);
 
