@@ -64,7 +64,7 @@ PY
 
 "$HERE/stack" status
 "$HERE/services.sh" status
-# The slowest request's pages (an all-zero id when the run recorded none: the UI says "not found").
+# The slowest request's pages (an all-zero id, an empty trace page, when the run recorded none).
 declare -A page
 while read -r name url; do page[$name]=$url; done < <(links "${slow_trace:-00000000000000000000000000000000}")
 cat <<TXT

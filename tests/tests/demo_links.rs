@@ -32,13 +32,8 @@ const ROOT_SPAN: &str = "demo-links checkout";
 const CHILD_SPAN: &str = "demo-links reserve stock";
 /// What error and placeholder pages say (Jaeger's UI-less build, Debian's
 /// Alertmanager without its web app, a 404, Chromium's own error page).
-const PLACEHOLDERS: &[&str] = &[
-    "This is not the Jaeger UI",
-    "does not include a web",
-    "404 page not found",
-    "ERR_CONNECTION_REFUSED",
-    "This site can’t be reached",
-];
+const PLACEHOLDERS: &[&str] =
+    &["This is not the Jaeger UI", "does not include a web", "404 page not found", "ERR_CONNECTION_REFUSED", "This site can’t be reached"];
 
 fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser"] {
@@ -122,7 +117,8 @@ async fn send_log(http: &reqwest::Client, service: &str, trace_id: &str, message
         let (http, base, query) = (http.clone(), base.clone(), query.clone());
         async move {
             http.get(format!("{base}/internal/force_flush")).send().await?;
-            let body = http.post(format!("{base}/select/logsql/query")).form(&[("query", query)]).send().await?.error_for_status()?.text().await?;
+            let body =
+                http.post(format!("{base}/select/logsql/query")).form(&[("query", query)]).send().await?.error_for_status()?.text().await?;
             Ok(body.contains(trace_id).then_some(()))
         }
     })
@@ -147,7 +143,8 @@ async fn wait_found(http: &reqwest::Client, what: &str, url: &str, within: Durat
 
 /// `deploy/local/demo.sh links <trace_id>`: name → URL, as the demo prints them.
 fn demo_links(trace_id: &str) -> BTreeMap<String, String> {
-    let out = std::process::Command::new("bash").arg(stack::repo_root().join("deploy/local/demo.sh")).args(["links", trace_id]).output().unwrap();
+    let out =
+        std::process::Command::new("bash").arg(stack::repo_root().join("deploy/local/demo.sh")).args(["links", trace_id]).output().unwrap();
     assert!(out.status.success(), "demo.sh links failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout)
         .unwrap()
@@ -222,20 +219,33 @@ async fn every_page_the_demo_prints_is_a_real_page() {
     for (name, url) in &links {
         let dump = headless(&browser, &profile, "--dump-dom", url).await;
         assert!(dump.status.success(), "{name}: chromium --dump-dom {url} failed: {}", String::from_utf8_lossy(&dump.stderr));
-        let dom = String::from_utf8_lossy(&dump.stdout).replace("&quot;", "\"").replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&");
+        let dom =
+            String::from_utf8_lossy(&dump.stdout).replace("&quot;", "\"").replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&");
         let text = text_of(&dom);
         for p in PLACEHOLDERS {
-            assert!(!dom.contains(p), "{name}: {url} is an error or placeholder page ({p:?}):\n{}", &text[..text.len().min(600)]);
+            assert!(
+                !dom.contains(p),
+                "{name}: {url} is an error or placeholder page ({p:?}):\n{}",
+                text.chars().take(600).collect::<String>()
+            );
         }
         for want in &expect[name.as_str()] {
-            assert!(dom.contains(want.as_str()), "{name}: {url} does not show {want:?}; its text:\n{}", &text[..text.len().min(2000)]);
+            assert!(
+                dom.contains(want.as_str()),
+                "{name}: {url} does not show {want:?}; its text:\n{}",
+                text.chars().take(2000).collect::<String>()
+            );
         }
 
         let png = shots.join(format!("{name}.png"));
         let _ = std::fs::remove_file(&png);
         let shot = headless(&browser, &profile, &format!("--screenshot={}", png.display()), url).await;
         let bytes = std::fs::read(&png).unwrap_or_else(|e| {
-            panic!("{name}: no screenshot ({e}); chromium exit {:?}, stderr:\n{}", shot.status.code(), String::from_utf8_lossy(&shot.stderr))
+            panic!(
+                "{name}: no screenshot ({e}); chromium exit {:?}, stderr:\n{}",
+                shot.status.code(),
+                String::from_utf8_lossy(&shot.stderr)
+            )
         });
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name}: a PNG");
         // A blank 1280x900 page compresses to a few KB; a rendered UI does not.

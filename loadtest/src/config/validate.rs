@@ -256,3 +256,32 @@ fn metrics(raw: &RawMetrics, ov: &Overrides) -> Result<MetricsSettings, ConfigEr
         linger: dur(&raw.linger, "metrics.linger")?.unwrap_or(Duration::ZERO),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, Overrides};
+
+    fn parse(report: &str) -> Result<Config, String> {
+        let base = "scenario: t\ntargets: {app: \"http://127.0.0.1:1\"}\nload: {model: closed, vus: 1, duration: 1s}\n\
+                    flows: [{name: f, steps: [{step: http, name: s, target: app}]}]\n";
+        Config::parse(&format!("{base}{report}"), std::path::Path::new("."), &Overrides::default()).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn trace_links_fill_the_trace_ui_template() {
+        let local = parse("").unwrap().report;
+        assert_eq!(
+            local.trace_url("0af7651916cd43dd8448eb211c80319c"),
+            "http://127.0.0.1:9411/zipkin/traces/0af7651916cd43dd8448eb211c80319c"
+        );
+        let jaeger_ui = parse("report: {trace_ui_url: \"https://jaeger.example/trace/{trace_id}?uiEmbed=v0\"}\n").unwrap().report;
+        assert_eq!(jaeger_ui.trace_url("ab12"), "https://jaeger.example/trace/ab12?uiEmbed=v0");
+        let e = parse("report: {trace_ui_url: \"http://127.0.0.1:9411/zipkin/traces/\"}\n").unwrap_err();
+        assert!(e.contains("report.trace_ui_url") && e.contains("{trace_id}"), "{e}");
+        let e = parse("report: {trace_ui_url: \"127.0.0.1:9411/{trace_id}\"}\n").unwrap_err();
+        assert!(e.contains("report.trace_ui_url") && e.contains("not an http(s) URL"), "{e}");
+        // The old key names the new one instead of being silently ignored.
+        let e = parse("report: {jaeger_url: \"http://127.0.0.1:16686\"}\n").unwrap_err();
+        assert!(e.contains("report.jaeger_url") && e.contains("renamed to report.trace_ui_url"), "{e}");
+    }
+}
