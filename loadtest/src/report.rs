@@ -248,7 +248,7 @@ impl Summary {
             step: r.step_names[s.step].clone(),
             latency_ms: round3(s.latency_us as f64 / 1000.0),
             trace_id: s.trace_id.to_string(),
-            trace_url: format!("{}/trace/{}", config.report.jaeger_url, s.trace_id),
+            trace_url: config.report.trace_url(&s.trace_id.to_string()),
             status: s.status,
             outcome: s.outcome.as_str().to_string(),
             at_s: s.at_s_millis as f64 / 1000.0,

@@ -138,7 +138,7 @@ metrics: {{enabled: false}}
     assert!(dom.contains(r#"<tr class="threshold-row pass">"#));
     let slow = &outcome.summary.slowest[0];
     assert!(slow.latency_ms >= 300.0, "{slow:?}");
-    assert!(dom.contains(&format!(r#"href="http://127.0.0.1:16686/trace/{}""#, slow.trace_id)));
+    assert!(dom.contains(&format!(r#"href="http://127.0.0.1:9411/zipkin/traces/{}""#, slow.trace_id)));
     let why = slow.trace.as_ref().and_then(|t| t.trace_error.clone()).expect("a reason for the missing trace");
     assert!(why.contains("Jaeger unreachable"), "{why}");
     assert!(dom.contains("trace not available: Jaeger unreachable"), "the page says why");

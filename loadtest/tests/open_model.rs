@@ -129,7 +129,7 @@ async fn every_request_carries_its_own_sampled_traceparent() {
     assert!(!s.slowest.is_empty());
     for slow in &s.slowest {
         assert!(ids.contains(&slow.trace_id), "{} not sent", slow.trace_id);
-        assert_eq!(slow.trace_url, format!("http://127.0.0.1:16686/trace/{}", slow.trace_id));
+        assert_eq!(slow.trace_url, format!("http://127.0.0.1:9411/zipkin/traces/{}", slow.trace_id));
     }
     let lat: Vec<f64> = s.slowest.iter().map(|r| r.latency_ms).collect();
     assert!(lat.windows(2).all(|w| w[0] >= w[1]), "slowest first: {lat:?}");

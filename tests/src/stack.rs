@@ -41,6 +41,8 @@ pub const PROMETHEUS: Component = Component { name: "prometheus", port_var: "GH_
 pub const ALERTMANAGER: Component = Component { name: "alertmanager", port_var: "GH_ALERTMANAGER_PORT", default_port: 9093 };
 pub const VICTORIALOGS: Component = Component { name: "victorialogs", port_var: "GH_VICTORIALOGS_PORT", default_port: 9428 };
 pub const OPENSEARCH: Component = Component { name: "opensearch", port_var: "GH_OPENSEARCH_PORT", default_port: 9200 };
+/// The trace UI: Zipkin and its Lens UI (`/zipkin/`), fed by Jaeger.
+pub const ZIPKIN: Component = Component { name: "zipkin", port_var: "GH_ZIPKIN_PORT", default_port: 9411 };
 
 /// Database user the stack creates on PostgreSQL and MariaDB.
 pub const DB_USER: &str = "glasshouse";

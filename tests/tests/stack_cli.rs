@@ -31,7 +31,8 @@ fn status_lists_every_component() {
     let out = stack_cmd(&["status"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in ["postgres", "mariadb", "ferretdb", "victorialogs", "jaeger", "alertmanager", "prometheus", "kafka", "opensearch"] {
+    for name in ["postgres", "mariadb", "ferretdb", "victorialogs", "jaeger", "alertmanager", "prometheus", "kafka", "opensearch", "zipkin"]
+    {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing from status:\n{text}");
     }
 }

@@ -16,8 +16,8 @@ pub(super) const START_RATE: f64 = 0.0;
 pub(super) const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// `http.connect_timeout`.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// `report.jaeger_url`: the local stack's Jaeger UI.
-pub(super) const JAEGER_URL: &str = "http://127.0.0.1:16686";
+/// `report.trace_ui_url`: a trace's page in the local stack's trace UI (Zipkin's Lens).
+pub(super) const TRACE_UI_URL: &str = "http://127.0.0.1:9411/zipkin/traces/{trace_id}";
 /// `report.trace_wait`: how long the end of a run waits, in all, for the
 /// slowest requests' traces to reach Jaeger.
 pub(super) const TRACE_WAIT: Duration = Duration::from_secs(10);

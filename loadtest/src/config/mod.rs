@@ -174,8 +174,9 @@ pub enum AuthSource {
 /// Report settings.
 #[derive(Debug, Clone)]
 pub struct ReportSettings {
-    /// Jaeger UI base; the report links `<jaeger_url>/trace/<trace_id>`.
-    pub jaeger_url: String,
+    /// A trace's page in a trace UI, with `{trace_id}` where the id goes
+    /// (`ReportSettings::trace_url` fills it in); the report links every slow request to it.
+    pub trace_ui_url: String,
     /// How many slowest requests to keep per step.
     pub slowest: usize,
     /// Width of a time-series bucket; `None` picks one from the duration.
@@ -186,6 +187,16 @@ pub struct ReportSettings {
     pub victorialogs: Option<Target>,
     /// Total time the end of the run polls for the slowest requests' traces.
     pub trace_wait: Duration,
+}
+
+/// The placeholder of `report.trace_ui_url` that a trace id replaces.
+pub const TRACE_ID: &str = "{trace_id}";
+
+impl ReportSettings {
+    /// The trace UI's page of one trace: `trace_ui_url` with the id in place of `{trace_id}`.
+    pub fn trace_url(&self, trace_id: &str) -> String {
+        self.trace_ui_url.replace(TRACE_ID, trace_id)
+    }
 }
 
 /// Prometheus settings.

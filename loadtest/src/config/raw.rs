@@ -130,7 +130,9 @@ pub(super) struct RawRange {
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawReport {
-    pub(super) jaeger_url: String,
+    pub(super) trace_ui_url: String,
+    /// The old name of `trace_ui_url` (a Jaeger UI base): refused with a message naming the new key.
+    pub(super) jaeger_url: Option<String>,
     pub(super) slowest: usize,
     pub(super) interval: Option<DurText>,
     pub(super) jaeger_query_url: Option<String>,
@@ -141,7 +143,8 @@ pub(super) struct RawReport {
 impl Default for RawReport {
     fn default() -> Self {
         RawReport {
-            jaeger_url: defaults::JAEGER_URL.into(),
+            trace_ui_url: defaults::TRACE_UI_URL.into(),
+            jaeger_url: None,
             slowest: defaults::SLOWEST,
             interval: None,
             jaeger_query_url: None,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::raw::{DurText, RawConfig, RawFlow, RawHttp, RawLoad, RawMetrics, RawReport, RawStage};
 use super::{
-    Config, ConfigError, Flow, HttpSettings, Load, MetricsSettings, Overrides, ReportSettings, Stage, Target, TargetsDir, defaults,
-    first_seen, format_duration, parse_duration, steps, targets, tokens,
+    Config, ConfigError, Flow, HttpSettings, Load, MetricsSettings, Overrides, ReportSettings, Stage, TRACE_ID, Target, TargetsDir,
+    defaults, first_seen, format_duration, parse_duration, steps, targets, tokens,
 };
 use crate::threshold::Threshold;
 
@@ -191,9 +191,19 @@ fn thresholds(raw: &[String], step_names: &[String]) -> Result<Vec<Threshold>, C
 }
 
 fn report(raw: &RawReport, load: &Load) -> Result<ReportSettings, ConfigError> {
-    let jaeger_url = raw.jaeger_url.trim_end_matches('/').to_string();
-    if !(jaeger_url.starts_with("http://") || jaeger_url.starts_with("https://")) {
-        return Err(ConfigError::at("report.jaeger_url", format!("`{jaeger_url}` is not an http(s) URL")));
+    if let Some(old) = &raw.jaeger_url {
+        let msg = format!(
+            "renamed to report.trace_ui_url, a URL with {{trace_id}} in it (the local stack's: {}); `{old}` is not used",
+            defaults::TRACE_UI_URL
+        );
+        return Err(ConfigError::at("report.jaeger_url", msg));
+    }
+    let trace_ui_url = raw.trace_ui_url.trim().to_string();
+    if !(trace_ui_url.starts_with("http://") || trace_ui_url.starts_with("https://")) {
+        return Err(ConfigError::at("report.trace_ui_url", format!("`{trace_ui_url}` is not an http(s) URL")));
+    }
+    if !trace_ui_url.contains(TRACE_ID) {
+        return Err(ConfigError::at("report.trace_ui_url", format!("`{trace_ui_url}` has no {TRACE_ID} to put the trace id in")));
     }
     if raw.slowest > 1000 {
         return Err(ConfigError::at("report.slowest", "at most 1000"));
@@ -219,7 +229,7 @@ fn report(raw: &RawReport, load: &Load) -> Result<ReportSettings, ConfigError> {
     if trace_wait > Duration::from_secs(300) {
         return Err(ConfigError::at("report.trace_wait", "at most 5m"));
     }
-    Ok(ReportSettings { jaeger_url, slowest: raw.slowest, interval, jaeger_query, victorialogs, trace_wait })
+    Ok(ReportSettings { trace_ui_url, slowest: raw.slowest, interval, jaeger_query, victorialogs, trace_wait })
 }
 
 fn metrics(raw: &RawMetrics, ov: &Overrides) -> Result<MetricsSettings, ConfigError> {
@@ -245,4 +255,33 @@ fn metrics(raw: &RawMetrics, ov: &Overrides) -> Result<MetricsSettings, ConfigEr
         targets_dir,
         linger: dur(&raw.linger, "metrics.linger")?.unwrap_or(Duration::ZERO),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, Overrides};
+
+    fn parse(report: &str) -> Result<Config, String> {
+        let base = "scenario: t\ntargets: {app: \"http://127.0.0.1:1\"}\nload: {model: closed, vus: 1, duration: 1s}\n\
+                    flows: [{name: f, steps: [{step: http, name: s, target: app}]}]\n";
+        Config::parse(&format!("{base}{report}"), std::path::Path::new("."), &Overrides::default()).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn trace_links_fill_the_trace_ui_template() {
+        let local = parse("").unwrap().report;
+        assert_eq!(
+            local.trace_url("0af7651916cd43dd8448eb211c80319c"),
+            "http://127.0.0.1:9411/zipkin/traces/0af7651916cd43dd8448eb211c80319c"
+        );
+        let jaeger_ui = parse("report: {trace_ui_url: \"https://jaeger.example/trace/{trace_id}?uiEmbed=v0\"}\n").unwrap().report;
+        assert_eq!(jaeger_ui.trace_url("ab12"), "https://jaeger.example/trace/ab12?uiEmbed=v0");
+        let e = parse("report: {trace_ui_url: \"http://127.0.0.1:9411/zipkin/traces/\"}\n").unwrap_err();
+        assert!(e.contains("report.trace_ui_url") && e.contains("{trace_id}"), "{e}");
+        let e = parse("report: {trace_ui_url: \"127.0.0.1:9411/{trace_id}\"}\n").unwrap_err();
+        assert!(e.contains("report.trace_ui_url") && e.contains("not an http(s) URL"), "{e}");
+        // The old key names the new one instead of being silently ignored.
+        let e = parse("report: {jaeger_url: \"http://127.0.0.1:16686\"}\n").unwrap_err();
+        assert!(e.contains("report.jaeger_url") && e.contains("renamed to report.trace_ui_url"), "{e}");
+    }
 }

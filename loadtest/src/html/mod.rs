@@ -312,7 +312,7 @@ fn slowest(h: &mut String, s: &Summary) {
     if s.slowest.is_empty() {
         h.push_str("<p>No requests.</p>");
     } else {
-        open_table(h, "slowest", &["step", "latency", "status", "outcome", "at", "trace (Jaeger)"]);
+        open_table(h, "slowest", &["step", "latency", "status", "outcome", "at", "trace"]);
         for r in &s.slowest {
             let _ = write!(
                 h,
