@@ -172,7 +172,11 @@ async fn explain(store: &Store, filter: Document) -> anyhow::Result<Explained> {
         .await
         .context("explain")?;
     let mut plan = Vec::new();
-    if let Ok(qp) = reply.get_array("queryPlanner").map(|a| a.to_vec()).or_else(|_| reply.get_document("queryPlanner").map(|d| vec![Bson::Document(d.clone())])) {
+    if let Ok(qp) = reply
+        .get_array("queryPlanner")
+        .map(|a| a.to_vec())
+        .or_else(|_| reply.get_document("queryPlanner").map(|d| vec![Bson::Document(d.clone())]))
+    {
         for p in qp {
             walk(&p, &mut plan);
         }
@@ -244,14 +248,20 @@ async fn main() -> anyhow::Result<()> {
     let rows = result?;
 
     let server = store.database().run_command(doc! { "buildInfo": 1 }).await?;
-    let version = server.get_str("version").unwrap_or("?").to_owned();
-    let backend = server.get_document("ferretdb").ok().and_then(|f| f.get_str("backend").ok()).unwrap_or("?").to_owned();
+    let version = server
+        .get_str("ferretdbVersion")
+        .map(|v| format!("FerretDB {v}"))
+        .or_else(|_| server.get_str("version").map(|v| format!("MongoDB wire {v}")))
+        .unwrap_or_else(|_| "?".to_owned());
+    // FerretDB's `explain` returns a PostgreSQL plan only on its PostgreSQL backend.
+    let backend =
+        if rows.iter().any(|r| !r.explain_by_order.plan.is_empty()) { "PostgreSQL" } else { "no PostgreSQL plan in explain" }.to_owned();
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
 
     let mut table = format!(
-        "{date}; server {version} (FerretDB backend: {backend}); {} timed reads of each kind per size; load average at the end: {load}.\n\n\
+        "{date}; server {version}, backend {backend}; {} timed reads of each kind per size; load average at the end: {load}.\n\n\
          | documents | bulk insert, s | by order_id p50 / p99, ms | by customer_id p50 / p99, ms | plan by order_id | plan by customer_id |\n\
          | ---: | ---: | ---: | ---: | --- | --- |\n",
         args.reads
@@ -298,8 +308,24 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Node types, with the index (FerretDB's name for it, and whether it is the stack's GIN twin).
 fn short_plan(e: &Explained) -> String {
-    let nodes: Vec<String> = e.plan.iter().map(|n| n.split(" [").next().unwrap_or(n).to_owned()).collect();
+    let nodes: Vec<String> = e
+        .plan
+        .iter()
+        .map(|n| {
+            let n = n.split(" [").next().unwrap_or(n);
+            let node = n.split(" on ").next().unwrap_or(n).split(" using ").next().unwrap_or(n);
+            match n.split(" using ").nth(1) {
+                Some(i) => {
+                    let which =
+                        ["order_newest_first", "customer_newest_fi", "event_id_unique"].into_iter().find(|k| i.contains(k)).unwrap_or(i);
+                    format!("{node} ({which}{})", if i.ends_with("_gin") { ", GIN twin" } else { "" })
+                }
+                None => node.to_owned(),
+            }
+        })
+        .collect();
     format!("{} (filter pushdown: {})", nodes.join(" → "), e.filter_pushdown.map_or("?".to_owned(), |b| b.to_string()))
 }
 
