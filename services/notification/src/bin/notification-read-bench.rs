@@ -250,7 +250,14 @@ async fn main() -> anyhow::Result<()> {
     let server = store.database().run_command(doc! { "buildInfo": 1 }).await?;
     let version = server
         .get_str("ferretdbVersion")
-        .map(|v| format!("FerretDB {v}"))
+        // A module build of FerretDB has no version stamped in: it says `unknown`.
+        .map(|v| {
+            if v == "unknown" {
+                "FerretDB (module build, no version stamped; the stack pins v1.24.2)".to_owned()
+            } else {
+                format!("FerretDB {v}")
+            }
+        })
         .or_else(|_| server.get_str("version").map(|v| format!("MongoDB wire {v}")))
         .unwrap_or_else(|_| "?".to_owned());
     // FerretDB's `explain` returns a PostgreSQL plan only on its PostgreSQL backend.
