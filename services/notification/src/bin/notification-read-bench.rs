@@ -83,9 +83,9 @@ impl Orders {
             .map(|_| {
                 let k = self.stored;
                 self.stored += 1;
-                if k % PER_ORDER == 0 {
+                if k.is_multiple_of(PER_ORDER) {
                     let order = self.ids.len();
-                    let customer = if order % ORDERS_PER_CUSTOMER == 0 {
+                    let customer = if order.is_multiple_of(ORDERS_PER_CUSTOMER) {
                         format!("cust-{}", Uuid::now_v7().simple())
                     } else {
                         self.ids[order - 1].1.clone()
