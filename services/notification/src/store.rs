@@ -194,6 +194,15 @@ impl Store {
     }
 
     /// Up to `limit` notifications of `scope` after `after`, newest first.
+    ///
+    /// The query's shape is what keeps it flat as the collection grows: the
+    /// scope is plain equality on top-level string fields (`order_id`,
+    /// `customer_id`), the only filter FerretDB 1.x pushes down to
+    /// PostgreSQL, where the stack's GIN twin of `order_newest_first` /
+    /// `customer_newest_first` serves it (deploy/local/README.md, FerretDB).
+    /// FerretDB then applies the keyset `$or`, the sort and the limit in
+    /// memory to that order's or customer's notifications only. Keep new
+    /// conditions in this shape (no `$in`, no dotted paths) or they scan.
     pub async fn list(&self, scope: &Scope, after: Option<&After>, limit: i64) -> mongodb::error::Result<Vec<NotificationDoc>> {
         let mut filter = match scope {
             Scope::Customer(c) => doc! { "customer_id": c },
