@@ -1,5 +1,5 @@
-//! A private instance of some stack components (PostgreSQL, MariaDB, Kafka),
-//! for tests that stop a backend on purpose.
+//! A private instance of some stack components (PostgreSQL, MariaDB, Kafka,
+//! FerretDB on its own PostgreSQL), for tests that stop a backend on purpose.
 //!
 //! The shared stack on the default ports serves every other developer's and
 //! test's work at the same time: stopping its PostgreSQL would break them. So a
@@ -23,6 +23,8 @@ use crate::stack::{self, DB_PASSWORD, DB_USER};
 pub const POSTGRES: &str = "postgres";
 pub const MARIADB: &str = "mariadb";
 pub const KAFKA: &str = "kafka";
+/// FerretDB; its backend is the instance's own [`POSTGRES`], which `stack up ferretdb` starts first.
+pub const FERRETDB: &str = "ferretdb";
 
 /// A private stack home with some components running.
 pub struct PrivateStack {
@@ -36,11 +38,11 @@ pub struct PrivateStack {
 }
 
 impl PrivateStack {
-    /// Starts `components` (any of [`POSTGRES`], [`MARIADB`], [`KAFKA`]) on free
-    /// ports and waits until each is ready (`stack up` does).
+    /// Starts `components` (any of [`POSTGRES`], [`MARIADB`], [`KAFKA`],
+    /// [`FERRETDB`]) on free ports and waits until each is ready (`stack up` does).
     pub async fn start(components: &[&'static str]) -> anyhow::Result<Self> {
         for c in components {
-            anyhow::ensure!([POSTGRES, MARIADB, KAFKA].contains(c), "a private stack runs postgres, mariadb or kafka, not {c}");
+            anyhow::ensure!([POSTGRES, MARIADB, KAFKA, FERRETDB].contains(c), "a private stack runs postgres, mariadb, kafka or ferretdb, not {c}");
         }
         let cache_home = stack::home()?;
         anyhow::ensure!(
@@ -55,6 +57,7 @@ impl PrivateStack {
             ("GH_MARIADB_PORT", free_port()),
             ("GH_KAFKA_PORT", free_port()),
             ("GH_KAFKA_CONTROLLER_PORT", free_port()),
+            ("GH_FERRETDB_PORT", free_port()),
         ];
         let me = Self { home, cache_home, ports, components: components.to_vec(), live: true };
         me.stack(&[&["up"], components].concat()).await?;
@@ -73,6 +76,11 @@ impl PrivateStack {
     /// `mysql://…/inventory`: the database `stack up` creates for Inventory.
     pub fn inventory_db_url(&self) -> String {
         format!("mysql://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{}/inventory", self.port("GH_MARIADB_PORT"))
+    }
+
+    /// `mongodb://…/`: the instance's FerretDB.
+    pub fn mongodb_url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/", self.port("GH_FERRETDB_PORT"))
     }
 
     /// The broker's bootstrap address.
