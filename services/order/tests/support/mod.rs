@@ -54,11 +54,12 @@ pub async fn catalog(prices: &[(&str, i64, &str)]) -> anyhow::Result<Catalog> {
     let known = prices
         .iter()
         .map(|(sku, amount, currency)| -> anyhow::Result<catalog::Item> {
+            // `parse`: the contract may constrain `sku` and `currency` (newtypes then).
             Ok(catalog::Item {
-                sku: (*sku).try_into()?,
-                name: format!("{sku} item").try_into()?,
-                price: catalog::Price { amount_minor: (*amount).try_into()?, currency: (*currency).try_into()? },
-                stock: 100_i64.try_into()?,
+                sku: sku.parse()?,
+                name: format!("{sku} item"),
+                price: catalog::Price { amount_minor: *amount, currency: currency.parse()? },
+                stock: 100,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
