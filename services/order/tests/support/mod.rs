@@ -47,7 +47,7 @@ pub async fn catalog(prices: &[(&str, i64, &str)]) -> anyhow::Result<Catalog> {
     #[handler]
     fn items(Query(q): Query<Skus>, Data(known): Data<&Vec<catalog::Item>>) -> Json<catalog::ItemPage> {
         let wanted: Vec<&str> = q.skus.split(',').collect();
-        let items = known.iter().filter(|i| wanted.contains(&String::from(i.sku.clone()).as_str())).cloned().collect();
+        let items = known.iter().filter(|i| wanted.contains(&i.sku.as_str())).cloned().collect();
         Json(catalog::ItemPage { items, next_cursor: None })
     }
 
