@@ -1,13 +1,15 @@
-//! Inventory's catalog as JSON on the wire (`GET /items`, `GET /items/{sku}`):
-//! the shapes Order reads to price an order, owned here so neither service's
-//! crate depends on the other's.
+//! Inventory's catalog as JSON on the wire (`GET /items`, `GET /items/{sku}`),
+//! hand-written.
+//!
+//! Order no longer reads these: its client of Inventory, with the catalog's
+//! types, is generated from `services/inventory/openapi.yaml` at build time
+//! (`services/order/build.rs`). What still uses them is Inventory's own side
+//! (`From` conversions of its poem-openapi types and the tests proving the two
+//! agree), which can go with them.
 //!
 //! Inventory serves these shapes through its own poem-openapi types (its
 //! `ItemDto`, `PriceDto`, `ItemPage`, named `Item`, `Price` and `ItemPage` in
-//! `services/inventory/openapi.yaml`) and converts them into these; its tests
-//! prove that these types read what it serves and match its committed
-//! schema. Plain strings and integers, as sent: Order validates what it uses
-//! (`Money::parse`) where it uses it.
+//! `services/inventory/openapi.yaml`). Plain strings and integers, as sent.
 
 use serde::{Deserialize, Serialize};
 

@@ -5,13 +5,14 @@
 //! Rust types, the topic names, the validated value types used at every edge
 //! (HTTP bodies, events, database rows), and the committed JSON Schemas that
 //! `tests/schema_agreement.rs` keeps in agreement with the types. HTTP
-//! contracts are the `openapi.yaml` beside each service; the catalog shapes one
-//! service reads from another are here too.
+//! contracts are the `openapi.yaml` beside each service (Order's client of
+//! Inventory is generated from Inventory's).
 //!
 //! # Layout
 //! - [`events`]: [`Event`] (envelope), [`EventType`], [`Payload`] and one struct
 //!   per event type; parsing from bytes with a typed [`EventError`].
-//! - [`catalog`]: Inventory's catalog item and page as JSON, as Order reads them.
+//! - [`catalog`]: Inventory's catalog item and page as JSON, hand-written; only
+//!   Inventory's side still uses them (Order's client is generated).
 //! - [`topics`]: topic names (`orders.v1`, `inventory.v1`) and their `.dlq`s.
 //! - [`sku`], [`quantity`], [`money`], [`ids`]: validated newtypes ([`Sku`],
 //!   [`Quantity`], [`Money`]/[`Currency`], [`OrderId`], [`EventId`],

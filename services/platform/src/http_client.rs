@@ -12,7 +12,7 @@ use glasshouse_telemetry::metrics::{BreakerState as GaugeState, ClientOutcome, S
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use crate::breaker::{BreakerConfig, BreakerOpen, BreakerState, CallError, CircuitBreaker, StateChange};
+use crate::breaker::{BreakerConfig, BreakerOpen, BreakerState, CircuitBreaker, StateChange};
 
 /// Client tuning, part of a service's settings.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -54,6 +54,9 @@ pub enum ClientError {
     Status { peer: String, status: u16, body: String },
     #[error("{peer} sent an answer that does not parse: {reason}")]
     Decode { peer: String, reason: String },
+    /// Not sent: the request does not meet the peer's contract (a generated client checks).
+    #[error("request to {peer} not sent: {reason}")]
+    Request { peer: String, reason: String },
 }
 
 impl ClientError {
@@ -77,7 +80,7 @@ impl ClientError {
             Self::Open(_) => ClientOutcome::circuit_open,
             Self::Timeout { .. } => ClientOutcome::timeout,
             Self::Connect { .. } => ClientOutcome::connect,
-            Self::Status { .. } | Self::Decode { .. } => ClientOutcome::error,
+            Self::Status { .. } | Self::Decode { .. } | Self::Request { .. } => ClientOutcome::error,
         }
     }
 
@@ -125,18 +128,69 @@ impl ServiceClient {
         &self.breaker
     }
 
-    /// `GET {base}{path_and_query}` as JSON; retried on timeouts, connection
-    /// errors and 5xx (GET is idempotent), never when the breaker is open.
+    /// The peer's name (metrics, spans, errors).
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// The peer's base URL, without a trailing `/`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The HTTP client every attempt goes through (the per-attempt deadline
+    /// is set on it): a generated client is built on it (`new_with_client`).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A transport failure of one attempt (`reqwest`'s error) as the client's error.
+    pub fn transport_error(&self, e: reqwest::Error) -> ClientError {
+        transport_error(&self.peer, Duration::from_millis(self.settings.timeout_ms), e)
+    }
+
+    /// `GET {base}{path_and_query}` as JSON (see [`Self::idempotent`]).
     pub async fn get_json<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path_and_query);
+        self.idempotent("GET", path_and_query, || async {
+            let mut headers = reqwest::header::HeaderMap::new();
+            glasshouse_telemetry::http::inject_current(&mut headers);
+            let resp = self.http.get(&url).headers(headers).send().await.map_err(|e| self.transport_error(e))?;
+            let status = resp.status().as_u16();
+            tracing::Span::current().record("http.response.status_code", i64::from(status));
+            let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+            if status >= 400 {
+                return Err(ClientError::Status {
+                    peer: self.peer.clone(),
+                    status,
+                    body: String::from_utf8_lossy(&body).chars().take(512).collect(),
+                });
+            }
+            serde_json::from_slice(&body).map_err(|e| ClientError::Decode { peer: self.peer.clone(), reason: e.to_string() })
+        })
+        .await
+    }
+
+    /// One idempotent request, each attempt made by `send` (a hand-built
+    /// request, or a generated client's call on [`Self::http`]). Each attempt
+    /// runs inside a client span (`send` injects its context, e.g. with
+    /// `glasshouse_telemetry::http::inject_current`, and records
+    /// `http.response.status_code` on it), through the breaker, and is
+    /// observed in `http_client_request_duration_seconds`. Retried on
+    /// timeouts, connection errors and 5xx, never when the breaker is open.
+    /// The breaker counts those as failures; any other answer (4xx, or a body
+    /// that does not parse) means the peer works, and counts as a success.
+    pub async fn idempotent<T, F, Fut>(&self, method: &str, path: &str, send: F) -> Result<T, ClientError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let url = format!("{}{}", self.base, path);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.attempt(&url).await {
-                Ok(body) => {
-                    return serde_json::from_slice(&body)
-                        .map_err(|e| ClientError::Decode { peer: self.peer.clone(), reason: e.to_string() });
-                }
+            match self.attempt(method, &url, &send).await {
+                Ok(v) => return Ok(v),
                 Err(e) if e.retryable() && attempt < self.settings.max_attempts => {
                     let pause = crate::backoff::delay(attempt, Duration::from_millis(self.settings.retry_base_ms), Duration::from_secs(2));
                     tracing::debug!(peer = %self.peer, error = %e, attempt, ?pause, "retrying");
@@ -147,42 +201,22 @@ impl ServiceClient {
         }
     }
 
-    async fn attempt(&self, url: &str) -> Result<bytes::Bytes, ClientError> {
-        let span = glasshouse_telemetry::http::client_span(&self.peer, "GET", url);
+    async fn attempt<T, F, Fut>(&self, method: &str, url: &str, send: &F) -> Result<T, ClientError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let span = glasshouse_telemetry::http::client_span(&self.peer, method, url);
         let start = Instant::now();
         let result = async {
-            let mut headers = reqwest::header::HeaderMap::new();
-            glasshouse_telemetry::http::inject_current(&mut headers);
-            let peer = &self.peer;
-            let timeout = Duration::from_millis(self.settings.timeout_ms);
-            let sent = self
-                .breaker
-                .call(|| async {
-                    let resp = self.http.get(url).headers(headers).send().await.map_err(|e| transport_error(peer, timeout, e))?;
-                    let status = resp.status().as_u16();
-                    tracing::Span::current().record("http.response.status_code", i64::from(status));
-                    let body = resp.bytes().await.map_err(|e| transport_error(peer, timeout, e))?;
-                    if status >= 500 {
-                        return Err(ClientError::Status {
-                            peer: peer.clone(),
-                            status,
-                            body: String::from_utf8_lossy(&body).chars().take(512).collect(),
-                        });
-                    }
-                    // 4xx: the peer works; the request was wrong. Not a breaker failure.
-                    Ok((status, body))
-                })
-                .await;
-            match sent {
-                Ok((status, body)) if status >= 400 => Err(ClientError::Status {
-                    peer: peer.clone(),
-                    status,
-                    body: String::from_utf8_lossy(&body).chars().take(512).collect(),
-                }),
-                Ok((_, body)) => Ok(body),
-                Err(CallError::Open(open)) => Err(ClientError::Open(open)),
-                Err(CallError::Inner(e)) => Err(e),
+            let permit = self.breaker.try_acquire()?;
+            let answer = send().await;
+            match &answer {
+                Err(e) if e.retryable() => permit.failure(),
+                // 4xx: the peer works; the request was wrong. Not a breaker failure.
+                _ => permit.success(),
             }
+            answer
         }
         .instrument(span.clone())
         .await;

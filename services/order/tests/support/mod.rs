@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use glasshouse_contracts::catalog;
+use glasshouse_order::inventory::generated::types as catalog;
 use glasshouse_order::{Application, Settings};
 use glasshouse_platform::app::Shutdown;
 use glasshouse_platform::auth::Role;
@@ -20,9 +20,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// Inventory's catalog as Order sees it: `GET /items?skus=A,B` answered from
-/// fixed prices in the wire shape of `glasshouse_contracts::catalog` (unknown
-/// SKUs left out), on loopback. Inventory's own tests prove it serves that
-/// shape; both services together run in `tests/tests/saga.rs`.
+/// fixed prices as the contract's types (those Order's client is generated
+/// with from `services/inventory/openapi.yaml`; unknown SKUs left out), on
+/// loopback. `tests/tests/inventory_client.rs` runs the client against the
+/// real Inventory; both services together run in `tests/tests/saga.rs`.
 pub struct Catalog {
     pub url: String,
     task: tokio::task::JoinHandle<()>,
@@ -50,15 +51,18 @@ pub async fn catalog(prices: &[(&str, i64, &str)]) -> anyhow::Result<Catalog> {
         Json(catalog::ItemPage { items, next_cursor: None })
     }
 
-    let known: Vec<catalog::Item> = prices
+    let known = prices
         .iter()
-        .map(|(sku, amount, currency)| catalog::Item {
-            sku: (*sku).to_owned(),
-            name: format!("{sku} item"),
-            price: catalog::Price { amount_minor: *amount, currency: (*currency).to_owned() },
-            stock: 100,
+        .map(|(sku, amount, currency)| -> anyhow::Result<catalog::Item> {
+            // `parse`: the contract may constrain `sku` and `currency` (newtypes then).
+            Ok(catalog::Item {
+                sku: sku.parse()?,
+                name: format!("{sku} item"),
+                price: catalog::Price { amount_minor: *amount, currency: currency.parse()? },
+                stock: 100,
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
