@@ -131,7 +131,7 @@ pub struct ItemPage {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "PutItemRequest", deny_unknown_fields)]
+#[oai(rename = "PutItemRequest", deny_unknown_fields, example)]
 pub struct PutItemRequest {
     /// 1..=200 characters, not blank, no control characters.
     #[oai(validator(
@@ -150,7 +150,7 @@ pub struct PutItemRequest {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "RestockRequest", deny_unknown_fields)]
+#[oai(rename = "RestockRequest", deny_unknown_fields, example)]
 pub struct RestockRequest {
     /// Units to add, 1..=1000000.
     #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
@@ -193,7 +193,7 @@ impl AdjustmentReason {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "AdjustmentRequest", deny_unknown_fields)]
+#[oai(rename = "AdjustmentRequest", deny_unknown_fields, example)]
 pub struct AdjustmentRequest {
     /// Units to add (positive) or take off (negative), 1..=1000000 either way;
     /// negative for `damaged` and `lost`, positive for `found`, either for
@@ -208,6 +208,24 @@ const GET_ITEM_ERRORS: u32 = ANY | E404 | E422 | E503;
 const LIST_ITEMS_ERRORS: u32 = ANY | E400 | E422 | E503;
 const PUT_ITEM_ERRORS: u32 = ANY | BODY | E401 | E403 | E409 | E412;
 const STOCK_CHANGE_ERRORS: u32 = ANY | BODY | E401 | E403 | E404 | E409;
+
+impl poem_openapi::types::Example for PutItemRequest {
+    fn example() -> Self {
+        Self { name: "Sturdy Oak Lamp".into(), price: PriceDto { amount_minor: 1999, currency: "EUR".into() }, stock: Some(25) }
+    }
+}
+
+impl poem_openapi::types::Example for RestockRequest {
+    fn example() -> Self {
+        Self { quantity: 10 }
+    }
+}
+
+impl poem_openapi::types::Example for AdjustmentRequest {
+    fn example() -> Self {
+        Self { delta: -1, reason: AdjustmentReason::Damaged }
+    }
+}
 
 #[derive(ApiResponse)]
 pub enum GetItemResponse {

@@ -48,12 +48,19 @@ pub struct OrderLineRequest {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct PlaceOrderRequest {
     /// 1..=50 lines, unique by `sku` (each SKU at most once: put its whole
     /// quantity on one line; a repeated SKU is a 422 `validation-failed`).
     #[oai(validator(min_items = 1, max_items = 50))]
     pub lines: Vec<OrderLineRequest>,
+}
+
+/// Two units of the first item of the demo catalog (`glasshouse-inventory-seed`).
+impl poem_openapi::types::Example for PlaceOrderRequest {
+    fn example() -> Self {
+        Self { lines: vec![OrderLineRequest { sku: "DEMO-00001".into(), quantity: 2 }] }
+    }
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
