@@ -109,7 +109,7 @@ fn the_rules_the_services_enforce_are_stated() {
                             (p["schema"]["minimum"].as_f64(), p["schema"]["maximum"].as_f64()),
                             (Some(1.0), Some(100.0)),
                             "{method} {path}"
-                        )
+                        );
                     }
                     "cursor" => assert_eq!(p["schema"]["maxLength"], 512, "{method} {path}"),
                     "sku" => assert_eq!(p["schema"]["pattern"], "^[A-Z0-9-]{1,64}$", "{method} {path}"),
