@@ -56,6 +56,8 @@ async fn run(st: &PathBuf, svc: &Service, token: &str, dir: &std::path::Path) ->
         .args(["--suppress-health-check", "all"])
         .args(["--report", "ndjson", "--report-ndjson-path"])
         .arg(&report)
+        // Its cache (`.schemathesis/`) goes to the scratch directory, not the repository.
+        .current_dir(dir)
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .stdout(Stdio::piped())
