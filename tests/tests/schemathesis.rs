@@ -120,6 +120,30 @@ async fn schemathesis_finds_nothing_in_any_service() -> anyhow::Result<()> {
         total += run(&st, svc, token, &dir).await?.0;
     }
     println!("schemathesis {VERSION}: {total} cases over the three services, 0 failures");
+
+    // The control: the same run finds an answer the contract does not list.
+    // A copy of Order's contract without `listOrders`' 422 must fail on
+    // `limit=0`, or the runs above prove nothing.
+    let mut lying: serde_yaml::Value = serde_yaml::from_str(&http.get(saga.order.url("/openapi.yaml")).send().await?.text().await?)?;
+    lying["paths"]["/orders"]["get"]["responses"].as_mapping_mut().unwrap().remove("422");
+    let lying_path = dir.join("lying-order.yaml");
+    std::fs::write(&lying_path, serde_yaml::to_string(&lying)?)?;
+    let out = tokio::process::Command::new(&st)
+        .arg("run")
+        .arg(&lying_path)
+        .args(["--url", &saga.order.url("")])
+        .args(["--header", &format!("Authorization: Bearer {customer}")])
+        .args(["--include-operation-id", "listOrders", "--phases", "coverage", "--checks", "status_code_conformance"])
+        .args(["--max-examples", "10", "--seed", "13", "--workers", "1"])
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out).await??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && stdout.contains("422"), "schemathesis missed an undocumented 422:\n{stdout}");
+
     let _ = std::fs::remove_dir_all(&dir);
     saga.stop().await
 }
