@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use glasshouse_contracts::{InvalidValue, Money, Sku, catalog};
 use glasshouse_platform::auth::{BearerAuth, Role};
+use glasshouse_platform::contract::{ANY, ApiContract, BODY, E400, E401, E403, E404, E409, E412, E422, E503, Problems};
 use glasshouse_platform::cursor::{Cursors, invalid_cursor};
 use glasshouse_platform::idempotency::{IdempotencyKey, stored_answer};
 use glasshouse_platform::problem::{Problem, ProblemType};
@@ -66,11 +67,13 @@ pub const MAX_PAGE: i64 = 100;
 pub const DEFAULT_PAGE: i64 = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Object, serde::Serialize, serde::Deserialize)]
-#[oai(rename = "Price")]
+#[oai(rename = "Price", deny_unknown_fields)]
 pub struct PriceDto {
     /// Amount in minor units (cents), 0..=1000000000000.
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000000000000")))]
     pub amount_minor: i64,
     /// ISO 4217 code, three upper-case letters.
+    #[oai(validator(pattern = r"^[A-Z]{3}$", min_length = 3, max_length = 3))]
     pub currency: String,
 }
 
@@ -128,22 +131,29 @@ pub struct ItemPage {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "PutItemRequest", deny_unknown_fields)]
+#[oai(rename = "PutItemRequest", deny_unknown_fields, example)]
 pub struct PutItemRequest {
     /// 1..=200 characters, not blank, no control characters.
+    #[oai(validator(
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$",
+        min_length = 1,
+        max_length = 200
+    ))]
     pub name: String,
     pub price: PriceDto,
     /// The initial stock when the item is created, 0..=1000000000; required
     /// then. On an existing item, leave it out: stock changes only by restock
     /// and adjustment. A value equal to the current stock is accepted; any
     /// other is a 409 `stock-not-writable` that changes nothing.
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
     pub stock: Option<i64>,
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "RestockRequest", deny_unknown_fields)]
+#[oai(rename = "RestockRequest", deny_unknown_fields, example)]
 pub struct RestockRequest {
     /// Units to add, 1..=1000000.
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
     pub quantity: i64,
 }
 
@@ -183,13 +193,38 @@ impl AdjustmentReason {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(rename = "AdjustmentRequest", deny_unknown_fields)]
+#[oai(rename = "AdjustmentRequest", deny_unknown_fields, example)]
 pub struct AdjustmentRequest {
     /// Units to add (positive) or take off (negative), 1..=1000000 either way;
     /// negative for `damaged` and `lost`, positive for `found`, either for
-    /// `count_correction`.
+    /// `count_correction`. Never 0.
+    #[oai(validator(minimum(value = "-1000000"), maximum(value = "1000000")))]
     pub delta: i64,
     pub reason: AdjustmentReason,
+}
+
+/// The errors each operation answers (see `glasshouse_platform::contract`).
+const GET_ITEM_ERRORS: u32 = ANY | E404 | E422 | E503;
+const LIST_ITEMS_ERRORS: u32 = ANY | E400 | E422 | E503;
+const PUT_ITEM_ERRORS: u32 = ANY | BODY | E401 | E403 | E409 | E412;
+const STOCK_CHANGE_ERRORS: u32 = ANY | BODY | E401 | E403 | E404 | E409;
+
+impl poem_openapi::types::Example for PutItemRequest {
+    fn example() -> Self {
+        Self { name: "Sturdy Oak Lamp".into(), price: PriceDto { amount_minor: 1999, currency: "EUR".into() }, stock: Some(25) }
+    }
+}
+
+impl poem_openapi::types::Example for RestockRequest {
+    fn example() -> Self {
+        Self { quantity: 10 }
+    }
+}
+
+impl poem_openapi::types::Example for AdjustmentRequest {
+    fn example() -> Self {
+        Self { delta: -1, reason: AdjustmentReason::Damaged }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -233,6 +268,8 @@ pub struct ApiState {
 pub struct InventoryApi {
     pub state: Arc<ApiState>,
 }
+
+impl ApiContract for InventoryApi {}
 
 /// A 422 naming the offending field.
 fn invalid(field: &str, detail: impl Into<String>) -> Problem {
@@ -345,8 +382,9 @@ impl InventoryApi {
     async fn get_item(
         &self,
         /// 1..=64 characters of `A-Z`, `0-9` and `-` (anything else is a 422).
+        #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}$", min_length = 1, max_length = 64))]
         sku: Path<String>,
-    ) -> Result<GetItemResponse, Problem> {
+    ) -> Result<GetItemResponse, Problems<GET_ITEM_ERRORS>> {
         self.state.faults.catalog().await?;
         let sku = parse_sku("sku", &sku.0)?;
         let item = store::get_item(&self.state.pool, &sku).await.map_err(Problem::internal)?;
@@ -360,22 +398,27 @@ impl InventoryApi {
     #[oai(path = "/items", method = "get", operation_id = "listItems")]
     async fn list_items(
         &self,
-        /// Comma-separated SKUs, at most 100 (e.g. `A-1,B-2`). Not combinable with `cursor` or `limit`.
+        /// Comma-separated SKUs, 1..=100 of them (e.g. `A-1,B-2`). Not
+        /// combinable with `cursor` or `limit` (422).
+        #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}(,[A-Z0-9-]{1,64}){0,99}$", min_length = 1, max_length = 6499))]
         skus: Query<Option<String>>,
-        /// `next_cursor` of the previous page.
+        /// `next_cursor` of the previous page, as given (any other value is a
+        /// 422 `invalid-cursor`).
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$", max_length = 512))]
         cursor: Query<Option<String>>,
-        /// 1..=100, default 20.
+        /// Page size, 1..=100, default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         cursors: Data<&Cursors>,
-    ) -> Result<ItemPageResponse, Problem> {
+    ) -> Result<ItemPageResponse, Problems<LIST_ITEMS_ERRORS>> {
         self.state.faults.catalog().await?;
         if let Some(list) = skus.0 {
             if cursor.0.is_some() || limit.0.is_some() {
-                return Err(invalid("skus", "skus cannot be combined with cursor or limit"));
+                return Err(Problems::from(invalid("skus", "skus cannot be combined with cursor or limit")));
             }
             let wanted: BTreeSet<Sku> = list.split(',').map(|s| parse_sku("skus", s)).collect::<Result<_, _>>()?;
             if wanted.len() as i64 > MAX_PAGE {
-                return Err(invalid("skus", format!("at most {MAX_PAGE} SKUs per read, got {}", wanted.len())));
+                return Err(Problems::from(invalid("skus", format!("at most {MAX_PAGE} SKUs per read, got {}", wanted.len()))));
             }
             let wanted: Vec<Sku> = wanted.into_iter().collect();
             let items = store::get_items(&self.state.pool, &wanted).await.map_err(Problem::internal)?;
@@ -383,7 +426,7 @@ impl InventoryApi {
         }
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(invalid("limit", format!("limit must be within 1..={MAX_PAGE}, got {limit}")));
+            return Err(Problems::from(invalid("limit", format!("limit must be within 1..={MAX_PAGE}, got {limit}"))));
         }
         // The cursor is the last SKU of the previous page, sealed by `Cursors`.
         let after =
@@ -415,12 +458,14 @@ impl InventoryApi {
         &self,
         auth: BearerAuth,
         /// 1..=64 characters of `A-Z`, `0-9` and `-`.
+        #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}$", min_length = 1, max_length = 64))]
         sku: Path<String>,
-        /// Optional: the `ETag` of the item as read (`"<version>"`), or `*`.
+        /// Optional: the `ETag` of the item as read (`"<version>"`), or `*`
+        /// (anything else fails the precondition: 422).
         #[oai(name = "If-Match")]
         if_match: Header<Option<String>>,
         body: Json<PutItemRequest>,
-    ) -> Result<PutItemResponse, Problem> {
+    ) -> Result<PutItemResponse, Problems<PUT_ITEM_ERRORS>> {
         auth.0.require(Role::Admin)?;
         let sku = parse_sku("sku", &sku.0)?;
         let if_match = parse_if_match(if_match.0.as_deref())?;
@@ -430,7 +475,7 @@ impl InventoryApi {
         if let Some(stock) = req.stock
             && !(0..=MAX_STOCK).contains(&stock)
         {
-            return Err(invalid("stock", format!("stock must be within 0..={MAX_STOCK}, got {stock}")));
+            return Err(Problems::from(invalid("stock", format!("stock must be within 0..={MAX_STOCK}, got {stock}"))));
         }
         let put = PutItem {
             sku: sku.as_str().to_owned(),
@@ -453,30 +498,31 @@ impl InventoryApi {
                 tracing::info!(sku = %i.sku, version = i.version, "item name and price set");
                 Ok(PutItemResponse::Updated(Json(ItemDto::from(&i)), etag(i.version)))
             }
-            Put::PreconditionFailed(None) => {
-                Err(Problem::new(PRECONDITION_FAILED)
-                    .with_detail(format!("If-Match was given but there is no item with SKU {}", sku.as_str())))
-            }
+            Put::PreconditionFailed(None) => Err(Problems::from(
+                Problem::new(PRECONDITION_FAILED).with_detail(format!("If-Match was given but there is no item with SKU {}", sku.as_str())),
+            )),
             Put::PreconditionFailed(Some(current)) => {
                 let tag = etag(current.version);
                 let problem = Problem::new(PRECONDITION_FAILED)
                     .with_detail(format!("the item changed since it was read: its ETag is {tag} now; read it again"))
                     .with_extension("etag", &tag);
                 // A version's tag is always a valid header value.
-                Err(match HeaderValue::from_str(&tag) {
+                Err(Problems::from(match HeaderValue::from_str(&tag) {
                     Ok(v) => problem.with_header(header::ETAG, v),
                     Err(_) => problem,
-                })
+                }))
             }
-            Put::StockRequired => Err(invalid("stock", format!("stock is required to create item {}", sku.as_str()))),
-            Put::StockNotWritable(current) => Err(Problem::new(STOCK_NOT_WRITABLE)
-                .with_detail(format!(
-                    "stock of {} is {}; PUT does not change the stock of an existing item: leave stock out, and use \
+            Put::StockRequired => Err(Problems::from(invalid("stock", format!("stock is required to create item {}", sku.as_str())))),
+            Put::StockNotWritable(current) => Err(Problems::from(
+                Problem::new(STOCK_NOT_WRITABLE)
+                    .with_detail(format!(
+                        "stock of {} is {}; PUT does not change the stock of an existing item: leave stock out, and use \
                      POST /items/{{sku}}/restock or /adjustments to change it",
-                    sku.as_str(),
-                    current.stock
-                ))
-                .with_extension("stock", current.stock)),
+                        sku.as_str(),
+                        current.stock
+                    ))
+                    .with_extension("stock", current.stock),
+            )),
         }
     }
 
@@ -491,21 +537,22 @@ impl InventoryApi {
         &self,
         auth: BearerAuth,
         /// An existing item's SKU.
+        #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}$", min_length = 1, max_length = 64))]
         sku: Path<String>,
         /// 1..=255 visible ASCII characters; one key per restock.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$", min_length = 1, max_length = 255))]
         key: Header<String>,
         body: Json<RestockRequest>,
-    ) -> Result<StockChangedResponse, Problem> {
+    ) -> Result<StockChangedResponse, Problems<STOCK_CHANGE_ERRORS>> {
         auth.0.require(Role::Admin)?;
         let sku = parse_sku("sku", &sku.0)?;
         let key = IdempotencyKey::parse(&key.0)?;
         let quantity = body.0.quantity;
         if !(1..=MAX_RESTOCK).contains(&quantity) {
-            return Err(invalid("quantity", format!("quantity must be within 1..={MAX_RESTOCK}, got {quantity}")));
+            return Err(Problems::from(invalid("quantity", format!("quantity must be within 1..={MAX_RESTOCK}, got {quantity}"))));
         }
         let change = StockChange { idempotency_key: &key, sku: &sku, kind: ChangeKind::Restock { quantity: quantity as u32 } };
-        self.change_stock(change, "quantity").await
+        Ok(self.change_stock(change, "quantity").await?)
     }
 
     /// Adjust an item's stock by a delta, for a reason (admin).
@@ -524,18 +571,19 @@ impl InventoryApi {
         &self,
         auth: BearerAuth,
         /// An existing item's SKU.
+        #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}$", min_length = 1, max_length = 64))]
         sku: Path<String>,
         /// 1..=255 visible ASCII characters; one key per adjustment.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$", min_length = 1, max_length = 255))]
         key: Header<String>,
         body: Json<AdjustmentRequest>,
-    ) -> Result<StockChangedResponse, Problem> {
+    ) -> Result<StockChangedResponse, Problems<STOCK_CHANGE_ERRORS>> {
         auth.0.require(Role::Admin)?;
         let sku = parse_sku("sku", &sku.0)?;
         let key = IdempotencyKey::parse(&key.0)?;
         let AdjustmentRequest { delta, reason } = body.0;
         if delta == 0 || delta.unsigned_abs() > MAX_ADJUSTMENT as u64 {
-            return Err(invalid("delta", format!("delta must be within 1..={MAX_ADJUSTMENT} either way, got {delta}")));
+            return Err(Problems::from(invalid("delta", format!("delta must be within 1..={MAX_ADJUSTMENT} either way, got {delta}"))));
         }
         if !reason.allows(delta) {
             let want = match reason {
@@ -543,10 +591,10 @@ impl InventoryApi {
                 AdjustmentReason::Found => "positive",
                 AdjustmentReason::CountCorrection => "non-zero",
             };
-            return Err(invalid("delta", format!("delta must be {want} for reason {}, got {delta}", reason.as_str())));
+            return Err(Problems::from(invalid("delta", format!("delta must be {want} for reason {}, got {delta}", reason.as_str()))));
         }
         let change = StockChange { idempotency_key: &key, sku: &sku, kind: ChangeKind::Adjustment { delta, reason: reason.as_str() } };
-        self.change_stock(change, "delta").await
+        Ok(self.change_stock(change, "delta").await?)
     }
 }
 

@@ -38,7 +38,7 @@ fn api_service(state: Arc<ApiState>) -> OpenApiService<InventoryApi, ()> {
 pub async fn spec_yaml() -> anyhow::Result<String> {
     let pool = MySqlPoolOptions::new().connect_lazy("mysql://spec@127.0.0.1:1/spec")?;
     let state = Arc::new(ApiState { pool, faults: Faults::new(), low_stock: LowStock::new() });
-    Ok(api_service(state).spec_yaml())
+    Ok(glasshouse_platform::contract::served_spec(&api_service(state)))
 }
 
 /// A built, not yet running, Inventory service (the platform's [`App`] and

@@ -75,7 +75,9 @@ impl Faults {
         if self.0.fails(CATALOG_ERROR_RATE) {
             return Err(Problem::new(INJECTED_FAULT)
                 .with_detail("catalog_error_rate is set: this request failed on purpose")
-                .with_extension("flag", CATALOG_ERROR_RATE));
+                .with_extension("flag", CATALOG_ERROR_RATE)
+                // Every 503 says when to retry (the contract requires it).
+                .with_header(poem::http::header::RETRY_AFTER, poem::http::HeaderValue::from_static("1")));
         }
         Ok(())
     }

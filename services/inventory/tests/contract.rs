@@ -32,7 +32,9 @@ async fn the_contract_names_every_operation_and_the_admin_security() -> anyhow::
         let o = op(path, method);
         assert_eq!(o["operationId"].as_str(), Some(id), "{method} {path}");
         assert_eq!(!o["security"].is_null(), admin, "{method} {path}: bearer security only on admin writes");
-        assert!(o["responses"]["default"]["content"]["application/problem+json"].is_mapping(), "{method} {path}: problem+json errors");
+        assert!(o["responses"]["405"]["content"]["application/problem+json"].is_mapping(), "{method} {path}: problem+json errors");
+        assert!(o["responses"].get("default").is_none(), "{method} {path}: every error status listed, no `default`");
+        assert_eq!(o["responses"].get("401").is_some(), admin, "{method} {path}: 401 exactly where a token is needed");
     }
     Ok(())
 }
@@ -48,10 +50,20 @@ async fn the_contract_states_the_stock_rules() -> anyhow::Result<()> {
     for rule in ["stock-not-writable", "precondition-failed", "If-Match", "initial"] {
         assert!(text.contains(rule), "PUT does not state {rule}");
     }
-    for (code, header) in [("200", "ETAG"), ("201", "ETAG"), ("201", "LOCATION")] {
+    for (code, header) in [("200", "ETag"), ("201", "ETag"), ("201", "Location"), ("412", "ETag")] {
         assert!(put["responses"][code]["headers"][header].is_mapping(), "PUT {code} lacks {header}");
     }
-    assert!(spec["paths"]["/items/{sku}"]["get"]["responses"]["200"]["headers"]["ETAG"].is_mapping());
+    assert!(spec["paths"]["/items/{sku}"]["get"]["responses"]["200"]["headers"]["ETag"].is_mapping());
+    // The rules the server enforces, as the contract states them.
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(schemas["Price"]["properties"]["currency"]["pattern"], "^[A-Z]{3}$");
+    assert_eq!(schemas["Price"]["properties"]["amount_minor"]["maximum"].as_f64(), Some(1e12));
+    assert_eq!(schemas["PutItemRequest"]["properties"]["name"]["maxLength"], 200);
+    assert_eq!(schemas["PutItemRequest"]["properties"]["stock"]["maximum"].as_f64(), Some(1e9));
+    assert_eq!(schemas["RestockRequest"]["properties"]["quantity"]["minimum"].as_f64(), Some(1.0));
+    for s in ["PutItemRequest", "Price", "RestockRequest", "AdjustmentRequest"] {
+        assert_eq!(schemas[s]["additionalProperties"], false, "{s}: unknown members are refused");
+    }
     let adjust = serde_yaml::to_string(&spec["paths"]["/items/{sku}/adjustments"]["post"])?;
     for rule in ["insufficient-stock", "idempotency-key-reused", "Idempotency-Key"] {
         assert!(adjust.contains(rule), "adjustments do not state {rule}");

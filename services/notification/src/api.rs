@@ -15,6 +15,7 @@
 use chrono::{DateTime, Utc};
 use glasshouse_contracts::{CustomerId, OrderId};
 use glasshouse_platform::auth::BearerAuth;
+use glasshouse_platform::contract::{ANY, ApiContract, E400, E401, E403, E422, Problems};
 use glasshouse_platform::cursor::{Cursors, invalid_cursor};
 use glasshouse_platform::problem::Problem;
 use poem::web::Data;
@@ -124,6 +125,9 @@ pub struct NotificationPage {
     pub next_cursor: Option<String>,
 }
 
+/// The errors `listNotifications` answers (see `glasshouse_platform::contract`).
+const LIST_NOTIFICATIONS_ERRORS: u32 = ANY | E400 | E401 | E403 | E422;
+
 #[derive(ApiResponse)]
 pub enum NotificationPageResponse {
     /// A page of notifications (possibly empty).
@@ -134,6 +138,8 @@ pub enum NotificationPageResponse {
 pub struct NotificationApi {
     pub store: Store,
 }
+
+impl ApiContract for NotificationApi {}
 
 /// Keyset position: `<created_at epoch millis>.<notification id>`, sealed by [`Cursors`].
 fn encode_cursor(d: &NotificationDoc) -> String {
@@ -179,21 +185,32 @@ impl NotificationApi {
     async fn list_notifications(
         &self,
         auth: BearerAuth,
-        /// An order id (UUID).
+        /// An order id: a hyphenated UUID, not the nil UUID.
+        #[oai(validator(
+            pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            min_length = 36,
+            max_length = 36
+        ))]
         order_id: Query<Option<String>>,
-        /// A customer id (the JWT subject).
+        /// A customer id (the JWT subject): 1..=128 visible ASCII characters.
+        #[oai(validator(pattern = r"^[!-~]{1,128}$", min_length = 1, max_length = 128))]
         customer_id: Query<Option<String>>,
-        /// `next_cursor` of the previous page.
+        /// `next_cursor` of the previous page, as given (any other value is a
+        /// 422 `invalid-cursor`).
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$", max_length = 512))]
         cursor: Query<Option<String>>,
-        /// 1..=100, default 20.
+        /// Page size, 1..=100, default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         cursors: Data<&Cursors>,
-    ) -> Result<NotificationPageResponse, Problem> {
+    ) -> Result<NotificationPageResponse, Problems<LIST_NOTIFICATIONS_ERRORS>> {
         let who = auth.0;
         let scope = scope(order_id.0.as_deref(), customer_id.0.as_deref())?;
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(Problem::validation(format!("limit must be within 1..={MAX_PAGE}, got {limit}")).with_extension("field", "limit"));
+            return Err(Problems::from(
+                Problem::validation(format!("limit must be within 1..={MAX_PAGE}, got {limit}")).with_extension("field", "limit"),
+            ));
         }
         let after = cursor.0.as_deref().map(|c| cursors.open("notifications", c).and_then(|p| decode_cursor(&p))).transpose()?;
         let scope = match scope {
@@ -202,7 +219,7 @@ impl NotificationApi {
             }
             QueryScope::Customer(c) => {
                 if !who.can_access(&c) {
-                    return Err(Problem::forbidden("you may list only your own notifications"));
+                    return Err(Problems::from(Problem::forbidden("you may list only your own notifications")));
                 }
                 Scope::Customer(c.as_str().to_owned())
             }

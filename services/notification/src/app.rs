@@ -33,7 +33,7 @@ fn api_service(store: Store) -> OpenApiService<NotificationApi, ()> {
 pub async fn spec_yaml() -> anyhow::Result<String> {
     let settings =
         DatabaseSettings { url: "mongodb://127.0.0.1:1/".to_owned().into(), name: "spec".into(), server_selection_timeout_ms: 1 };
-    Ok(api_service(Store::connect(&settings).await?).spec_yaml())
+    Ok(glasshouse_platform::contract::served_spec(&api_service(Store::connect(&settings).await?)))
 }
 
 /// `/health/ready`: MongoDB answers `ping`.

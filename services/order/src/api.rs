@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use glasshouse_contracts::{CustomerId, Event, Money, NonEmpty, OrderCreated, OrderId, OrderLine, Quantity, Sku};
 use glasshouse_platform::auth::{BearerAuth, Principal, Role};
+use glasshouse_platform::contract::{ANY, ApiContract, BODY, E400, E401, E403, E404, E409, E422, E503, Link, Problems};
 use glasshouse_platform::cursor::{Cursors, invalid_cursor};
 use glasshouse_platform::idempotency::{Fingerprint, IdempotencyKey, stored_answer};
 use glasshouse_platform::problem::{Problem, ProblemType};
@@ -36,17 +37,30 @@ pub const MAX_LINES: usize = 50;
 pub const MAX_PAGE: u32 = 100;
 
 #[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
 pub struct OrderLineRequest {
     /// 1..=64 characters of `A-Z`, `0-9` and `-`.
+    #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}$", min_length = 1, max_length = 64))]
     pub sku: String,
-    /// 1..=1000.
+    /// Units, 1..=1000.
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
     pub quantity: i64,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields, example)]
 pub struct PlaceOrderRequest {
-    /// 1..=50 lines, each SKU at most once.
+    /// 1..=50 lines, unique by `sku` (each SKU at most once: put its whole
+    /// quantity on one line; a repeated SKU is a 422 `validation-failed`).
+    #[oai(validator(min_items = 1, max_items = 50))]
     pub lines: Vec<OrderLineRequest>,
+}
+
+/// Two units of the first item of the demo catalog (`glasshouse-inventory-seed`).
+impl poem_openapi::types::Example for PlaceOrderRequest {
+    fn example() -> Self {
+        Self { lines: vec![OrderLineRequest { sku: "DEMO-00001".into(), quantity: 2 }] }
+    }
 }
 
 #[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
@@ -143,6 +157,12 @@ pub struct OrderPage {
     pub next_cursor: Option<String>,
 }
 
+/// The errors each operation answers (see `glasshouse_platform::contract`).
+const PLACE_ORDER_ERRORS: u32 = ANY | BODY | E401 | E403 | E503;
+const GET_ORDER_ERRORS: u32 = ANY | E401 | E404;
+const LIST_ORDERS_ERRORS: u32 = ANY | E400 | E401 | E422;
+const CANCEL_ORDER_ERRORS: u32 = ANY | E401 | E403 | E404 | E409;
+
 #[derive(ApiResponse)]
 pub enum PlaceOrderResponse {
     /// Accepted: the order is `PENDING` until Inventory answers. Also the
@@ -172,6 +192,39 @@ pub struct ApiState {
 
 pub struct OrderApi {
     pub state: Arc<ApiState>,
+}
+
+/// After `placeOrder`, the order can be read and cancelled by its id.
+impl ApiContract for OrderApi {
+    fn links() -> Vec<Link> {
+        let id: &'static [(&str, &str)] = &[("id", "$response.body#/id")];
+        vec![
+            Link {
+                operation: "placeOrder",
+                status: 202,
+                name: "GetOrder",
+                target: "getOrder",
+                parameters: id,
+                description: "The order just placed (also at `Location`).",
+            },
+            Link {
+                operation: "placeOrder",
+                status: 202,
+                name: "CancelOrder",
+                target: "cancelOrder",
+                parameters: id,
+                description: "Cancel the order just placed.",
+            },
+            Link {
+                operation: "cancelOrder",
+                status: 200,
+                name: "GetCancelledOrder",
+                target: "getOrder",
+                parameters: id,
+                description: "The order, now `CANCELLED`.",
+            },
+        ]
+    }
 }
 
 /// Validated lines, in request order.
@@ -257,9 +310,11 @@ impl OrderApi {
     async fn place_order(
         &self,
         auth: BearerAuth,
-        #[oai(name = "Idempotency-Key")] key: Header<String>,
+        /// 1..=255 visible ASCII characters; one key per order.
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$", min_length = 1, max_length = 255))]
+        key: Header<String>,
         body: Json<PlaceOrderRequest>,
-    ) -> Result<PlaceOrderResponse, Problem> {
+    ) -> Result<PlaceOrderResponse, Problems<PLACE_ORDER_ERRORS>> {
         let who = auth.0;
         who.require(Role::Customer)?;
         let key = IdempotencyKey::parse(&key.0)?;
@@ -270,7 +325,7 @@ impl OrderApi {
 
         // Fast path: a retry of a request that already succeeded.
         if let Some(prior) = store::find_idempotent(&self.state.pool, &customer, &key, &request).await.map_err(Problem::internal)? {
-            return prior.respond(replay);
+            return Ok(prior.respond(replay)?);
         }
 
         let skus: Vec<String> = lines.skus.iter().map(|s| s.as_str().to_owned()).collect();
@@ -284,14 +339,18 @@ impl OrderApi {
         })?;
         let unknown: Vec<&String> = skus.iter().filter(|s| !prices.contains_key(*s)).collect();
         if !unknown.is_empty() {
-            return Err(Problem::new(UNKNOWN_SKU)
-                .with_detail(format!("Inventory does not know: {}", unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))
-                .with_extension("skus", &unknown));
+            return Err(Problems::from(
+                Problem::new(UNKNOWN_SKU)
+                    .with_detail(format!("Inventory does not know: {}", unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))
+                    .with_extension("skus", &unknown),
+            ));
         }
         let currencies: std::collections::BTreeSet<&str> = prices.values().map(|p| p.currency.as_str()).collect();
         if currencies.len() != 1 {
-            return Err(Problem::new(MIXED_CURRENCY)
-                .with_detail(format!("lines are priced in {}", currencies.into_iter().collect::<Vec<_>>().join(", "))));
+            return Err(Problems::from(
+                Problem::new(MIXED_CURRENCY)
+                    .with_detail(format!("lines are priced in {}", currencies.into_iter().collect::<Vec<_>>().join(", "))),
+            ));
         }
 
         let mut order_lines = Vec::with_capacity(skus.len());
@@ -331,13 +390,13 @@ impl OrderApi {
                 tracing::info!(order_id = %order.id, lines = order.lines.len(), total_minor = order.total_minor, "order placed");
                 Ok(PlaceOrderResponse::Accepted(Json(OrderDto::from(&order)), location(order.id)))
             }
-            Created::Prior(prior) => prior.respond(replay),
+            Created::Prior(prior) => Ok(prior.respond(replay)?),
         }
     }
 
     /// Get an order (its owner or an admin; anyone else gets 404).
     #[oai(path = "/orders/:id", method = "get", operation_id = "getOrder")]
-    async fn get_order(&self, auth: BearerAuth, id: Path<String>) -> Result<OrderResponse, Problem> {
+    async fn get_order(&self, auth: BearerAuth, id: Path<String>) -> Result<OrderResponse, Problems<GET_ORDER_ERRORS>> {
         let id = parse_id(&id.0)?;
         let order = visible_order(&self.state, &auth.0, id).await?;
         Ok(OrderResponse::Ok(Json(OrderDto::from(&order))))
@@ -349,15 +408,20 @@ impl OrderApi {
         &self,
         auth: BearerAuth,
         status: Query<Option<OrderStatusDto>>,
-        /// 1..=100, default 20.
+        /// Page size, 1..=100, default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page, as given.
+        /// `next_cursor` of the previous page, as given (any other value is a
+        /// 422 `invalid-cursor`).
+        #[oai(validator(pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$", max_length = 512))]
         cursor: Query<Option<String>>,
         cursors: Data<&Cursors>,
-    ) -> Result<OrderPageResponse, Problem> {
+    ) -> Result<OrderPageResponse, Problems<LIST_ORDERS_ERRORS>> {
         let limit = limit.0.unwrap_or(20);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(Problem::validation(format!("limit must be within 1..={MAX_PAGE}, got {limit}")).with_extension("field", "limit"));
+            return Err(Problems::from(
+                Problem::validation(format!("limit must be within 1..={MAX_PAGE}, got {limit}")).with_extension("field", "limit"),
+            ));
         }
         let after = cursor.0.as_deref().map(|c| cursors.open("orders", c).and_then(|p| decode_cursor(&p))).transpose()?;
         let mut orders =
@@ -376,7 +440,7 @@ impl OrderApi {
     /// Cancel an order (its owner; only `PENDING` or `CONFIRMED`). Emits
     /// `order.cancelled`; Inventory then releases the reservation.
     #[oai(path = "/orders/:id/cancel", method = "post", operation_id = "cancelOrder")]
-    async fn cancel_order(&self, auth: BearerAuth, id: Path<String>) -> Result<OrderResponse, Problem> {
+    async fn cancel_order(&self, auth: BearerAuth, id: Path<String>) -> Result<OrderResponse, Problems<CANCEL_ORDER_ERRORS>> {
         let id = parse_id(&id.0)?;
         let who = auth.0;
         let span = tracing::Span::current();
@@ -385,7 +449,7 @@ impl OrderApi {
         let order = visible_order(&self.state, &who, id).await?;
         if order.customer_id != who.customer_id.as_str() {
             // An admin may look, but a cancel is the customer's decision.
-            return Err(Problem::forbidden("only the customer who placed an order can cancel it"));
+            return Err(Problems::from(Problem::forbidden("only the customer who placed an order can cancel it")));
         }
         let mut tx = self.state.pool.begin().await.map_err(Problem::internal)?;
         let applied = store::apply(&mut tx, id, OrderEvent::CancelRequested, None, |o, _| {
@@ -405,10 +469,12 @@ impl OrderApi {
             }
             Applied::NoOp(OrderStatus::Cancelled) => {}
             Applied::NoOp(status) | Applied::Illegal(status) => {
-                return Err(Problem::new(NOT_CANCELLABLE)
-                    .with_detail(format!("the order is {status}; only PENDING or CONFIRMED orders can be cancelled")));
+                return Err(Problems::from(
+                    Problem::new(NOT_CANCELLABLE)
+                        .with_detail(format!("the order is {status}; only PENDING or CONFIRMED orders can be cancelled")),
+                ));
             }
-            Applied::NotFound => return Err(Problem::not_found("no such order")),
+            Applied::NotFound => return Err(Problems::from(Problem::not_found("no such order"))),
         }
         let order =
             store::get_order(&self.state.pool, id).await.map_err(Problem::internal)?.ok_or_else(|| Problem::not_found("no such order"))?;

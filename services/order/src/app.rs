@@ -42,7 +42,7 @@ pub async fn spec_yaml() -> anyhow::Result<String> {
     let pool = PgPoolOptions::new().connect_lazy("postgres://spec@127.0.0.1:1/spec")?;
     let client = ServiceClient::new("inventory", Default::default(), metrics.standard.clone())?;
     let state = Arc::new(ApiState { pool, inventory: InventoryClient::new(client), metrics: OrderMetrics::register(&metrics) });
-    Ok(api_service(state).spec_yaml())
+    Ok(glasshouse_platform::contract::served_spec(&api_service(state)))
 }
 
 /// A built, not yet running, Order service (the platform's [`App`]).

@@ -278,7 +278,11 @@ impl ServiceBuilder {
 
     /// Binds the port and assembles the HTTP surface around `api`
     /// ([`crate::service::http_app`], with the `tasks` readiness check added).
-    pub fn build<T: OpenApi + 'static>(self, api: OpenApiService<T, ()>, authenticator: Authenticator) -> anyhow::Result<App> {
+    pub fn build<T: OpenApi + crate::contract::ApiContract + 'static>(
+        self,
+        api: OpenApiService<T, ()>,
+        authenticator: Authenticator,
+    ) -> anyhow::Result<App> {
         let health = TaskHealth::register(&self.metrics);
         let checks = self.checks.with(health.clone());
         let endpoint = crate::service::http_app(api, checks, &self.metrics, authenticator, &self.http);

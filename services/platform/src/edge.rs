@@ -10,6 +10,9 @@
 //!   poem's plain 400 from deep inside parameter parsing.
 //! - [`AllowHeader`]: every 405 carries `Allow` with the methods of the route
 //!   (RFC 9110 section 15.5.6), taken from the served OpenAPI document.
+//! - [`StrictJson`]: a JSON body naming one member twice in an object
+//!   (`{"lines": [], "lines": [...]}`) is a 400 `bad-request`: parsers disagree
+//!   on which one wins (serde keeps the last), so no service guesses.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::Stream;
-use poem::http::header::{ALLOW, CONTENT_LENGTH, HeaderValue};
+use poem::http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use poem::http::{Method, StatusCode};
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response};
 
@@ -263,9 +266,122 @@ impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
     }
 }
 
+/// Middleware: 400 for a JSON body with a duplicate member name (see the module docs).
+///
+/// Reads the body (put it inside [`BodyLimit`], which bounds it), checks it,
+/// and hands the same bytes on; bodies that are not JSON, or not well-formed,
+/// go on untouched for the handler's own 400/415.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StrictJson;
+
+impl<E: Endpoint> Middleware<E> for StrictJson {
+    type Output = StrictJsonEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        StrictJsonEndpoint { inner: ep }
+    }
+}
+
+/// The endpoint produced by [`StrictJson`].
+pub struct StrictJsonEndpoint<E> {
+    inner: E,
+}
+
+impl<E: Endpoint> Endpoint for StrictJsonEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let json = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+        if json {
+            // An over-long body fails here; `BodyLimit` outside answers 413 for it.
+            let body = req.take_body().into_bytes().await?;
+            if let Some(dup) = duplicate_member(&body) {
+                return Ok(Problem::bad_request(format!("the body names member {dup:?} twice in one object"))
+                    .with_instance(req.uri().path())
+                    .to_response());
+            }
+            req.set_body(Body::from_bytes(body));
+        }
+        self.inner.call(req).await.map(IntoResponse::into_response)
+    }
+}
+
+/// The first member name found twice in one object of the JSON `body`;
+/// `None` when there is none, or when `body` is not well-formed JSON.
+pub fn duplicate_member(body: &[u8]) -> Option<String> {
+    let e = serde_json::from_slice::<NoDuplicates>(body).err()?;
+    let msg = e.to_string();
+    msg.strip_prefix(DUPLICATE).and_then(|rest| rest.rsplit_once(END)).map(|(name, _)| name.to_owned())
+}
+
+/// How [`NoDuplicates`] reports a name, so it can be told from a syntax error.
+const DUPLICATE: &str = "duplicate member \u{1}";
+const END: char = '\u{2}';
+
+/// Any JSON value, refused when an object repeats a member name.
+struct NoDuplicates;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<Er>(self, _: bool) -> Result<NoDuplicates, Er> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<Er>(self, _: i64) -> Result<NoDuplicates, Er> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<Er>(self, _: u64) -> Result<NoDuplicates, Er> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<Er>(self, _: f64) -> Result<NoDuplicates, Er> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<Er>(self, _: &str) -> Result<NoDuplicates, Er> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<Er>(self) -> Result<NoDuplicates, Er> {
+        Ok(NoDuplicates)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<NoDuplicates, A::Error> {
+        while seq.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicates, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("{DUPLICATE}{key}{END}")));
+            }
+            map.next_value::<NoDuplicates>()?;
+        }
+        Ok(NoDuplicates)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicate_members_are_found_at_any_depth() {
+        assert_eq!(duplicate_member(br#"{"a": 1, "a": 2}"#).as_deref(), Some("a"));
+        assert_eq!(duplicate_member(br#"{"lines": [{"sku": "A", "sku": "B"}]}"#).as_deref(), Some("sku"));
+        assert_eq!(duplicate_member(br#"{"a": {"b": 1}, "b": [1, null, "x", 2.5, -3, true]}"#), None);
+        assert_eq!(duplicate_member(br#"[{"a": 1}, {"a": 1}]"#), None, "one per object");
+        assert_eq!(duplicate_member(b"{not json"), None, "left to the handler's 400");
+        assert_eq!(duplicate_member(br#"{"x\u0002y": 1, "x\u0002y": 2}"#).as_deref(), Some("x\u{2}y"));
+    }
 
     const SPEC: &str = r#"
 paths:

@@ -19,6 +19,9 @@
 //!   `fault_flag_active{flag}` and `fault_flags_file{path}`; the relay's own flags.
 //! - [`edge`]: what the HTTP edge refuses before a handler runs (bodies over
 //!   `http.max_body_bytes`: 413; non-UTF-8 paths: 404) and `Allow` on every 405.
+//! - [`contract`]: what every contract states besides poem-openapi's derive: one
+//!   documented response per error status ([`contract::Problems`]), links,
+//!   `additionalProperties: false` on request schemas, header spelling ([`contract::served_spec`]).
 //! - [`cursor`]: HMAC-signed list cursors; any other cursor is a 422 `invalid-cursor`.
 //! - [`migrations`]: the platform's tables (`outbox`, `processed_events`) for both dialects.
 //! - [`problem`]: RFC 9457 problem+json errors with a stable `type` URI per error,
@@ -44,6 +47,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod config;
 pub mod consumer;
+pub mod contract;
 pub mod cursor;
 pub mod edge;
 pub mod errors;

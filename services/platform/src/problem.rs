@@ -20,6 +20,7 @@ use poem::error::ResponseError;
 use poem::http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use poem::http::{HeaderMap, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use poem_openapi::error::{ParseParamError, ParseRequestPayloadError};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
@@ -420,7 +421,47 @@ pub fn problem_from_error(err: poem::Error) -> Problem {
             Err(e) => return problem_from_status(e),
         }
     }
+    if let Some(e) = err.downcast_ref::<ParseParamError>() {
+        return parameter_problem(e.name, &e.reason);
+    }
+    if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+        return payload_problem(&e.reason);
+    }
     problem_from_status(err)
+}
+
+/// poem-openapi's words for a value its validator refused (`verification failed. maximum(100)`).
+const VERIFICATION_FAILED: &str = "verification failed.";
+
+/// A parameter poem-openapi refused: a rule of the contract (`#[oai(validator(...))]`)
+/// is a 422 `validation-failed` naming the parameter (a `cursor` breaking its
+/// pattern is one the API never gave out: `invalid-cursor`); a value of the
+/// wrong syntax or a missing one is a 400 `bad-request`.
+fn parameter_problem(name: &str, reason: &str) -> Problem {
+    let detail = format!("parameter `{name}`: {reason}");
+    if !reason.starts_with(VERIFICATION_FAILED) {
+        return Problem::bad_request(detail).with_extension("field", name);
+    }
+    if name == "cursor" {
+        return crate::cursor::invalid_cursor();
+    }
+    Problem::validation(detail).with_extension("field", name)
+}
+
+/// A JSON body poem-openapi refused: a member breaking a rule of the contract
+/// is a 422 `validation-failed` naming the innermost member
+/// (`field \`quantity\` verification failed. minimum(1) (occurred while parsing ...)`);
+/// anything else (bad JSON, a missing, unknown or mistyped member) is a 400.
+fn payload_problem(reason: &str) -> Problem {
+    let field = reason
+        .find(VERIFICATION_FAILED)
+        .and_then(|at| reason[..at].rsplit_once("field `"))
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(field, _)| field.to_owned());
+    match field {
+        Some(field) => Problem::validation(format!("{field}: {reason}")).with_extension("field", field),
+        None => Problem::bad_request(format!("the body cannot be read: {reason}")),
+    }
 }
 
 fn problem_from_status(err: poem::Error) -> Problem {
@@ -545,6 +586,21 @@ mod tests {
         let p = problem_from_error(err);
         assert_eq!(p.kind(), ProblemType::CONFLICT);
         assert_eq!(p.detail(), Some("already cancelled"));
+    }
+
+    #[test]
+    fn validator_refusals_are_422_naming_the_field_and_syntax_errors_400() {
+        let p = problem_from_error(ParseParamError { name: "limit", reason: "verification failed. maximum(100)".into() }.into());
+        assert_eq!((p.kind(), p.body()["field"].as_str()), (ProblemType::VALIDATION_FAILED, Some("limit")));
+        let p = problem_from_error(ParseParamError { name: "limit", reason: "failed to parse \"integer\"".into() }.into());
+        assert_eq!((p.kind(), p.body()["field"].as_str()), (ProblemType::BAD_REQUEST, Some("limit")));
+        let p = problem_from_error(ParseParamError { name: "cursor", reason: "verification failed. pattern(..)".into() }.into());
+        assert_eq!(p.kind(), crate::cursor::INVALID_CURSOR);
+        let reason = "field `quantity` verification failed. minimum(1) (occurred while parsing \"[OrderLineRequest]\") (occurred while parsing \"PlaceOrderRequest\")";
+        let p = problem_from_error(ParseRequestPayloadError { reason: reason.into() }.into());
+        assert_eq!((p.kind(), p.body()["field"].as_str()), (ProblemType::VALIDATION_FAILED, Some("quantity")));
+        let p = problem_from_error(ParseRequestPayloadError { reason: "unknown field `note`.".into() }.into());
+        assert_eq!(p.kind(), ProblemType::BAD_REQUEST);
     }
 
     #[test]

@@ -17,27 +17,30 @@ use rdkafka::client::DefaultClientContext;
 use tokio::sync::watch;
 
 use crate::auth::Authenticator;
+use crate::contract::{ApiContract, served_spec};
 use crate::cursor::Cursors;
-use crate::edge::{AllowHeader, BodyLimit, PathGuard, RouteMethods};
+use crate::edge::{AllowHeader, BodyLimit, PathGuard, RouteMethods, StrictJson};
 use crate::problem::ProblemJson;
 use crate::settings::HttpSettings;
 
-/// The whole HTTP surface: the API at `/`, its spec at `/openapi.yaml`, a
+/// The whole HTTP surface: the API at `/`, its spec at `/openapi.yaml`
+/// ([`served_spec`]: the committed contract), a
 /// docs page at `/docs`, `/metrics`, `/health/live` and `/health/ready`;
 /// errors as problem+json, and telemetry outermost (routes named by the spec).
 ///
 /// From the outside in: telemetry; the edge refusals of [`crate::edge`]
-/// (bodies over `http.max_body_bytes`, non-UTF-8 paths); `Allow` on 405s;
+/// (bodies over `http.max_body_bytes`, non-UTF-8 paths, duplicate JSON
+/// members); `Allow` on 405s;
 /// problem+json for every error; the request data handlers take
 /// ([`Authenticator`], [`Cursors`] keyed by `http.cursor_key`).
-pub fn http_app<T: OpenApi + 'static>(
+pub fn http_app<T: OpenApi + ApiContract + 'static>(
     api: OpenApiService<T, ()>,
     checks: HealthChecks,
     metrics: &Metrics,
     authenticator: Authenticator,
     http: &HttpSettings,
 ) -> BoxEndpoint<'static, Response> {
-    let spec = api.spec_yaml();
+    let spec = served_spec(&api);
     let telemetry = ServerTelemetry::new(metrics).with_openapi(&spec);
     let allow = AllowHeader::new(RouteMethods::from_openapi(&spec));
     let cursors = Cursors::new(metrics.standard.service(), &http.cursor_key);
@@ -52,6 +55,7 @@ pub fn http_app<T: OpenApi + 'static>(
         .data(cursors)
         .with(ProblemJson)
         .with(allow)
+        .with(StrictJson)
         .with(PathGuard)
         .with(BodyLimit::new(http.max_body_bytes))
         .with(telemetry)

@@ -28,6 +28,8 @@ use uuid::Uuid;
 
 struct Api;
 
+impl glasshouse_platform::contract::ApiContract for Api {}
+
 #[OpenApi]
 impl Api {
     /// A trivial operation, so the service has an API.

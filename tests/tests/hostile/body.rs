@@ -11,13 +11,13 @@ use crate::support::{raw, seed_item, stored_orders};
 
 const LIMIT: usize = 65_536;
 
-/// A valid order for one unit of `sku`, padded with an unknown field to
-/// exactly `len` bytes of JSON.
+/// A valid order for one unit of `sku`, padded with insignificant whitespace
+/// to exactly `len` bytes of JSON (an unknown padding member would be a 400).
 fn padded_order(sku: &str, len: usize) -> Vec<u8> {
-    let head = format!(r#"{{"lines":[{{"sku":"{sku}","quantity":1}}],"padding":""#);
-    let tail = r#""}"#;
+    let head = format!(r#"{{"lines":[{{"sku":"{sku}","quantity":1}}]"#);
+    let tail = "}";
     let mut body = head.into_bytes();
-    body.resize(len - tail.len(), b'x');
+    body.resize(len - tail.len(), b' ');
     body.extend_from_slice(tail.as_bytes());
     body
 }

@@ -6,6 +6,7 @@
 //! - `authz`: every route by every kind of caller, as a table.
 //! - `body`: bodies over `http.max_body_bytes` (declared and chunked) are 413.
 //! - `cursor`: only cursors the API gave out are accepted; all else is 422.
+//! - `fields`: unknown or repeated members are 400, broken contract rules 422.
 //! - `routes`: 405s carry `Allow`; non-UTF-8 path parameters are 404.
 //! - `labels`: invented methods and paths add no metric series.
 //! - `nulls`: optional members are absent, never `null`.
@@ -16,6 +17,7 @@
 mod authz;
 mod body;
 mod cursor;
+mod fields;
 mod labels;
 mod nulls;
 mod routes;
