@@ -29,10 +29,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use glasshouse_platform::config::SettingsLoader;
 use glasshouse_tests::stack::{home, repo_root};
 use serde::Deserialize;
 use serde_yaml::Value;
+
+#[path = "support/settings.rs"]
+mod settings;
+use settings::required_keys;
 
 const SERVICES: [&str; 3] = ["order", "inventory", "notification"];
 /// The values files the chart ships; `None` is the chart's defaults alone.
@@ -357,49 +360,6 @@ fn env_of(docs: &[Value], service: &str) -> BTreeMap<String, String> {
     env
 }
 
-/// Dotted leaves of a YAML mapping.
-fn leaves(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
-    match v.as_mapping() {
-        Some(m) => {
-            for (k, v) in m {
-                let key = if prefix.is_empty() { k.as_str().unwrap().to_owned() } else { format!("{prefix}.{}", k.as_str().unwrap()) };
-                leaves(v, &key, out);
-            }
-        }
-        None => {
-            out.insert(prefix.to_owned(), v.clone());
-        }
-    }
-}
-
-fn env_var(key: &str) -> String {
-    glasshouse_platform::config::env_var_for(key)
-}
-
-/// The settings that must be set in a cluster, derived from the service's
-/// base.yaml: every value bound to the laptop (loopback addresses, the `local`
-/// environment and issuer, paths relative to the stack home), plus the code
-/// defaults of the telemetry crate that point at loopback and are not in base.yaml.
-fn required_keys(service: &str) -> BTreeSet<String> {
-    let base: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(format!("services/{service}/config/base.yaml"))).unwrap()).unwrap();
-    let mut all = BTreeMap::new();
-    leaves(&base, "", &mut all);
-    let mut keys: BTreeSet<String> = all
-        .iter()
-        .filter(|(k, v)| {
-            let text = v.as_str().unwrap_or("");
-            text.contains("127.0.0.1")
-                || text.contains("localhost")
-                || text.split(|c: char| !c.is_alphanumeric()).any(|w| w == "local")
-                || (k.ends_with(".file") && !text.starts_with('/'))
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
-    keys.extend(["telemetry.traces.endpoint", "telemetry.logs.loki.enabled", "telemetry.logs.elasticsearch.enabled"].map(String::from));
-    keys
-}
-
 #[test]
 fn required_keys_are_derived_from_base_yaml() {
     // The derivation itself: what a cluster must override in order's base.yaml.
@@ -419,14 +379,7 @@ fn the_chart_sets_only_real_settings_and_every_required_one() {
         for service in SERVICES {
             let at = format!("{} {service}", label(v));
             let env = env_of(docs, service);
-            for key in required_keys(service) {
-                let var = env_var(&key);
-                let value = env.get(&var).unwrap_or_else(|| panic!("{at}: required setting {key} ({var}) is not set"));
-                assert!(!value.contains("127.0.0.1") && !value.contains("localhost"), "{at}: {var}={value} points at loopback");
-                if key.ends_with(".file") {
-                    assert!(value.starts_with('/'), "{at}: {var}={value} must be absolute off the stack");
-                }
-            }
+            settings::assert_required_set(&at, service, &env);
             // The config directory the chart mounts, written out, then the service's
             // own Settings type loaded from it with the chart's environment.
             let deployment = of_kind(docs, "Deployment").find(|d| name(d).ends_with(&format!("-{service}"))).unwrap();
@@ -438,26 +391,13 @@ fn the_chart_sets_only_real_settings_and_every_required_one() {
                 .map(|vol| str_at(vol, "configMap.name").to_owned())
                 .unwrap();
             let cm = of_kind(docs, "ConfigMap").find(|c| name(c) == cm_name).unwrap();
-            let dir =
-                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(glasshouse_tests::stack::unique_name(&format!("helm-config-{service}")));
-            std::fs::create_dir_all(&dir).unwrap();
-            for (file, text) in label_map(s(cm, "data")) {
-                std::fs::write(dir.join(file), text).unwrap();
-            }
             assert_eq!(env.get("APP_CONFIG_DIR").map(String::as_str), Some("/etc/glasshouse/config"), "{at}");
             let mut vars = env.clone();
             if vars["APP_DATABASE__URL"].starts_with("(from") {
                 vars.insert("APP_DATABASE__URL".into(), "postgres://placeholder@db:5432/x".into());
             }
-            let loader = SettingsLoader::with_vars(&dir, vars);
-            let result = match service {
-                "order" => loader.load::<glasshouse_order::Settings>().map(|_| ()),
-                "inventory" => loader.load::<glasshouse_inventory::Settings>().map(|_| ()),
-                _ => loader.load::<glasshouse_notification::Settings>().map(|_| ()),
-            };
-            std::fs::remove_dir_all(&dir).unwrap();
-            if let Err(e) = result {
-                panic!("{at}: the chart's settings do not load into the service's Settings: {e}");
+            if let Err(e) = settings::load(&at, service, &label_map(s(cm, "data")), vars) {
+                panic!("{e}");
             }
         }
     }
