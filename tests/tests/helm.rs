@@ -165,9 +165,79 @@ fn every_values_file_renders_and_counts_its_objects() {
         for k in ["Deployment", "Service", "ServiceAccount", "NetworkPolicy", "ConfigMap"] {
             assert!(count.contains_key(k), "{}: no {k} rendered", label(v));
         }
-        // Services migrate at start (no migrate-only mode): no migration Job.
-        assert!(!count.contains_key("Job"), "{}: a Job is rendered, but no service has a migrate-only mode", label(v));
+        // migrations.mode=job (the default): one migration Job per service.
+        assert_eq!(count.get("Job"), Some(&SERVICES.len()), "{}: one migration Job per service", label(v));
     }
+}
+
+fn annotation<'a>(v: &'a Value, key: &str) -> &'a str {
+    s(v, "metadata.annotations").and_then(|a| a.get(key)).and_then(Value::as_str).unwrap_or("")
+}
+
+fn weight(v: &Value) -> i64 {
+    annotation(v, "helm.sh/hook-weight").parse().unwrap_or(0)
+}
+
+/// Each migration Job is a pre-install/pre-upgrade hook whose every dependency
+/// (ServiceAccount, ConfigMaps, Secret) is a hook of a lower weight, or an
+/// existing Secret: hooks run before the release's own objects exist.
+#[test]
+fn migration_jobs_are_hooks_with_their_own_dependencies() {
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        for job in of_kind(docs, "Job") {
+            let at = format!("{} Job {}", label(v), name(job));
+            assert_eq!(annotation(job, "helm.sh/hook"), "pre-install,pre-upgrade", "{at}");
+            assert!(annotation(job, "helm.sh/hook-delete-policy").contains("before-hook-creation"), "{at}");
+            let pod = s(job, "spec.template.spec").unwrap();
+            assert_eq!(str_at(pod, "restartPolicy"), "Never", "{at}");
+            let labels = label_map(s(job, "spec.template.metadata.labels"));
+            assert_eq!(labels.get("sidecar.istio.io/inject").map(String::as_str), Some("false"), "{at}: a sidecar would keep the Job running");
+            let c = &s(pod, "containers").unwrap()[0];
+            assert_eq!(c["args"], serde_yaml::from_str::<Value>("[migrate]").unwrap(), "{at}");
+            // Never selected by a Service (it would get traffic while it migrates).
+            for svc in of_kind(docs, "Service") {
+                assert!(!is_subset(&label_map(s(svc, "spec.selector")), &labels), "{at}: Service {} selects the Job's pod", name(svc));
+            }
+            let mut deps: Vec<(&str, String)> = vec![("ServiceAccount", str_at(pod, "serviceAccountName").to_owned())];
+            for from in s(c, "envFrom").and_then(Value::as_sequence).unwrap() {
+                if let Some(n) = s(from, "configMapRef.name").and_then(Value::as_str) {
+                    deps.push(("ConfigMap", n.to_owned()));
+                }
+                if let Some(n) = s(from, "secretRef.name").and_then(Value::as_str) {
+                    deps.push(("Secret", n.to_owned()));
+                }
+            }
+            for vol in s(pod, "volumes").and_then(Value::as_sequence).unwrap() {
+                if let Some(n) = s(vol, "configMap.name").and_then(Value::as_str) {
+                    deps.push(("ConfigMap", n.to_owned()));
+                }
+            }
+            for (k, n) in deps {
+                match of_kind(docs, k).find(|o| name(o) == n) {
+                    Some(obj) => {
+                        assert!(annotation(obj, "helm.sh/hook").contains("pre-install"), "{at}: its {k} {n} is not a hook (absent at install)");
+                        assert!(weight(obj) < weight(job), "{at}: its {k} {n} must be created before it (lower hook weight)");
+                    }
+                    None => assert_eq!(k, "Secret", "{at}: its {k} {n} is not rendered"),
+                }
+            }
+        }
+    }
+}
+
+/// `migrations.mode: at-start` renders no Job; an unknown mode fails the render.
+#[test]
+fn migrations_at_start_render_no_job_and_a_bad_mode_fails() {
+    let Some(helm) = helm() else { return };
+    let out = helm_cmd(&helm, &["template", RELEASE, "--namespace", NAMESPACE, "--set", "migrations.mode=at-start"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("\nkind: Job\n"), "at-start renders a Job");
+    assert!(!text.contains("-migrate"), "at-start renders migration objects");
+    let out = helm_cmd(&helm, &["template", RELEASE, "--set", "migrations.mode=sometimes"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"sometimes\" is not one of job, at-start"));
 }
 
 #[test]
@@ -177,8 +247,10 @@ fn every_workload_follows_the_pod_policy() {
         let deployments: Vec<_> = of_kind(docs, "Deployment").collect();
         assert_eq!(deployments.len(), SERVICES.len(), "{}", label(v));
         let accounts: BTreeSet<&str> = of_kind(docs, "ServiceAccount").map(name).collect();
-        for d in deployments {
-            let at = format!("{} Deployment {}", label(v), name(d));
+        // The migration Jobs run the same image under the same policy (no probes: they never serve).
+        for d in deployments.into_iter().chain(of_kind(docs, "Job")) {
+            let serves = kind(d) == "Deployment";
+            let at = format!("{} {} {}", label(v), kind(d), name(d));
             let pod = s(d, "spec.template.spec").unwrap();
             let sa = str_at(pod, "serviceAccountName");
             assert!(accounts.contains(sa) && sa != "default", "{at}: own ServiceAccount expected, found {sa:?}");
@@ -186,11 +258,13 @@ fn every_workload_follows_the_pod_policy() {
             assert_eq!(str_at(pod, "securityContext.seccompProfile.type"), "RuntimeDefault", "{at}: pod seccomp");
             for c in s(pod, "containers").and_then(Value::as_sequence).unwrap() {
                 let at = format!("{at} container {}", str_at(c, "name"));
-                for p in ["startupProbe", "livenessProbe", "readinessProbe"] {
-                    assert!(s(c, &format!("{p}.httpGet.path")).is_some(), "{at}: no HTTP {p}");
+                if serves {
+                    for p in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                        assert!(s(c, &format!("{p}.httpGet.path")).is_some(), "{at}: no HTTP {p}");
+                    }
+                    assert_eq!(str_at(c, "readinessProbe.httpGet.path"), "/health/ready", "{at}");
+                    assert_eq!(str_at(c, "livenessProbe.httpGet.path"), "/health/live", "{at}");
                 }
-                assert_eq!(str_at(c, "readinessProbe.httpGet.path"), "/health/ready", "{at}");
-                assert_eq!(str_at(c, "livenessProbe.httpGet.path"), "/health/live", "{at}");
                 for r in ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"] {
                     assert!(s(c, &format!("resources.{r}")).is_some(), "{at}: no resources.{r}");
                 }
@@ -246,6 +320,17 @@ fn every_service_has_a_network_policy_behind_a_default_deny() {
                     }
                 }
             }
+        }
+        // Each migration Job's pods have their own egress (the default deny covers them too).
+        for job in of_kind(docs, "Job") {
+            let labels = label_map(s(job, "spec.template.metadata.labels"));
+            assert!(
+                policies.iter().any(|p| is_subset(&label_map(s(p, "spec.podSelector.matchLabels")), &labels)
+                    && s(p, "spec.egress").and_then(Value::as_sequence).is_some_and(|e| e.len() >= 2)),
+                "{}: Job {} has no NetworkPolicy with egress to DNS and its backends",
+                label(v),
+                name(job)
+            );
         }
     }
 }
@@ -339,7 +424,12 @@ fn istio_objects_follow_the_mesh_rules() {
 /// placeholders stand for them.
 fn env_of(docs: &[Value], service: &str) -> BTreeMap<String, String> {
     let deployment = of_kind(docs, "Deployment").find(|d| name(d).ends_with(&format!("-{service}"))).unwrap();
-    let container = &s(deployment, "spec.template.spec.containers").unwrap()[0];
+    env_of_pod(docs, s(deployment, "spec.template.spec").unwrap())
+}
+
+/// The environment of a pod spec's first container (its ConfigMaps and Secret).
+fn env_of_pod(docs: &[Value], pod: &Value) -> BTreeMap<String, String> {
+    let container = &s(pod, "containers").unwrap()[0];
     let mut env = BTreeMap::new();
     for from in s(container, "envFrom").and_then(Value::as_sequence).unwrap() {
         if let Some(cm) = s(from, "configMapRef.name").and_then(Value::as_str) {
@@ -396,8 +486,28 @@ fn the_chart_sets_only_real_settings_and_every_required_one() {
             if vars["APP_DATABASE__URL"].starts_with("(from") {
                 vars.insert("APP_DATABASE__URL".into(), "postgres://placeholder@db:5432/x".into());
             }
-            if let Err(e) = settings::load(&at, service, &label_map(s(cm, "data")), vars) {
+            if let Err(e) = settings::load(&at, service, &label_map(s(cm, "data")), vars.clone()) {
                 panic!("{e}");
+            }
+            // The migration Job: the same settings from its own hook copies.
+            if let Some(job) = of_kind(docs, "Job").find(|j| name(j).ends_with(&format!("-{service}-migrate"))) {
+                let at = format!("{at} migration Job");
+                let job_env = env_of_pod(docs, s(job, "spec.template.spec").unwrap());
+                assert_eq!(job_env, env, "{at}: its settings differ from the Deployment's");
+                let pod = s(job, "spec.template.spec").unwrap();
+                let files_cm = s(pod, "volumes")
+                    .and_then(Value::as_sequence)
+                    .unwrap()
+                    .iter()
+                    .find(|vol| str_at(vol, "name") == "config")
+                    .map(|vol| str_at(vol, "configMap.name").to_owned())
+                    .unwrap();
+                let files = label_map(s(of_kind(docs, "ConfigMap").find(|c| name(c) == files_cm).unwrap(), "data"));
+                let config: BTreeMap<String, String> =
+                    files.into_iter().filter(|(k, _)| k == "base.yaml" || k == "kubernetes.yaml").collect();
+                if let Err(e) = settings::load(&at, service, &config, vars) {
+                    panic!("{e}");
+                }
             }
         }
     }
