@@ -418,6 +418,106 @@ fn istio_objects_follow_the_mesh_rules() {
     }
 }
 
+/// What `istioctl analyze` would check on the rendered objects (istioctl is not
+/// built here: the istio.io/istio module is very large; deploy/README.md): every
+/// reference resolves. Gateways a VirtualService names exist (or `mesh`), its hosts
+/// are Services (mesh) or served by its Gateway, every destination is a Service
+/// port, every Service host has a DestinationRule and every DestinationRule a
+/// Service, no two VirtualServices claim the same host on the same gateway, every
+/// selector of a security/telemetry object matches a workload, and the routes that
+/// must never be retried (cancel, inventory's admin writes) say so.
+#[test]
+fn istio_references_resolve_as_istioctl_analyze_would_check() {
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        let at = label(v);
+        let fqdn = |svc: &Value| format!("{}.{NAMESPACE}.svc.cluster.local", name(svc));
+        let services: BTreeMap<String, BTreeSet<u64>> = of_kind(docs, "Service")
+            .map(|svc| {
+                let ports = s(svc, "spec.ports").and_then(Value::as_sequence).unwrap().iter().filter_map(|p| p["port"].as_u64()).collect();
+                (fqdn(svc), ports)
+            })
+            .collect();
+        let dr_hosts: BTreeSet<&str> = of_kind(docs, "DestinationRule").map(|d| str_at(d, "spec.host")).collect();
+        for host in services.keys() {
+            assert!(dr_hosts.contains(host.as_str()), "{at}: Service host {host} has no DestinationRule");
+        }
+        for host in &dr_hosts {
+            assert!(services.contains_key(*host), "{at}: DestinationRule for {host}, which is no Service");
+        }
+        let gateways: BTreeMap<String, &Value> = of_kind(docs, "Gateway").map(|g| (format!("{NAMESPACE}/{}", name(g)), g)).collect();
+        let mut claimed: BTreeSet<(String, String)> = BTreeSet::new();
+        for vs in of_kind(docs, "VirtualService") {
+            let vat = format!("{at}: VirtualService {}", name(vs));
+            let gws: Vec<String> = s(vs, "spec.gateways")
+                .and_then(Value::as_sequence)
+                .map(|g| g.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+                .unwrap_or_else(|| vec!["mesh".to_owned()]);
+            let hosts: Vec<&str> = s(vs, "spec.hosts").and_then(Value::as_sequence).unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+            for gw in &gws {
+                for host in &hosts {
+                    assert!(claimed.insert((gw.clone(), (*host).to_owned())), "{vat}: host {host} on {gw} is claimed twice");
+                }
+                if gw == "mesh" {
+                    for host in &hosts {
+                        assert!(services.contains_key(*host), "{vat}: mesh host {host} is no Service");
+                    }
+                    continue;
+                }
+                let key = if gw.contains('/') { gw.clone() } else { format!("{NAMESPACE}/{gw}") };
+                let gateway = gateways.get(&key).unwrap_or_else(|| panic!("{vat}: gateway {gw} is not rendered"));
+                let served: Vec<&str> = s(gateway, "spec.servers")
+                    .and_then(Value::as_sequence)
+                    .unwrap()
+                    .iter()
+                    .flat_map(|srv| srv["hosts"].as_sequence().unwrap().iter().map(|h| h.as_str().unwrap()))
+                    .map(|h| h.rsplit_once('/').map_or(h, |(_, h)| h))
+                    .collect();
+                for host in &hosts {
+                    let ok = served.iter().any(|g| {
+                        *g == "*" || g == host || g.strip_prefix('*').is_some_and(|suffix| host.ends_with(suffix)) || *host == "*"
+                    });
+                    assert!(ok, "{vat}: host {host} is not served by gateway {gw} ({served:?})");
+                }
+            }
+            for route in s(vs, "spec.http").and_then(Value::as_sequence).unwrap() {
+                for dest in s(route, "route").and_then(Value::as_sequence).unwrap() {
+                    let host = str_at(dest, "destination.host");
+                    let ports = services.get(host).unwrap_or_else(|| panic!("{vat}: destination {host} is no Service"));
+                    let port = s(dest, "destination.port.number").and_then(Value::as_u64);
+                    assert!(port.is_some_and(|p| ports.contains(&p)), "{vat}: destination {host} port {port:?} is not one of {ports:?}");
+                }
+                // Non-idempotent operations: cancel, and every write but POST /orders (Idempotency-Key).
+                for m in s(route, "match").and_then(Value::as_sequence).into_iter().flatten() {
+                    let method = str_at(m, "method.exact");
+                    if !method.is_empty() && method != "GET" && !(method == "POST" && str_at(m, "uri.exact") == "/orders") {
+                        assert_eq!(
+                            s(route, "retries.attempts").and_then(Value::as_u64),
+                            Some(0),
+                            "{vat} route {}: {method} is not idempotent and must say attempts: 0",
+                            str_at(route, "name")
+                        );
+                    }
+                }
+            }
+        }
+        // Every selector matches a workload: the chart's pods, or the ingress gateway.
+        let pods: Vec<BTreeMap<String, String>> =
+            of_kind(docs, "Deployment").map(|d| label_map(s(d, "spec.template.metadata.labels"))).collect();
+        let gateway_selectors: Vec<BTreeMap<String, String>> = gateways.values().map(|g| label_map(s(g, "spec.selector"))).collect();
+        for k in ["RequestAuthentication", "AuthorizationPolicy", "PeerAuthentication", "Telemetry"] {
+            for obj in of_kind(docs, k) {
+                let sel = label_map(s(obj, "spec.selector.matchLabels"));
+                assert!(
+                    pods.iter().any(|p| is_subset(&sel, p)) || gateway_selectors.contains(&sel),
+                    "{at}: {k} {} selects no workload ({sel:?})",
+                    name(obj)
+                );
+            }
+        }
+    }
+}
+
 /// The environment the chart gives one service: its -env ConfigMap and, when the
 /// chart renders it, its Secret. An existing (external) Secret is documented to
 /// hold APP_DATABASE__URL, APP_HTTP__CURSOR_KEY and APP_TELEMETRY__TRACES__TRUST_KEY;
