@@ -518,6 +518,69 @@ fn istio_references_resolve_as_istioctl_analyze_would_check() {
     }
 }
 
+/// `deploy/aws/eksctl-cluster.yaml` fits the chart's EKS values: OIDC for IRSA, the
+/// add-ons, managed node groups in the cluster's zones, a Kubernetes version the chart
+/// accepts, the VPC the NetworkPolicies admit, and one IRSA role per service whose
+/// ServiceAccount is the one the chart renders and whose name is the role ARN in
+/// values-eks.yaml; the LBC's ServiceAccount is the one the README's install uses.
+#[test]
+fn eksctl_cluster_config_matches_the_chart() {
+    let text = std::fs::read_to_string(repo_root().join("deploy/aws/eksctl-cluster.yaml")).unwrap();
+    let cfg: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(str_at(&cfg, "apiVersion"), "eksctl.io/v1alpha5");
+    assert_eq!(str_at(&cfg, "kind"), "ClusterConfig");
+    assert_eq!(s(&cfg, "iam.withOIDC").and_then(Value::as_bool), Some(true), "IRSA needs the OIDC provider");
+    let version = str_at(&cfg, "metadata.version");
+    let minor: u32 = version.strip_prefix("1.").and_then(|m| m.parse().ok()).unwrap_or_else(|| panic!("metadata.version {version:?}"));
+    let chart: Value = serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap()).unwrap();
+    let min_minor: u32 = str_at(&chart, "kubeVersion").trim_start_matches(">=").trim_start_matches("1.").split('.').next().unwrap().parse().unwrap();
+    assert!(minor >= min_minor, "EKS {version} is older than the chart's kubeVersion");
+    let addons: BTreeSet<&str> = s(&cfg, "addons").and_then(Value::as_sequence).unwrap().iter().map(|a| str_at(a, "name")).collect();
+    for a in ["vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver", "eks-pod-identity-agent"] {
+        assert!(addons.contains(a), "add-on {a} missing: {addons:?}");
+    }
+    let zones: BTreeSet<&str> = s(&cfg, "availabilityZones").and_then(Value::as_sequence).unwrap().iter().map(|z| z.as_str().unwrap()).collect();
+    let groups = s(&cfg, "managedNodeGroups").and_then(Value::as_sequence).unwrap();
+    assert!(!groups.is_empty());
+    for g in groups {
+        assert!(g["minSize"].as_u64().unwrap() >= 2, "node group {}: the PDBs and zone spread need >= 2 nodes", str_at(g, "name"));
+        for z in g["availabilityZones"].as_sequence().into_iter().flatten() {
+            assert!(zones.contains(z.as_str().unwrap()), "node group zone {z:?} is not a cluster zone");
+        }
+    }
+    let eks: Value = serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("values-eks.yaml")).unwrap()).unwrap();
+    let region = str_at(&cfg, "metadata.region");
+    assert!(str_at(&eks, "image.registry").contains(&format!(".{region}.")), "values-eks.yaml's ECR is not in {region}");
+    let cidr = str_at(&cfg, "vpc.cidr");
+    for key in ["networkPolicy.backendCidrs", "networkPolicy.nodeCidrs"] {
+        let list = s(&eks, key).and_then(Value::as_sequence).unwrap();
+        assert!(list.iter().any(|c| c.as_str() == Some(cidr)), "values-eks.yaml {key} does not admit the VPC {cidr}");
+    }
+    let accounts = s(&cfg, "iam.serviceAccounts").and_then(Value::as_sequence).unwrap();
+    let lbc = accounts.iter().find(|a| str_at(a, "metadata.name") == "aws-load-balancer-controller").expect("the LBC's IRSA account");
+    assert_eq!(str_at(lbc, "metadata.namespace"), "kube-system");
+    assert_eq!(s(lbc, "wellKnownPolicies.awsLoadBalancerController").and_then(Value::as_bool), Some(true));
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains("serviceAccount.create=false") && readme.contains("serviceAccount.name=aws-load-balancer-controller"),
+        "README's LBC install must use the account eksctl creates"
+    );
+    let Some(docs) = rendered(Some("values-eks.yaml")) else { return };
+    let rendered_accounts: BTreeMap<&str, &Value> = of_kind(docs, "ServiceAccount").map(|a| (name(a), a)).collect();
+    let mut roles = 0;
+    for a in accounts.iter().filter(|a| str_at(a, "metadata.namespace") == NAMESPACE) {
+        let sa = str_at(a, "metadata.name");
+        let obj = rendered_accounts.get(sa).unwrap_or_else(|| panic!("eksctl role for ServiceAccount {sa}, which the chart does not render"));
+        assert_eq!(s(a, "roleOnly").and_then(Value::as_bool), Some(true), "{sa}: the chart creates the ServiceAccount (roleOnly)");
+        let arn = s(obj, "metadata.annotations").and_then(|m| m.get("eks.amazonaws.com/role-arn")).and_then(Value::as_str).unwrap_or("");
+        assert!(arn.ends_with(&format!(":role/{}", str_at(a, "roleName"))), "{sa}: annotated role {arn:?} is not eksctl's {}", str_at(a, "roleName"));
+        roles += 1;
+    }
+    let annotated = rendered_accounts.values().filter(|a| s(a, "metadata.annotations").and_then(|m| m.get("eks.amazonaws.com/role-arn")).is_some()).count();
+    assert_eq!(roles, annotated, "every ServiceAccount values-eks.yaml gives a role has its eksctl role, and no more");
+    assert_eq!(roles, SERVICES.len());
+}
+
 /// The environment the chart gives one service: its -env ConfigMap and, when the
 /// chart renders it, its Secret. An existing (external) Secret is documented to
 /// hold APP_DATABASE__URL, APP_HTTP__CURSOR_KEY and APP_TELEMETRY__TRACES__TRUST_KEY;
