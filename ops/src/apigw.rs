@@ -279,7 +279,10 @@ pub fn main_with(args: Vec<std::ffi::OsString>) -> i32 {
         if current.as_ref() == Some(&doc) {
             return EXIT_OK;
         }
-        eprintln!("glasshouse-apigw: {} differs from a fresh generation; regenerate: cargo run -p glasshouse-ops --bin glasshouse-apigw", out.display());
+        eprintln!(
+            "glasshouse-apigw: {} differs from a fresh generation; regenerate: cargo run -p glasshouse-ops --bin glasshouse-apigw",
+            out.display()
+        );
         return EXIT_FAILED;
     }
     if out.as_os_str() == "-" {

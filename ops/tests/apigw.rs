@@ -98,7 +98,8 @@ fn check_mode_reports_drift_with_exit_1() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("edge.yaml");
     let args = |extra: &[&str]| {
-        let mut a: Vec<std::ffi::OsString> = vec!["glasshouse-apigw".into(), "--repo".into(), repo().into(), "--out".into(), out.clone().into()];
+        let mut a: Vec<std::ffi::OsString> =
+            vec!["glasshouse-apigw".into(), "--repo".into(), repo().into(), "--out".into(), out.clone().into()];
         a.extend(extra.iter().map(Into::into));
         a
     };

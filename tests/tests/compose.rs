@@ -189,8 +189,7 @@ fn the_services_environment_is_real_settings_and_complete() {
         }
     }
     // One trust key for all three (else one order is no longer one trace).
-    let keys: BTreeSet<String> =
-        GLASSHOUSE.iter().map(|s| env_of(&all[*s])["APP_TELEMETRY__TRACES__TRUST_KEY"].clone()).collect();
+    let keys: BTreeSet<String> = GLASSHOUSE.iter().map(|s| env_of(&all[*s])["APP_TELEMETRY__TRACES__TRUST_KEY"].clone()).collect();
     assert_eq!(keys.len(), 1, "the services' trace trust keys differ: {keys:?}");
 }
 

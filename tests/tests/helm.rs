@@ -18,6 +18,13 @@
 //! - the PrometheusRules, dashboard ConfigMaps and config files equal the
 //!   repository's files (the chart reads them through symlinks; a copy that
 //!   drifted would fail here).
+//! - migration Jobs (`migrations.mode: job`): pre-install/pre-upgrade hooks whose
+//!   dependencies are hooks of a lower weight, the same pod policy and settings
+//!   as the Deployments, never selected by a Service; none with `at-start`;
+//! - the references `istioctl analyze` would check resolve (istioctl is not
+//!   built here; deploy/README.md, "Istio rules without istioctl");
+//! - `deploy/aws/eksctl-cluster.yaml` fits values-eks.yaml (IRSA roles per
+//!   ServiceAccount, add-ons, zones, VPC, version).
 //!
 //! No helm: the tests print a loud SKIPPED message and pass, unless `CI` is set,
 //! where a missing tool is a failure.
@@ -192,7 +199,11 @@ fn migration_jobs_are_hooks_with_their_own_dependencies() {
             let pod = s(job, "spec.template.spec").unwrap();
             assert_eq!(str_at(pod, "restartPolicy"), "Never", "{at}");
             let labels = label_map(s(job, "spec.template.metadata.labels"));
-            assert_eq!(labels.get("sidecar.istio.io/inject").map(String::as_str), Some("false"), "{at}: a sidecar would keep the Job running");
+            assert_eq!(
+                labels.get("sidecar.istio.io/inject").map(String::as_str),
+                Some("false"),
+                "{at}: a sidecar would keep the Job running"
+            );
             let c = &s(pod, "containers").unwrap()[0];
             assert_eq!(c["args"], serde_yaml::from_str::<Value>("[migrate]").unwrap(), "{at}");
             // Never selected by a Service (it would get traffic while it migrates).
@@ -216,7 +227,10 @@ fn migration_jobs_are_hooks_with_their_own_dependencies() {
             for (k, n) in deps {
                 match of_kind(docs, k).find(|o| name(o) == n) {
                     Some(obj) => {
-                        assert!(annotation(obj, "helm.sh/hook").contains("pre-install"), "{at}: its {k} {n} is not a hook (absent at install)");
+                        assert!(
+                            annotation(obj, "helm.sh/hook").contains("pre-install"),
+                            "{at}: its {k} {n} is not a hook (absent at install)"
+                        );
                         assert!(weight(obj) < weight(job), "{at}: its {k} {n} must be created before it (lower hook weight)");
                     }
                     None => assert_eq!(k, "Secret", "{at}: its {k} {n} is not rendered"),
@@ -533,13 +547,15 @@ fn eksctl_cluster_config_matches_the_chart() {
     let version = str_at(&cfg, "metadata.version");
     let minor: u32 = version.strip_prefix("1.").and_then(|m| m.parse().ok()).unwrap_or_else(|| panic!("metadata.version {version:?}"));
     let chart: Value = serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap()).unwrap();
-    let min_minor: u32 = str_at(&chart, "kubeVersion").trim_start_matches(">=").trim_start_matches("1.").split('.').next().unwrap().parse().unwrap();
+    let min_minor: u32 =
+        str_at(&chart, "kubeVersion").trim_start_matches(">=").trim_start_matches("1.").split('.').next().unwrap().parse().unwrap();
     assert!(minor >= min_minor, "EKS {version} is older than the chart's kubeVersion");
     let addons: BTreeSet<&str> = s(&cfg, "addons").and_then(Value::as_sequence).unwrap().iter().map(|a| str_at(a, "name")).collect();
     for a in ["vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver", "eks-pod-identity-agent"] {
         assert!(addons.contains(a), "add-on {a} missing: {addons:?}");
     }
-    let zones: BTreeSet<&str> = s(&cfg, "availabilityZones").and_then(Value::as_sequence).unwrap().iter().map(|z| z.as_str().unwrap()).collect();
+    let zones: BTreeSet<&str> =
+        s(&cfg, "availabilityZones").and_then(Value::as_sequence).unwrap().iter().map(|z| z.as_str().unwrap()).collect();
     let groups = s(&cfg, "managedNodeGroups").and_then(Value::as_sequence).unwrap();
     assert!(!groups.is_empty());
     for g in groups {
@@ -570,13 +586,21 @@ fn eksctl_cluster_config_matches_the_chart() {
     let mut roles = 0;
     for a in accounts.iter().filter(|a| str_at(a, "metadata.namespace") == NAMESPACE) {
         let sa = str_at(a, "metadata.name");
-        let obj = rendered_accounts.get(sa).unwrap_or_else(|| panic!("eksctl role for ServiceAccount {sa}, which the chart does not render"));
+        let obj =
+            rendered_accounts.get(sa).unwrap_or_else(|| panic!("eksctl role for ServiceAccount {sa}, which the chart does not render"));
         assert_eq!(s(a, "roleOnly").and_then(Value::as_bool), Some(true), "{sa}: the chart creates the ServiceAccount (roleOnly)");
         let arn = s(obj, "metadata.annotations").and_then(|m| m.get("eks.amazonaws.com/role-arn")).and_then(Value::as_str).unwrap_or("");
-        assert!(arn.ends_with(&format!(":role/{}", str_at(a, "roleName"))), "{sa}: annotated role {arn:?} is not eksctl's {}", str_at(a, "roleName"));
+        assert!(
+            arn.ends_with(&format!(":role/{}", str_at(a, "roleName"))),
+            "{sa}: annotated role {arn:?} is not eksctl's {}",
+            str_at(a, "roleName")
+        );
         roles += 1;
     }
-    let annotated = rendered_accounts.values().filter(|a| s(a, "metadata.annotations").and_then(|m| m.get("eks.amazonaws.com/role-arn")).is_some()).count();
+    let annotated = rendered_accounts
+        .values()
+        .filter(|a| s(a, "metadata.annotations").and_then(|m| m.get("eks.amazonaws.com/role-arn")).is_some())
+        .count();
     assert_eq!(roles, annotated, "every ServiceAccount values-eks.yaml gives a role has its eksctl role, and no more");
     assert_eq!(roles, SERVICES.len());
 }
