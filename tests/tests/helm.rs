@@ -532,6 +532,107 @@ fn istio_references_resolve_as_istioctl_analyze_would_check() {
     }
 }
 
+/// One token of the anchored regexes the public VirtualService uses.
+enum Tok {
+    Lit(char),
+    /// `[^/]+`
+    Segment,
+    /// `(a|b|...)` of literals
+    Alt(Vec<String>),
+}
+
+/// Parses `^...$` made of literals, `[^/]+` and `(a|b)`; anything else is refused
+/// (extend this when the chart uses more).
+fn parse_re(re: &str) -> Vec<Tok> {
+    let body = re.strip_prefix('^').and_then(|r| r.strip_suffix('$')).unwrap_or_else(|| panic!("regex {re:?} is not anchored"));
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(c) = rest.chars().next() {
+        if let Some(r) = rest.strip_prefix("[^/]+") {
+            out.push(Tok::Segment);
+            rest = r;
+        } else if c == '(' {
+            let end = rest.find(')').unwrap_or_else(|| panic!("regex {re:?}: unclosed group"));
+            out.push(Tok::Alt(rest[1..end].split('|').map(String::from).collect()));
+            rest = &rest[end + 1..];
+        } else {
+            assert!(c.is_alphanumeric() || "/-_".contains(c), "regex {re:?}: unsupported {c:?}");
+            out.push(Tok::Lit(c));
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+fn re_match(toks: &[Tok], text: &str) -> bool {
+    match toks.split_first() {
+        None => text.is_empty(),
+        Some((Tok::Lit(c), rest)) => text.strip_prefix(*c).is_some_and(|t| re_match(rest, t)),
+        Some((Tok::Alt(alts), rest)) => alts.iter().any(|a| text.strip_prefix(a.as_str()).is_some_and(|t| re_match(rest, t))),
+        Some((Tok::Segment, rest)) => {
+            let seg = text.find('/').unwrap_or(text.len());
+            (1..=seg).any(|n| re_match(rest, &text[n..]))
+        }
+    }
+}
+
+fn uri_matches(m: &Value, path: &str) -> bool {
+    if let Some(e) = s(m, "uri.exact").and_then(Value::as_str) {
+        return e == path;
+    }
+    if let Some(p) = s(m, "uri.prefix").and_then(Value::as_str) {
+        return path.starts_with(p);
+    }
+    s(m, "uri.regex").and_then(Value::as_str).is_some_and(|r| re_match(&parse_re(r), path))
+}
+
+/// The two edges agree: every operation of the API Gateway definition
+/// (deploy/aws, generated from the contracts) is routed by the public
+/// VirtualService, and every public route is an operation there.
+#[test]
+fn the_api_gateway_and_the_public_virtual_service_publish_the_same_routes() {
+    assert!(re_match(&parse_re("^/items/[^/]+/(restock|adjustments)$"), "/items/a1/restock"));
+    assert!(!re_match(&parse_re("^/items/[^/]+$"), "/items/a/b"));
+    let text = std::fs::read_to_string(repo_root().join("deploy/aws/apigateway-http-api.yaml")).unwrap();
+    let api: Value = serde_yaml::from_str(&text).unwrap();
+    let mut ops: Vec<(String, String)> = Vec::new();
+    for (route, item) in api["paths"].as_mapping().unwrap() {
+        // A concrete path: each {param} becomes a segment value.
+        let sample: String =
+            route.as_str().unwrap().split('/').map(|seg| if seg.starts_with('{') { "p1" } else { seg }).collect::<Vec<_>>().join("/");
+        for method in item.as_mapping().unwrap().keys() {
+            ops.push((method.as_str().unwrap().to_uppercase(), sample.clone()));
+        }
+    }
+    assert!(!ops.is_empty());
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        let public = of_kind(docs, "VirtualService").find(|vs| name(vs).ends_with("-public")).unwrap();
+        let matches: Vec<&Value> = s(public, "spec.http")
+            .and_then(Value::as_sequence)
+            .unwrap()
+            .iter()
+            .flat_map(|r| s(r, "match").and_then(Value::as_sequence).unwrap().iter())
+            .collect();
+        for (method, path) in &ops {
+            assert!(
+                matches.iter().any(|m| str_at(m, "method.exact") == method && uri_matches(m, path)),
+                "{}: {method} {path} is at the API Gateway but not routed by the public VirtualService",
+                label(v)
+            );
+        }
+        for m in &matches {
+            let method = str_at(m, "method.exact");
+            assert!(
+                ops.iter().any(|(om, path)| om == method && uri_matches(m, path)),
+                "{}: the public VirtualService routes {method} {:?}, which the API Gateway does not publish",
+                label(v),
+                s(m, "uri")
+            );
+        }
+    }
+}
+
 /// `deploy/aws/eksctl-cluster.yaml` fits the chart's EKS values: OIDC for IRSA, the
 /// add-ons, managed node groups in the cluster's zones, a Kubernetes version the chart
 /// accepts, the VPC the NetworkPolicies admit, and one IRSA role per service whose
