@@ -6,6 +6,8 @@
 //! - `glasshouse-audit`: check the invariants that span the three services'
 //!   databases (final orders, the stock ledger, reservations against order
 //!   fates, one notification per event, outboxes drained, dead letters).
+//! - `glasshouse-apigw`: the Amazon API Gateway HTTP API definition of the
+//!   public edge, generated from `services/*/openapi.yaml` ([`apigw`]).
 //!
 //! Both are documented for operators in `docs/operations.md`.
 //!
@@ -17,6 +19,7 @@
 //!   checks, exit codes.
 #![forbid(unsafe_code)]
 
+pub mod apigw;
 pub mod args;
 pub mod audit;
 pub mod dlq;

@@ -18,6 +18,13 @@
 //! - the PrometheusRules, dashboard ConfigMaps and config files equal the
 //!   repository's files (the chart reads them through symlinks; a copy that
 //!   drifted would fail here).
+//! - migration Jobs (`migrations.mode: job`): pre-install/pre-upgrade hooks whose
+//!   dependencies are hooks of a lower weight, the same pod policy and settings
+//!   as the Deployments, never selected by a Service; none with `at-start`;
+//! - the references `istioctl analyze` would check resolve (istioctl is not
+//!   built here; deploy/README.md, "Istio rules without istioctl");
+//! - `deploy/aws/eksctl-cluster.yaml` fits values-eks.yaml (IRSA roles per
+//!   ServiceAccount, add-ons, zones, VPC, version).
 //!
 //! No helm: the tests print a loud SKIPPED message and pass, unless `CI` is set,
 //! where a missing tool is a failure.
@@ -29,10 +36,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use glasshouse_platform::config::SettingsLoader;
 use glasshouse_tests::stack::{home, repo_root};
 use serde::Deserialize;
 use serde_yaml::Value;
+
+#[path = "support/settings.rs"]
+mod settings;
+use settings::required_keys;
 
 const SERVICES: [&str; 3] = ["order", "inventory", "notification"];
 /// The values files the chart ships; `None` is the chart's defaults alone.
@@ -162,9 +172,86 @@ fn every_values_file_renders_and_counts_its_objects() {
         for k in ["Deployment", "Service", "ServiceAccount", "NetworkPolicy", "ConfigMap"] {
             assert!(count.contains_key(k), "{}: no {k} rendered", label(v));
         }
-        // Services migrate at start (no migrate-only mode): no migration Job.
-        assert!(!count.contains_key("Job"), "{}: a Job is rendered, but no service has a migrate-only mode", label(v));
+        // migrations.mode=job (the default): one migration Job per service.
+        assert_eq!(count.get("Job"), Some(&SERVICES.len()), "{}: one migration Job per service", label(v));
     }
+}
+
+fn annotation<'a>(v: &'a Value, key: &str) -> &'a str {
+    s(v, "metadata.annotations").and_then(|a| a.get(key)).and_then(Value::as_str).unwrap_or("")
+}
+
+fn weight(v: &Value) -> i64 {
+    annotation(v, "helm.sh/hook-weight").parse().unwrap_or(0)
+}
+
+/// Each migration Job is a pre-install/pre-upgrade hook whose every dependency
+/// (ServiceAccount, ConfigMaps, Secret) is a hook of a lower weight, or an
+/// existing Secret: hooks run before the release's own objects exist.
+#[test]
+fn migration_jobs_are_hooks_with_their_own_dependencies() {
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        for job in of_kind(docs, "Job") {
+            let at = format!("{} Job {}", label(v), name(job));
+            assert_eq!(annotation(job, "helm.sh/hook"), "pre-install,pre-upgrade", "{at}");
+            assert!(annotation(job, "helm.sh/hook-delete-policy").contains("before-hook-creation"), "{at}");
+            let pod = s(job, "spec.template.spec").unwrap();
+            assert_eq!(str_at(pod, "restartPolicy"), "Never", "{at}");
+            let labels = label_map(s(job, "spec.template.metadata.labels"));
+            assert_eq!(
+                labels.get("sidecar.istio.io/inject").map(String::as_str),
+                Some("false"),
+                "{at}: a sidecar would keep the Job running"
+            );
+            let c = &s(pod, "containers").unwrap()[0];
+            assert_eq!(c["args"], serde_yaml::from_str::<Value>("[migrate]").unwrap(), "{at}");
+            // Never selected by a Service (it would get traffic while it migrates).
+            for svc in of_kind(docs, "Service") {
+                assert!(!is_subset(&label_map(s(svc, "spec.selector")), &labels), "{at}: Service {} selects the Job's pod", name(svc));
+            }
+            let mut deps: Vec<(&str, String)> = vec![("ServiceAccount", str_at(pod, "serviceAccountName").to_owned())];
+            for from in s(c, "envFrom").and_then(Value::as_sequence).unwrap() {
+                if let Some(n) = s(from, "configMapRef.name").and_then(Value::as_str) {
+                    deps.push(("ConfigMap", n.to_owned()));
+                }
+                if let Some(n) = s(from, "secretRef.name").and_then(Value::as_str) {
+                    deps.push(("Secret", n.to_owned()));
+                }
+            }
+            for vol in s(pod, "volumes").and_then(Value::as_sequence).unwrap() {
+                if let Some(n) = s(vol, "configMap.name").and_then(Value::as_str) {
+                    deps.push(("ConfigMap", n.to_owned()));
+                }
+            }
+            for (k, n) in deps {
+                match of_kind(docs, k).find(|o| name(o) == n) {
+                    Some(obj) => {
+                        assert!(
+                            annotation(obj, "helm.sh/hook").contains("pre-install"),
+                            "{at}: its {k} {n} is not a hook (absent at install)"
+                        );
+                        assert!(weight(obj) < weight(job), "{at}: its {k} {n} must be created before it (lower hook weight)");
+                    }
+                    None => assert_eq!(k, "Secret", "{at}: its {k} {n} is not rendered"),
+                }
+            }
+        }
+    }
+}
+
+/// `migrations.mode: at-start` renders no Job; an unknown mode fails the render.
+#[test]
+fn migrations_at_start_render_no_job_and_a_bad_mode_fails() {
+    let Some(helm) = helm() else { return };
+    let out = helm_cmd(&helm, &["template", RELEASE, "--namespace", NAMESPACE, "--set", "migrations.mode=at-start"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("\nkind: Job\n"), "at-start renders a Job");
+    assert!(!text.contains("-migrate"), "at-start renders migration objects");
+    let out = helm_cmd(&helm, &["template", RELEASE, "--set", "migrations.mode=sometimes"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"sometimes\" is not one of job, at-start"));
 }
 
 #[test]
@@ -174,8 +261,10 @@ fn every_workload_follows_the_pod_policy() {
         let deployments: Vec<_> = of_kind(docs, "Deployment").collect();
         assert_eq!(deployments.len(), SERVICES.len(), "{}", label(v));
         let accounts: BTreeSet<&str> = of_kind(docs, "ServiceAccount").map(name).collect();
-        for d in deployments {
-            let at = format!("{} Deployment {}", label(v), name(d));
+        // The migration Jobs run the same image under the same policy (no probes: they never serve).
+        for d in deployments.into_iter().chain(of_kind(docs, "Job")) {
+            let serves = kind(d) == "Deployment";
+            let at = format!("{} {} {}", label(v), kind(d), name(d));
             let pod = s(d, "spec.template.spec").unwrap();
             let sa = str_at(pod, "serviceAccountName");
             assert!(accounts.contains(sa) && sa != "default", "{at}: own ServiceAccount expected, found {sa:?}");
@@ -183,11 +272,13 @@ fn every_workload_follows_the_pod_policy() {
             assert_eq!(str_at(pod, "securityContext.seccompProfile.type"), "RuntimeDefault", "{at}: pod seccomp");
             for c in s(pod, "containers").and_then(Value::as_sequence).unwrap() {
                 let at = format!("{at} container {}", str_at(c, "name"));
-                for p in ["startupProbe", "livenessProbe", "readinessProbe"] {
-                    assert!(s(c, &format!("{p}.httpGet.path")).is_some(), "{at}: no HTTP {p}");
+                if serves {
+                    for p in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                        assert!(s(c, &format!("{p}.httpGet.path")).is_some(), "{at}: no HTTP {p}");
+                    }
+                    assert_eq!(str_at(c, "readinessProbe.httpGet.path"), "/health/ready", "{at}");
+                    assert_eq!(str_at(c, "livenessProbe.httpGet.path"), "/health/live", "{at}");
                 }
-                assert_eq!(str_at(c, "readinessProbe.httpGet.path"), "/health/ready", "{at}");
-                assert_eq!(str_at(c, "livenessProbe.httpGet.path"), "/health/live", "{at}");
                 for r in ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"] {
                     assert!(s(c, &format!("resources.{r}")).is_some(), "{at}: no resources.{r}");
                 }
@@ -243,6 +334,17 @@ fn every_service_has_a_network_policy_behind_a_default_deny() {
                     }
                 }
             }
+        }
+        // Each migration Job's pods have their own egress (the default deny covers them too).
+        for job in of_kind(docs, "Job") {
+            let labels = label_map(s(job, "spec.template.metadata.labels"));
+            assert!(
+                policies.iter().any(|p| is_subset(&label_map(s(p, "spec.podSelector.matchLabels")), &labels)
+                    && s(p, "spec.egress").and_then(Value::as_sequence).is_some_and(|e| e.len() >= 2)),
+                "{}: Job {} has no NetworkPolicy with egress to DNS and its backends",
+                label(v),
+                name(job)
+            );
         }
     }
 }
@@ -330,13 +432,292 @@ fn istio_objects_follow_the_mesh_rules() {
     }
 }
 
+/// What `istioctl analyze` would check on the rendered objects (istioctl is not
+/// built here: the istio.io/istio module is very large; deploy/README.md): every
+/// reference resolves. Gateways a VirtualService names exist (or `mesh`), its hosts
+/// are Services (mesh) or served by its Gateway, every destination is a Service
+/// port, every Service host has a DestinationRule and every DestinationRule a
+/// Service, no two VirtualServices claim the same host on the same gateway, every
+/// selector of a security/telemetry object matches a workload, and the routes that
+/// must never be retried (cancel, inventory's admin writes) say so.
+#[test]
+fn istio_references_resolve_as_istioctl_analyze_would_check() {
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        let at = label(v);
+        let fqdn = |svc: &Value| format!("{}.{NAMESPACE}.svc.cluster.local", name(svc));
+        let services: BTreeMap<String, BTreeSet<u64>> = of_kind(docs, "Service")
+            .map(|svc| {
+                let ports = s(svc, "spec.ports").and_then(Value::as_sequence).unwrap().iter().filter_map(|p| p["port"].as_u64()).collect();
+                (fqdn(svc), ports)
+            })
+            .collect();
+        let dr_hosts: BTreeSet<&str> = of_kind(docs, "DestinationRule").map(|d| str_at(d, "spec.host")).collect();
+        for host in services.keys() {
+            assert!(dr_hosts.contains(host.as_str()), "{at}: Service host {host} has no DestinationRule");
+        }
+        for host in &dr_hosts {
+            assert!(services.contains_key(*host), "{at}: DestinationRule for {host}, which is no Service");
+        }
+        let gateways: BTreeMap<String, &Value> = of_kind(docs, "Gateway").map(|g| (format!("{NAMESPACE}/{}", name(g)), g)).collect();
+        let mut claimed: BTreeSet<(String, String)> = BTreeSet::new();
+        for vs in of_kind(docs, "VirtualService") {
+            let vat = format!("{at}: VirtualService {}", name(vs));
+            let gws: Vec<String> = s(vs, "spec.gateways")
+                .and_then(Value::as_sequence)
+                .map(|g| g.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+                .unwrap_or_else(|| vec!["mesh".to_owned()]);
+            let hosts: Vec<&str> = s(vs, "spec.hosts").and_then(Value::as_sequence).unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+            for gw in &gws {
+                for host in &hosts {
+                    assert!(claimed.insert((gw.clone(), (*host).to_owned())), "{vat}: host {host} on {gw} is claimed twice");
+                }
+                if gw == "mesh" {
+                    for host in &hosts {
+                        assert!(services.contains_key(*host), "{vat}: mesh host {host} is no Service");
+                    }
+                    continue;
+                }
+                let key = if gw.contains('/') { gw.clone() } else { format!("{NAMESPACE}/{gw}") };
+                let gateway = gateways.get(&key).unwrap_or_else(|| panic!("{vat}: gateway {gw} is not rendered"));
+                let served: Vec<&str> = s(gateway, "spec.servers")
+                    .and_then(Value::as_sequence)
+                    .unwrap()
+                    .iter()
+                    .flat_map(|srv| srv["hosts"].as_sequence().unwrap().iter().map(|h| h.as_str().unwrap()))
+                    .map(|h| h.rsplit_once('/').map_or(h, |(_, h)| h))
+                    .collect();
+                for host in &hosts {
+                    let ok = served.iter().any(|g| {
+                        *g == "*" || g == host || g.strip_prefix('*').is_some_and(|suffix| host.ends_with(suffix)) || *host == "*"
+                    });
+                    assert!(ok, "{vat}: host {host} is not served by gateway {gw} ({served:?})");
+                }
+            }
+            for route in s(vs, "spec.http").and_then(Value::as_sequence).unwrap() {
+                for dest in s(route, "route").and_then(Value::as_sequence).unwrap() {
+                    let host = str_at(dest, "destination.host");
+                    let ports = services.get(host).unwrap_or_else(|| panic!("{vat}: destination {host} is no Service"));
+                    let port = s(dest, "destination.port.number").and_then(Value::as_u64);
+                    assert!(port.is_some_and(|p| ports.contains(&p)), "{vat}: destination {host} port {port:?} is not one of {ports:?}");
+                }
+                // Non-idempotent operations: cancel, and every write but POST /orders (Idempotency-Key).
+                for m in s(route, "match").and_then(Value::as_sequence).into_iter().flatten() {
+                    let method = str_at(m, "method.exact");
+                    if !method.is_empty() && method != "GET" && !(method == "POST" && str_at(m, "uri.exact") == "/orders") {
+                        assert_eq!(
+                            s(route, "retries.attempts").and_then(Value::as_u64),
+                            Some(0),
+                            "{vat} route {}: {method} is not idempotent and must say attempts: 0",
+                            str_at(route, "name")
+                        );
+                    }
+                }
+            }
+        }
+        // Every selector matches a workload: the chart's pods, or the ingress gateway.
+        let pods: Vec<BTreeMap<String, String>> =
+            of_kind(docs, "Deployment").map(|d| label_map(s(d, "spec.template.metadata.labels"))).collect();
+        let gateway_selectors: Vec<BTreeMap<String, String>> = gateways.values().map(|g| label_map(s(g, "spec.selector"))).collect();
+        for k in ["RequestAuthentication", "AuthorizationPolicy", "PeerAuthentication", "Telemetry"] {
+            for obj in of_kind(docs, k) {
+                let sel = label_map(s(obj, "spec.selector.matchLabels"));
+                assert!(
+                    pods.iter().any(|p| is_subset(&sel, p)) || gateway_selectors.contains(&sel),
+                    "{at}: {k} {} selects no workload ({sel:?})",
+                    name(obj)
+                );
+            }
+        }
+    }
+}
+
+/// One token of the anchored regexes the public VirtualService uses.
+enum Tok {
+    Lit(char),
+    /// `[^/]+`
+    Segment,
+    /// `(a|b|...)` of literals
+    Alt(Vec<String>),
+}
+
+/// Parses `^...$` made of literals, `[^/]+` and `(a|b)`; anything else is refused
+/// (extend this when the chart uses more).
+fn parse_re(re: &str) -> Vec<Tok> {
+    let body = re.strip_prefix('^').and_then(|r| r.strip_suffix('$')).unwrap_or_else(|| panic!("regex {re:?} is not anchored"));
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(c) = rest.chars().next() {
+        if let Some(r) = rest.strip_prefix("[^/]+") {
+            out.push(Tok::Segment);
+            rest = r;
+        } else if c == '(' {
+            let end = rest.find(')').unwrap_or_else(|| panic!("regex {re:?}: unclosed group"));
+            out.push(Tok::Alt(rest[1..end].split('|').map(String::from).collect()));
+            rest = &rest[end + 1..];
+        } else {
+            assert!(c.is_alphanumeric() || "/-_".contains(c), "regex {re:?}: unsupported {c:?}");
+            out.push(Tok::Lit(c));
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+fn re_match(toks: &[Tok], text: &str) -> bool {
+    match toks.split_first() {
+        None => text.is_empty(),
+        Some((Tok::Lit(c), rest)) => text.strip_prefix(*c).is_some_and(|t| re_match(rest, t)),
+        Some((Tok::Alt(alts), rest)) => alts.iter().any(|a| text.strip_prefix(a.as_str()).is_some_and(|t| re_match(rest, t))),
+        Some((Tok::Segment, rest)) => {
+            let seg = text.find('/').unwrap_or(text.len());
+            (1..=seg).any(|n| re_match(rest, &text[n..]))
+        }
+    }
+}
+
+fn uri_matches(m: &Value, path: &str) -> bool {
+    if let Some(e) = s(m, "uri.exact").and_then(Value::as_str) {
+        return e == path;
+    }
+    if let Some(p) = s(m, "uri.prefix").and_then(Value::as_str) {
+        return path.starts_with(p);
+    }
+    s(m, "uri.regex").and_then(Value::as_str).is_some_and(|r| re_match(&parse_re(r), path))
+}
+
+/// The two edges agree: every operation of the API Gateway definition
+/// (deploy/aws, generated from the contracts) is routed by the public
+/// VirtualService, and every public route is an operation there.
+#[test]
+fn the_api_gateway_and_the_public_virtual_service_publish_the_same_routes() {
+    assert!(re_match(&parse_re("^/items/[^/]+/(restock|adjustments)$"), "/items/a1/restock"));
+    assert!(!re_match(&parse_re("^/items/[^/]+$"), "/items/a/b"));
+    let text = std::fs::read_to_string(repo_root().join("deploy/aws/apigateway-http-api.yaml")).unwrap();
+    let api: Value = serde_yaml::from_str(&text).unwrap();
+    let mut ops: Vec<(String, String)> = Vec::new();
+    for (route, item) in api["paths"].as_mapping().unwrap() {
+        // A concrete path: each {param} becomes a segment value.
+        let sample: String =
+            route.as_str().unwrap().split('/').map(|seg| if seg.starts_with('{') { "p1" } else { seg }).collect::<Vec<_>>().join("/");
+        for method in item.as_mapping().unwrap().keys() {
+            ops.push((method.as_str().unwrap().to_uppercase(), sample.clone()));
+        }
+    }
+    assert!(!ops.is_empty());
+    for v in VALUES {
+        let Some(docs) = rendered(v) else { return };
+        let public = of_kind(docs, "VirtualService").find(|vs| name(vs).ends_with("-public")).unwrap();
+        let matches: Vec<&Value> = s(public, "spec.http")
+            .and_then(Value::as_sequence)
+            .unwrap()
+            .iter()
+            .flat_map(|r| s(r, "match").and_then(Value::as_sequence).unwrap().iter())
+            .collect();
+        for (method, path) in &ops {
+            assert!(
+                matches.iter().any(|m| str_at(m, "method.exact") == method && uri_matches(m, path)),
+                "{}: {method} {path} is at the API Gateway but not routed by the public VirtualService",
+                label(v)
+            );
+        }
+        for m in &matches {
+            let method = str_at(m, "method.exact");
+            assert!(
+                ops.iter().any(|(om, path)| om == method && uri_matches(m, path)),
+                "{}: the public VirtualService routes {method} {:?}, which the API Gateway does not publish",
+                label(v),
+                s(m, "uri")
+            );
+        }
+    }
+}
+
+/// `deploy/aws/eksctl-cluster.yaml` fits the chart's EKS values: OIDC for IRSA, the
+/// add-ons, managed node groups in the cluster's zones, a Kubernetes version the chart
+/// accepts, the VPC the NetworkPolicies admit, and one IRSA role per service whose
+/// ServiceAccount is the one the chart renders and whose name is the role ARN in
+/// values-eks.yaml; the LBC's ServiceAccount is the one the README's install uses.
+#[test]
+fn eksctl_cluster_config_matches_the_chart() {
+    let text = std::fs::read_to_string(repo_root().join("deploy/aws/eksctl-cluster.yaml")).unwrap();
+    let cfg: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(str_at(&cfg, "apiVersion"), "eksctl.io/v1alpha5");
+    assert_eq!(str_at(&cfg, "kind"), "ClusterConfig");
+    assert_eq!(s(&cfg, "iam.withOIDC").and_then(Value::as_bool), Some(true), "IRSA needs the OIDC provider");
+    let version = str_at(&cfg, "metadata.version");
+    let minor: u32 = version.strip_prefix("1.").and_then(|m| m.parse().ok()).unwrap_or_else(|| panic!("metadata.version {version:?}"));
+    let chart: Value = serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap()).unwrap();
+    let min_minor: u32 =
+        str_at(&chart, "kubeVersion").trim_start_matches(">=").trim_start_matches("1.").split('.').next().unwrap().parse().unwrap();
+    assert!(minor >= min_minor, "EKS {version} is older than the chart's kubeVersion");
+    let addons: BTreeSet<&str> = s(&cfg, "addons").and_then(Value::as_sequence).unwrap().iter().map(|a| str_at(a, "name")).collect();
+    for a in ["vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver", "eks-pod-identity-agent"] {
+        assert!(addons.contains(a), "add-on {a} missing: {addons:?}");
+    }
+    let zones: BTreeSet<&str> =
+        s(&cfg, "availabilityZones").and_then(Value::as_sequence).unwrap().iter().map(|z| z.as_str().unwrap()).collect();
+    let groups = s(&cfg, "managedNodeGroups").and_then(Value::as_sequence).unwrap();
+    assert!(!groups.is_empty());
+    for g in groups {
+        assert!(g["minSize"].as_u64().unwrap() >= 2, "node group {}: the PDBs and zone spread need >= 2 nodes", str_at(g, "name"));
+        for z in g["availabilityZones"].as_sequence().into_iter().flatten() {
+            assert!(zones.contains(z.as_str().unwrap()), "node group zone {z:?} is not a cluster zone");
+        }
+    }
+    let eks: Value = serde_yaml::from_str(&std::fs::read_to_string(chart_dir().join("values-eks.yaml")).unwrap()).unwrap();
+    let region = str_at(&cfg, "metadata.region");
+    assert!(str_at(&eks, "image.registry").contains(&format!(".{region}.")), "values-eks.yaml's ECR is not in {region}");
+    let cidr = str_at(&cfg, "vpc.cidr");
+    for key in ["networkPolicy.backendCidrs", "networkPolicy.nodeCidrs"] {
+        let list = s(&eks, key).and_then(Value::as_sequence).unwrap();
+        assert!(list.iter().any(|c| c.as_str() == Some(cidr)), "values-eks.yaml {key} does not admit the VPC {cidr}");
+    }
+    let accounts = s(&cfg, "iam.serviceAccounts").and_then(Value::as_sequence).unwrap();
+    let lbc = accounts.iter().find(|a| str_at(a, "metadata.name") == "aws-load-balancer-controller").expect("the LBC's IRSA account");
+    assert_eq!(str_at(lbc, "metadata.namespace"), "kube-system");
+    assert_eq!(s(lbc, "wellKnownPolicies.awsLoadBalancerController").and_then(Value::as_bool), Some(true));
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains("serviceAccount.create=false") && readme.contains("serviceAccount.name=aws-load-balancer-controller"),
+        "README's LBC install must use the account eksctl creates"
+    );
+    let Some(docs) = rendered(Some("values-eks.yaml")) else { return };
+    let rendered_accounts: BTreeMap<&str, &Value> = of_kind(docs, "ServiceAccount").map(|a| (name(a), a)).collect();
+    let mut roles = 0;
+    for a in accounts.iter().filter(|a| str_at(a, "metadata.namespace") == NAMESPACE) {
+        let sa = str_at(a, "metadata.name");
+        let obj =
+            rendered_accounts.get(sa).unwrap_or_else(|| panic!("eksctl role for ServiceAccount {sa}, which the chart does not render"));
+        assert_eq!(s(a, "roleOnly").and_then(Value::as_bool), Some(true), "{sa}: the chart creates the ServiceAccount (roleOnly)");
+        let arn = s(obj, "metadata.annotations").and_then(|m| m.get("eks.amazonaws.com/role-arn")).and_then(Value::as_str).unwrap_or("");
+        assert!(
+            arn.ends_with(&format!(":role/{}", str_at(a, "roleName"))),
+            "{sa}: annotated role {arn:?} is not eksctl's {}",
+            str_at(a, "roleName")
+        );
+        roles += 1;
+    }
+    let annotated = rendered_accounts
+        .values()
+        .filter(|a| s(a, "metadata.annotations").and_then(|m| m.get("eks.amazonaws.com/role-arn")).is_some())
+        .count();
+    assert_eq!(roles, annotated, "every ServiceAccount values-eks.yaml gives a role has its eksctl role, and no more");
+    assert_eq!(roles, SERVICES.len());
+}
+
 /// The environment the chart gives one service: its -env ConfigMap and, when the
 /// chart renders it, its Secret. An existing (external) Secret is documented to
 /// hold APP_DATABASE__URL, APP_HTTP__CURSOR_KEY and APP_TELEMETRY__TRACES__TRUST_KEY;
 /// placeholders stand for them.
 fn env_of(docs: &[Value], service: &str) -> BTreeMap<String, String> {
     let deployment = of_kind(docs, "Deployment").find(|d| name(d).ends_with(&format!("-{service}"))).unwrap();
-    let container = &s(deployment, "spec.template.spec.containers").unwrap()[0];
+    env_of_pod(docs, s(deployment, "spec.template.spec").unwrap())
+}
+
+/// The environment of a pod spec's first container (its ConfigMaps and Secret).
+fn env_of_pod(docs: &[Value], pod: &Value) -> BTreeMap<String, String> {
+    let container = &s(pod, "containers").unwrap()[0];
     let mut env = BTreeMap::new();
     for from in s(container, "envFrom").and_then(Value::as_sequence).unwrap() {
         if let Some(cm) = s(from, "configMapRef.name").and_then(Value::as_str) {
@@ -355,49 +736,6 @@ fn env_of(docs: &[Value], service: &str) -> BTreeMap<String, String> {
         }
     }
     env
-}
-
-/// Dotted leaves of a YAML mapping.
-fn leaves(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
-    match v.as_mapping() {
-        Some(m) => {
-            for (k, v) in m {
-                let key = if prefix.is_empty() { k.as_str().unwrap().to_owned() } else { format!("{prefix}.{}", k.as_str().unwrap()) };
-                leaves(v, &key, out);
-            }
-        }
-        None => {
-            out.insert(prefix.to_owned(), v.clone());
-        }
-    }
-}
-
-fn env_var(key: &str) -> String {
-    glasshouse_platform::config::env_var_for(key)
-}
-
-/// The settings that must be set in a cluster, derived from the service's
-/// base.yaml: every value bound to the laptop (loopback addresses, the `local`
-/// environment and issuer, paths relative to the stack home), plus the code
-/// defaults of the telemetry crate that point at loopback and are not in base.yaml.
-fn required_keys(service: &str) -> BTreeSet<String> {
-    let base: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(format!("services/{service}/config/base.yaml"))).unwrap()).unwrap();
-    let mut all = BTreeMap::new();
-    leaves(&base, "", &mut all);
-    let mut keys: BTreeSet<String> = all
-        .iter()
-        .filter(|(k, v)| {
-            let text = v.as_str().unwrap_or("");
-            text.contains("127.0.0.1")
-                || text.contains("localhost")
-                || text.split(|c: char| !c.is_alphanumeric()).any(|w| w == "local")
-                || (k.ends_with(".file") && !text.starts_with('/'))
-        })
-        .map(|(k, _)| k.clone())
-        .collect();
-    keys.extend(["telemetry.traces.endpoint", "telemetry.logs.loki.enabled", "telemetry.logs.elasticsearch.enabled"].map(String::from));
-    keys
 }
 
 #[test]
@@ -419,14 +757,7 @@ fn the_chart_sets_only_real_settings_and_every_required_one() {
         for service in SERVICES {
             let at = format!("{} {service}", label(v));
             let env = env_of(docs, service);
-            for key in required_keys(service) {
-                let var = env_var(&key);
-                let value = env.get(&var).unwrap_or_else(|| panic!("{at}: required setting {key} ({var}) is not set"));
-                assert!(!value.contains("127.0.0.1") && !value.contains("localhost"), "{at}: {var}={value} points at loopback");
-                if key.ends_with(".file") {
-                    assert!(value.starts_with('/'), "{at}: {var}={value} must be absolute off the stack");
-                }
-            }
+            settings::assert_required_set(&at, service, &env);
             // The config directory the chart mounts, written out, then the service's
             // own Settings type loaded from it with the chart's environment.
             let deployment = of_kind(docs, "Deployment").find(|d| name(d).ends_with(&format!("-{service}"))).unwrap();
@@ -438,26 +769,33 @@ fn the_chart_sets_only_real_settings_and_every_required_one() {
                 .map(|vol| str_at(vol, "configMap.name").to_owned())
                 .unwrap();
             let cm = of_kind(docs, "ConfigMap").find(|c| name(c) == cm_name).unwrap();
-            let dir =
-                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(glasshouse_tests::stack::unique_name(&format!("helm-config-{service}")));
-            std::fs::create_dir_all(&dir).unwrap();
-            for (file, text) in label_map(s(cm, "data")) {
-                std::fs::write(dir.join(file), text).unwrap();
-            }
             assert_eq!(env.get("APP_CONFIG_DIR").map(String::as_str), Some("/etc/glasshouse/config"), "{at}");
             let mut vars = env.clone();
             if vars["APP_DATABASE__URL"].starts_with("(from") {
                 vars.insert("APP_DATABASE__URL".into(), "postgres://placeholder@db:5432/x".into());
             }
-            let loader = SettingsLoader::with_vars(&dir, vars);
-            let result = match service {
-                "order" => loader.load::<glasshouse_order::Settings>().map(|_| ()),
-                "inventory" => loader.load::<glasshouse_inventory::Settings>().map(|_| ()),
-                _ => loader.load::<glasshouse_notification::Settings>().map(|_| ()),
-            };
-            std::fs::remove_dir_all(&dir).unwrap();
-            if let Err(e) = result {
-                panic!("{at}: the chart's settings do not load into the service's Settings: {e}");
+            if let Err(e) = settings::load(&at, service, &label_map(s(cm, "data")), vars.clone()) {
+                panic!("{e}");
+            }
+            // The migration Job: the same settings from its own hook copies.
+            if let Some(job) = of_kind(docs, "Job").find(|j| name(j).ends_with(&format!("-{service}-migrate"))) {
+                let at = format!("{at} migration Job");
+                let job_env = env_of_pod(docs, s(job, "spec.template.spec").unwrap());
+                assert_eq!(job_env, env, "{at}: its settings differ from the Deployment's");
+                let pod = s(job, "spec.template.spec").unwrap();
+                let files_cm = s(pod, "volumes")
+                    .and_then(Value::as_sequence)
+                    .unwrap()
+                    .iter()
+                    .find(|vol| str_at(vol, "name") == "config")
+                    .map(|vol| str_at(vol, "configMap.name").to_owned())
+                    .unwrap();
+                let files = label_map(s(of_kind(docs, "ConfigMap").find(|c| name(c) == files_cm).unwrap(), "data"));
+                let config: BTreeMap<String, String> =
+                    files.into_iter().filter(|(k, _)| k == "base.yaml" || k == "kubernetes.yaml").collect();
+                if let Err(e) = settings::load(&at, service, &config, vars) {
+                    panic!("{e}");
+                }
             }
         }
     }

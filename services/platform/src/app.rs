@@ -21,9 +21,19 @@
 //! Each step is bounded: a task still running [`STOP_GRACE`] after its stop
 //! signal is abandoned with an error log (its work is redone at the next start:
 //! offsets and outbox rows are only advanced after the work they stand for).
+//!
+//! # Migrate mode
+//!
+//! `glasshouse-<service> migrate` (the chart's pre-install/pre-upgrade Job) runs
+//! the service's start-up preparations and exits 0 without serving: its `build`
+//! connects, applies the migrations (sqlx; notification's MongoDB indexes),
+//! ensures the Kafka topics, then [`ServiceBuilder::build`] stops before binding
+//! the port ([`MigrationsDone`]) and [`run_main`] exits 0. Nothing listens and no
+//! background task starts.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -122,10 +132,20 @@ where
     B: FnOnce(S, glasshouse_telemetry::Metrics) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<A>>,
 {
+    let mode = parse_mode(std::env::args().skip(1)).unwrap_or_else(|msg| {
+        eprintln!("{name}: {msg}");
+        std::process::exit(crate::config::EX_USAGE);
+    });
+    MIGRATE_ONLY.store(mode == Mode::Migrate, Ordering::SeqCst);
     let settings: S = crate::config::load_or_exit(config_dir);
     let telemetry = glasshouse_telemetry::init(name, telemetry_of(&settings))?;
     let app: App = match build(settings, telemetry.metrics().clone()).await {
         Ok(app) => app.into(),
+        Err(e) if e.chain().any(|c| c.is::<MigrationsDone>()) => {
+            tracing::info!(service = name, "migrate mode: migrations applied; exiting without serving");
+            telemetry.shutdown().await;
+            return Ok(());
+        }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), service = name, "failed to start");
             telemetry.shutdown().await;
@@ -137,6 +157,35 @@ where
     telemetry.shutdown().await;
     result
 }
+
+/// What the process was asked to do (its command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No argument: serve until SIGTERM/SIGINT.
+    Serve,
+    /// `migrate`: migrate, then exit 0 without serving (module doc).
+    Migrate,
+}
+
+/// The mode from the arguments after the program name; `Err` names the bad one.
+pub fn parse_mode<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
+    let args: Vec<String> = args.into_iter().collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] => Ok(Mode::Serve),
+        ["migrate"] => Ok(Mode::Migrate),
+        _ => Err(format!("unexpected arguments {args:?}; usage: no argument (serve) or `migrate` (apply migrations, then exit)")),
+    }
+}
+
+/// Set once by [`run_main`] in [`Mode::Migrate`]; read by [`ServiceBuilder::build`].
+static MIGRATE_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Returned (as an error) by [`ServiceBuilder::build`] in migrate mode: the
+/// service's `build` has run its migrations and must not serve. [`run_main`]
+/// turns it into exit 0; a service's `build` passes it on with `?`.
+#[derive(Debug, thiserror::Error)]
+#[error("migrate mode: migrations applied, not serving")]
+pub struct MigrationsDone;
 
 /// How long a task may take to stop after its stop signal before it is
 /// abandoned (logged; its unfinished work is redone at the next start).
@@ -283,6 +332,10 @@ impl ServiceBuilder {
         api: OpenApiService<T, ()>,
         authenticator: Authenticator,
     ) -> anyhow::Result<App> {
+        if MIGRATE_ONLY.load(Ordering::SeqCst) {
+            // Everything before this (connect, migrate, topics, indexes) has run; bind nothing.
+            return Err(MigrationsDone.into());
+        }
         let health = TaskHealth::register(&self.metrics);
         let checks = self.checks.with(health.clone());
         let endpoint = crate::service::http_app(api, checks, &self.metrics, authenticator, &self.http);
@@ -449,5 +502,14 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
         // A waiter that arrives after the trigger returns at once.
         tokio::time::timeout(Duration::from_secs(5), s.wait()).await.unwrap();
+    }
+
+    #[test]
+    fn the_mode_comes_from_the_arguments() {
+        let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(parse_mode(args(&[])), Ok(Mode::Serve));
+        assert_eq!(parse_mode(args(&["migrate"])), Ok(Mode::Migrate));
+        assert!(parse_mode(args(&["migrat"])).unwrap_err().contains("\"migrat\""));
+        assert!(parse_mode(args(&["migrate", "now"])).is_err());
     }
 }

@@ -91,3 +91,44 @@ app.kubernetes.io/component: service
 {{- if (index $.Values.services $name).enabled }}{{ $name }} {{ end -}}
 {{- end -}}
 {{- end -}}
+
+
+{{/* Egress of one service's pods (and its migration Job's) to its own database,
+     Kafka, the OTLP collector and the log backends: (dict "root" $ "name" "order"). */}}
+{{- define "glasshouse.backendEgress" -}}
+{{- if $.root.Values.networkPolicy.backendCidrs }}
+# Its own database, Kafka, the OTLP collector and the log backends.
+# (An empty `to` would allow every destination: the rule is left out instead.)
+- to:
+    {{- range $.root.Values.networkPolicy.backendCidrs }}
+    - ipBlock: {cidr: {{ . }}}
+    {{- end }}
+  ports:
+    - {port: {{ index $.root.Values.networkPolicy.ports (index (dict "order" "postgres" "inventory" "mysql" "notification" "mongodb") $.name) }}, protocol: TCP}
+    {{- range (concat $.root.Values.networkPolicy.ports.kafka $.root.Values.networkPolicy.ports.otlp $.root.Values.networkPolicy.ports.logs) }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+{{- end }}
+{{- range $.root.Values.networkPolicy.inClusterBackends }}
+- to:
+    - podSelector:
+        matchLabels: {{ toYaml .podLabels | nindent 10 }}
+  ports:
+    {{- range .ports }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one service's migration Job pods (never the Service's). */}}
+{{- define "glasshouse.migrateSelector" -}}
+app.kubernetes.io/name: {{ .name }}-migrate
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{/* Labels of one service's migration Job and its hook objects. */}}
+{{- define "glasshouse.migrateLabels" -}}
+{{ include "glasshouse.labels" .root }}
+app.kubernetes.io/name: {{ .name }}-migrate
+app.kubernetes.io/component: migration
+{{- end -}}
