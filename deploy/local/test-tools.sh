@@ -4,10 +4,12 @@
 # benchmark baseline), installed from Debian's packages when missing;
 # cargo-deny (licences, duplicate direct dependencies, sources: deny.toml),
 # built from crates.io at the pinned version when missing or another version;
-# and helm (tests/tests/helm.rs), built from the Go module proxy by the stack
-# script and cached under $GLASSHOUSE_HOME/bin (deploy/local/tools/helm/go.mod pins it).
+# and helm (tests/tests/helm.rs), crane (tests/tests/image.rs), etcd and
+# kube-apiserver (tests/tests/apiserver.rs), built from the Go module proxy by the
+# stack script and cached under $GLASSHOUSE_HOME/bin (deploy/local/tools/*/go.mod pin
+# them). The first build of kube-apiserver is long: deploy/README.md, "A real API server".
 set -euo pipefail
-"$(dirname "${BASH_SOURCE[0]}")/stack" install helm
+"$(dirname "${BASH_SOURCE[0]}")/stack" install helm crane etcd kube-apiserver
 CARGO_DENY_VERSION=0.20.2
 if [[ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]]; then
   echo "installing cargo-deny $CARGO_DENY_VERSION (cargo install, a few minutes once)..." >&2
