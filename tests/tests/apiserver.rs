@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,7 +66,7 @@ fn free_ports() -> (u16, u16) {
     panic!("no free port pair for etcd");
 }
 
-fn rendered_count(helm: &PathBuf, case: &str, args: &[String]) -> usize {
+fn rendered_count(helm: &Path, case: &str, args: &[String]) -> usize {
     let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("apiserver-helm-home");
     let release = format!("glasshouse-{case}");
     let out = Command::new(helm)
@@ -89,7 +89,7 @@ fn rendered_count(helm: &PathBuf, case: &str, args: &[String]) -> usize {
 
 #[test]
 fn a_real_api_server_accepts_every_object_helm_renders() {
-    let Ok(home) = home() else { panic!("no stack home") };
+    let home = home().expect("the stack's home directory");
     let bins: Vec<PathBuf> = ["helm", "etcd", "kube-apiserver"].iter().map(|b| home.join("bin").join(b)).collect();
     if let Some(missing) = bins.iter().find(|b| !b.is_file()) {
         let how = "build them with `deploy/local/stack install helm etcd kube-apiserver` (make test does, via deploy/local/test-tools.sh)";

@@ -595,8 +595,8 @@ fn the_dockerfile_follows_the_image_policy() {
 
 fn render_with(helm: &Path, values: Option<&str>, set: &[&str]) -> Result<Vec<Value>, String> {
     let mut args = vec!["template", RELEASE, "--namespace", NAMESPACE];
-    for s in set {
-        args.extend(["--set", s]);
+    for kv in set {
+        args.extend(["--set", *kv]);
     }
     let out = helm_cmd(helm, &args, values);
     if !out.status.success() {
