@@ -209,6 +209,8 @@ fn the_order_service_image_is_assembled_without_a_daemon_and_has_no_shell() {
             .arg(&rootfs)
             .arg(ENTRYPOINT)
             .env_clear()
+            // For timeout and chroot themselves; the image has nothing on it.
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("APP_CONFIG_DIR", CONFIG_DIR)
             .env("APP_ENVIRONMENT", "kubernetes")
             .env("APP_HTTP__PORT", "not-a-port")
