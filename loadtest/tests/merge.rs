@@ -42,8 +42,8 @@ fn sample(t0: Instant, n: u64, step: usize, us: u64) -> Sample {
         step,
         latency: Duration::from_micros(us),
         finished: t0 + Duration::from_millis((n % 4) * 1000 + 10),
-        outcome: if n % 50 == 0 { Outcome::Http5xx } else { Outcome::Success },
-        status: Some(if n % 50 == 0 { 503 } else { 200 }),
+        outcome: if n.is_multiple_of(50) { Outcome::Http5xx } else { Outcome::Success },
+        status: Some(if n.is_multiple_of(50) { 503 } else { 200 }),
         trace_id: TraceId(u128::from(n) + 1),
     }
 }
@@ -78,13 +78,13 @@ fn merged_parts_have_the_percentiles_of_one_histogram_of_all_samples() {
     let new = || Recorder::new(t0, Duration::from_secs(1), names.clone(), 5, None);
     let (all, parts) = (new(), [new(), new()]);
     let mut exact: Vec<u64> = Vec::new();
-    for part in 0..2 {
+    for (part, rec) in parts.iter().enumerate() {
         for n in 0..4000u64 {
             let us = latency_us(part, n);
             let s = sample(t0, n, (n % 2) as usize, us);
             all.record(&s, Some("boom"));
-            parts[part].record(&s, Some("boom"));
-            for r in [&all, &parts[part]] {
+            rec.record(&s, Some("boom"));
+            for r in [&all, rec] {
                 r.iteration_started(t0, Some(Duration::from_micros(n % 900 + 1)));
                 r.iteration_finished(Duration::from_micros(us * 2), false);
             }
@@ -136,7 +136,7 @@ fn merged_parts_have_the_percentiles_of_one_histogram_of_all_samples() {
         assert!((got - want).abs() <= want * 0.002 + 0.001, "p{}: merged {got} ms, exact {want} ms", q * 100.0);
     }
     // Averaged percentiles would be wrong here by far: the test can tell them apart.
-    let (pa, pb) = (a.http_req_duration_ms.clone().unwrap(), b.http_req_duration_ms.clone().unwrap());
+    let (pa, pb) = (a.http_req_duration_ms.clone().unwrap(), b.http_req_duration_ms.unwrap());
     eprintln!(
         "merged p50 {} p99 {} ms (one histogram: p50 {} p99 {}); averaged parts: p50 {} p99 {}",
         m.p50,
@@ -157,7 +157,7 @@ fn merged_parts_have_the_percentiles_of_one_histogram_of_all_samples() {
     assert_eq!(merged.exit_code, 1);
     assert_eq!(merged.load.rate, Some(20.0), "two parts at 10/s are 20/s");
     // A merge of merges is still the one histogram.
-    let again = merge(&[merged.clone()], &["m".into()]).unwrap();
+    let again = merge(std::slice::from_ref(&merged), &["m".into()]).unwrap();
     assert_eq!(again.http_req_duration_ms, one.http_req_duration_ms);
 }
 
