@@ -4,7 +4,7 @@
 #   make lint   cargo fmt --check and clippy with warnings as errors (what CI runs first)
 #   make chaos  stack up, then the chaos suite (real faults under load, ~15 min), writes docs/reliability.md
 #   make bench  release services on the stack: ceilings, max sustainable rate, footprint, CPU split -> docs/performance.md, target/bench/bench.json
-#   make helm-apiserver-check  the Helm chart installed into a real kube-apiserver + etcd (builds them the first time)
+#   make helm-apiserver-check  the Helm chart installed into a real kube-apiserver + etcd (also in make test)
 SHELL := /bin/bash
 STACK := deploy/local/stack
 # Two cores: keep the test harness to two threads; each test is parallel-safe.
@@ -29,8 +29,8 @@ chaos: up
 	rm -rf $${CARGO_TARGET_DIR:-target}/tmp/chaos-rows
 	cargo test -p glasshouse-tests --test chaos --locked -- --ignored --test-threads=1 --nocapture
 
-# Not part of `make test` yet: the first build of kube-apiserver takes ~15 min and ~4 GB of
-# Go caches on this two-core machine (deploy/README.md, "A real API server").
+# Also run by `make test` (tests/tests/apiserver.rs); test-tools.sh builds etcd and
+# kube-apiserver first: once, long (deploy/README.md, "A real API server"), then cached.
 helm-apiserver-check:
 	@deploy/helm/apiserver-check.sh
 

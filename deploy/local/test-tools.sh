@@ -4,12 +4,14 @@
 # benchmark baseline), installed from Debian's packages when missing;
 # cargo-deny (licences, duplicate direct dependencies, sources: deny.toml),
 # built from crates.io at the pinned version when missing or another version;
-# helm (tests/tests/helm.rs), built from the Go module proxy by the stack
-# script and cached under $GLASSHOUSE_HOME/bin (deploy/local/tools/helm/go.mod pins it);
+# helm (tests/tests/helm.rs), crane (tests/tests/image.rs), etcd and
+# kube-apiserver (tests/tests/apiserver.rs), built from the Go module proxy by the
+# stack script and cached under $GLASSHOUSE_HOME/bin (deploy/local/tools/*/go.mod pin
+# them; the first build of kube-apiserver is long: deploy/README.md, "A real API server");
 # and schemathesis (tests/tests/schemathesis.rs), from PyPI at the pinned version
 # into its own venv, $GLASSHOUSE_HOME/opt/schemathesis-<version>.
 set -euo pipefail
-"$(dirname "${BASH_SOURCE[0]}")/stack" install helm
+"$(dirname "${BASH_SOURCE[0]}")/stack" install helm crane etcd kube-apiserver
 SCHEMATHESIS_VERSION=4.32.5
 st_venv="$("$(dirname "${BASH_SOURCE[0]}")/stack" home)/opt/schemathesis-$SCHEMATHESIS_VERSION"
 if [[ ! -e $st_venv/installed ]]; then

@@ -1,4 +1,5 @@
-//! The command line: `glasshouse-loadtest run|check --config FILE ...`.
+//! The command line: `glasshouse-loadtest run|check --config FILE ...` and
+//! `glasshouse-loadtest merge [--out DIR] PART...`.
 //!
 //! Exit codes (also in loadtest/README.md):
 //! - 0: the run finished and every threshold passed (`check`: the config is valid)
@@ -40,6 +41,18 @@ enum Command {
     Run(RunArgs),
     /// Validate a scenario file (no network, no tokens read) and print the plan.
     Check(CommonArgs),
+    /// Merge the summaries of runs that shared the load into one summary.json + report.html.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// Output directory (default target/loadtest/<scenario>-merged-<UTC time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The parts: summary.json files, or directories holding one.
+    #[arg(required = true)]
+    parts: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +81,9 @@ struct CommonArgs {
     /// Do not serve /metrics (and do not register with Prometheus).
     #[arg(long)]
     no_metrics: bool,
+    /// A non-loopback host that may be loaded, added to the file's allow_hosts (repeatable).
+    #[arg(long = "allow-host")]
+    allow_hosts: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +99,9 @@ struct RunArgs {
     /// No progress bar (also off when CI is set or stderr is not a terminal).
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Print summary.json as one line at the end of stdout (a pod's log is then its part).
+    #[arg(long)]
+    print_summary: bool,
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
@@ -104,6 +123,7 @@ impl CommonArgs {
             targets: self.targets.clone(),
             metrics_port: self.metrics_port,
             no_metrics: self.no_metrics,
+            allow_hosts: self.allow_hosts.clone(),
         }
     }
 }
@@ -130,6 +150,43 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
             }
         },
         Command::Run(args) => run_command(args),
+        Command::Merge(args) => merge_command(args),
+    }
+}
+
+fn merge_command(args: MergeArgs) -> i32 {
+    let labels: Vec<String> = args.parts.iter().map(|p| p.display().to_string()).collect();
+    let merged = args
+        .parts
+        .iter()
+        .map(|p| crate::merge::read_part(p))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|parts| crate::merge::merge(&parts, &labels));
+    let summary = match merged {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let out = args.out.unwrap_or_else(|| {
+        PathBuf::from("target/loadtest").join(format!("{}-merged-{}", summary.scenario, chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+    });
+    let written = std::fs::create_dir_all(&out)
+        .map_err(|e| anyhow::anyhow!("--out {}: {e}", out.display()))
+        .and_then(|()| runner::write_outputs(&out, &summary));
+    match written {
+        Ok((json, html)) => {
+            println!("merged {} parts", labels.len());
+            print!("{}", text_summary(&summary));
+            println!("report:  {}", html.display());
+            println!("summary: {}", json.display());
+            summary.exit_code
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_OUTPUT
+        }
     }
 }
 
@@ -161,6 +218,15 @@ fn run_command(args: RunArgs) -> i32 {
             print!("{}", text_summary(&o.summary));
             println!("report:  {}", o.html_path.display());
             println!("summary: {}", o.json_path.display());
+            if args.print_summary {
+                match serde_json::to_string(&o.summary) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => {
+                        eprintln!("error: cannot print the summary: {e}");
+                        return EXIT_OUTPUT;
+                    }
+                }
+            }
             o.exit_code()
         }
         Err(RunError::Setup(msg)) => {

@@ -24,6 +24,7 @@
 //! - [`runner`]: pre-load checks, open/closed executors, progress, outputs.
 //! - [`report`]: the JSON summary and threshold evaluation.
 //! - [`html`]: the offline HTML report with inline SVG charts.
+//! - [`merge`]: one report from the summaries of runs that shared the load.
 //! - [`cli`]: argument parsing and exit codes.
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod html;
+pub mod merge;
 pub mod metrics;
 pub mod report;
 pub mod runner;

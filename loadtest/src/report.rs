@@ -63,6 +63,76 @@ pub struct Summary {
     pub timeseries: TimeSeries,
     pub warnings: Vec<String>,
     pub exit_code: i32,
+    /// The run's HDR histograms, serialized (what `glasshouse-loadtest merge` combines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histograms: Option<SerializedHistograms>,
+    /// `merge` only: the part files this summary was merged from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+}
+
+/// The histograms behind the summary's percentiles, each HdrHistogram's V2
+/// "deflate" encoding in standard base64 (the `HISTFAAA...` strings other
+/// HdrHistogram implementations read too). Values are microseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SerializedHistograms {
+    /// Always [`HISTOGRAM_ENCODING`].
+    pub encoding: String,
+    /// Always `us`.
+    pub unit: String,
+    /// Per step: request latency (3 significant digits).
+    pub steps: BTreeMap<String, String>,
+    /// Whole-iteration latency.
+    pub iteration_duration: String,
+    /// Open model: scheduling lag.
+    pub scheduling_lag: String,
+    /// Per time bucket (as in `timeseries.points`), per step that had requests:
+    /// latency (2 significant digits).
+    pub timeseries: Vec<BTreeMap<String, String>>,
+}
+
+/// `histograms.encoding` of every summary.
+pub const HISTOGRAM_ENCODING: &str = "hdrhistogram-v2-deflate-base64";
+
+/// A histogram as [`SerializedHistograms`] stores it.
+pub fn encode_histogram<T: hdrhistogram::Counter>(h: &Histogram<T>) -> Result<String, String> {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
+    let mut buf = Vec::new();
+    V2DeflateSerializer::new().serialize(h, &mut buf).map_err(|e| format!("cannot encode a histogram: {e}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(buf))
+}
+
+/// The inverse of [`encode_histogram`]; the error says what is wrong with the text.
+pub fn decode_histogram<T: hdrhistogram::Counter>(text: &str) -> Result<Histogram<T>, String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|e| format!("not base64: {e}"))?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("not an HdrHistogram V2 encoding: {e}"))
+}
+
+fn serialize_histograms(r: &Results) -> Result<SerializedHistograms, String> {
+    let steps =
+        r.step_names.iter().zip(&r.steps).map(|(n, s)| Ok((n.clone(), encode_histogram(&s.latency)?))).collect::<Result<_, String>>()?;
+    let timeseries = r
+        .buckets
+        .iter()
+        .map(|b| {
+            (b.steps.iter().zip(&r.step_names))
+                .filter(|((h, _), _)| !h.is_empty())
+                .map(|((h, _), n)| Ok((n.clone(), encode_histogram(h)?)))
+                .collect::<Result<BTreeMap<_, _>, String>>()
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(SerializedHistograms {
+        encoding: HISTOGRAM_ENCODING.to_string(),
+        unit: "us".to_string(),
+        steps,
+        iteration_duration: encode_histogram(&r.iterations)?,
+        scheduling_lag: encode_histogram(&r.lag)?,
+        timeseries,
+    })
 }
 
 /// The workload model as run (after CLI overrides).
@@ -204,11 +274,11 @@ fn ms<T: hdrhistogram::Counter>(h: &Histogram<T>, q: f64) -> f64 {
     round3(h.value_at_quantile(q) as f64 / 1000.0)
 }
 
-fn round3(v: f64) -> f64 {
+pub(crate) fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-fn percentiles(h: &Histogram<u64>) -> Option<Percentiles> {
+pub(crate) fn percentiles(h: &Histogram<u64>) -> Option<Percentiles> {
     let s = |stat| stat_of(h, stat).unwrap_or_default();
     (!h.is_empty()).then(|| Percentiles {
         count: h.len(),
@@ -236,7 +306,7 @@ fn stat_of(h: &Histogram<u64>, stat: Stat) -> Option<f64> {
     })
 }
 
-fn rate(n: u64, d: u64) -> f64 {
+pub(crate) fn rate(n: u64, d: u64) -> f64 {
     if d == 0 { 0.0 } else { n as f64 / d as f64 }
 }
 
@@ -273,9 +343,17 @@ impl Summary {
             })
             .collect();
         let totals = totals(r, &steps, &checks, elapsed, facts.iterations_interrupted);
-        let thresholds: Vec<ThresholdResult> =
-            config.thresholds.iter().map(|t| evaluate(t, observe(t, r, &all, &totals, &steps))).collect();
+        let view = View {
+            step_names: &r.step_names,
+            step_latency: r.steps.iter().map(|s| &s.latency).collect(),
+            all: &all,
+            iterations: &r.iterations,
+        };
+        let thresholds: Vec<ThresholdResult> = config.thresholds.iter().map(|t| evaluate(t, observe(t, &view, &totals, &steps))).collect();
         let thresholds_passed = thresholds.iter().all(|t| t.passed);
+        let mut warnings = facts.warnings;
+        let histograms =
+            serialize_histograms(r).map_err(|e| warnings.push(format!("{e}; summary.json has no histograms, so it cannot be merged"))).ok();
         Summary {
             schema: SCHEMA.to_string(),
             schema_version: SCHEMA_VERSION,
@@ -298,9 +376,11 @@ impl Summary {
             thresholds,
             thresholds_passed,
             slowest: slowest.iter().map(slow).collect(),
-            timeseries: timeseries(r),
-            warnings: facts.warnings,
+            timeseries: timeseries(r.interval.as_secs_f64(), &r.buckets, &r.step_names),
+            warnings,
             exit_code: if thresholds_passed { 0 } else { 1 },
+            histograms,
+            merged_from: Vec::new(),
         }
     }
 
@@ -367,7 +447,7 @@ fn totals(r: &Results, steps: &[StepSummary], checks: &[CheckSummary], elapsed: 
     }
 }
 
-fn evaluate(t: &Threshold, observed: Option<f64>) -> ThresholdResult {
+pub(crate) fn evaluate(t: &Threshold, observed: Option<f64>) -> ThresholdResult {
     ThresholdResult {
         expression: t.expression.clone(),
         metric: t.metric.as_str().to_string(),
@@ -383,12 +463,11 @@ fn evaluate(t: &Threshold, observed: Option<f64>) -> ThresholdResult {
 }
 
 /// One point per time bucket, all steps merged, plus each step that had requests.
-fn timeseries(r: &Results) -> TimeSeries {
-    let interval = r.interval.as_secs_f64();
+pub(crate) fn timeseries(interval: f64, buckets: &[Bucket], step_names: &[String]) -> TimeSeries {
     let point = |i: usize, b: &Bucket| {
         let merged = b.merged();
         let some = !merged.is_empty();
-        let steps = (b.steps.iter().zip(&r.step_names))
+        let steps = (b.steps.iter().zip(step_names))
             .filter(|((h, _), _)| !h.is_empty())
             .map(|((h, e), name)| {
                 (name.clone(), StepPoint { requests: h.len(), errors: *e, p50_ms: Some(ms(h, 0.5)), p99_ms: Some(ms(h, 0.99)) })
@@ -408,20 +487,30 @@ fn timeseries(r: &Results) -> TimeSeries {
             steps,
         }
     };
-    TimeSeries { interval_s: interval, points: r.buckets.iter().enumerate().map(|(i, b)| point(i, b)).collect() }
+    TimeSeries { interval_s: interval, points: buckets.iter().enumerate().map(|(i, b)| point(i, b)).collect() }
 }
 
-fn observe(t: &Threshold, r: &Results, all: &Histogram<u64>, totals: &Totals, steps: &[StepSummary]) -> Option<f64> {
-    let step_idx = t.step.as_ref().and_then(|s| r.step_names.iter().position(|n| n == s));
+/// The histograms a threshold is evaluated on.
+pub(crate) struct View<'a> {
+    pub step_names: &'a [String],
+    /// Indexed like `step_names`.
+    pub step_latency: Vec<&'a Histogram<u64>>,
+    /// Every step's latency together.
+    pub all: &'a Histogram<u64>,
+    pub iterations: &'a Histogram<u64>,
+}
+
+pub(crate) fn observe(t: &Threshold, v: &View<'_>, totals: &Totals, steps: &[StepSummary]) -> Option<f64> {
+    let step_idx = t.step.as_ref().and_then(|s| v.step_names.iter().position(|n| n == s));
     if t.step.is_some() && step_idx.is_none() {
         return None;
     }
     match t.metric {
         Metric::HttpReqDuration => match step_idx {
-            Some(i) => stat_of(&r.steps[i].latency, t.stat),
-            None => stat_of(all, t.stat),
+            Some(i) => stat_of(v.step_latency[i], t.stat),
+            None => stat_of(v.all, t.stat),
         },
-        Metric::IterationDuration => stat_of(&r.iterations, t.stat),
+        Metric::IterationDuration => stat_of(v.iterations, t.stat),
         Metric::ErrorRate => match step_idx {
             Some(i) => (steps[i].requests > 0).then_some(steps[i].error_rate),
             None => (totals.requests > 0).then_some(totals.error_rate),
@@ -435,7 +524,7 @@ fn observe(t: &Threshold, r: &Results, all: &Histogram<u64>, totals: &Totals, st
     }
 }
 
-fn load_summary(load: &Load) -> LoadSummary {
+pub(crate) fn load_summary(load: &Load) -> LoadSummary {
     let (rate, start_rate, stages, vus) = match load {
         Load::ConstantRate { rate, .. } => (Some(*rate), None, vec![], None),
         Load::RampingRate { start_rate, stages, .. } => {

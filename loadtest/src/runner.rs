@@ -279,7 +279,8 @@ fn prepare_out_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn write_outputs(dir: &Path, s: &Summary) -> anyhow::Result<(PathBuf, PathBuf)> {
+/// Writes `summary.json` and `report.html` into `dir` (created if missing).
+pub fn write_outputs(dir: &Path, s: &Summary) -> anyhow::Result<(PathBuf, PathBuf)> {
     let json_path = dir.join("summary.json");
     let html_path = dir.join("report.html");
     let json = serde_json::to_string_pretty(s).context("serialize the summary")?;

@@ -197,3 +197,23 @@ async fn check_validates_the_shipped_scenario_without_network() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("GLASSHOUSE_LOADTEST_TOKEN"), "{}", text(&o).1);
 }
+
+/// `--allow-host` (what the Kubernetes Job passes for the services' in-cluster names)
+/// admits a non-loopback target the file does not list; without it the same target is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_host_admits_a_named_non_loopback_target() {
+    let dir = temp_dir("cli-allow");
+    let cfg = write(&dir, "s.yaml", &hello_config("http://127.0.0.1:1", "  model: constant_rate\n  rate: 1\n  duration: 1s", &[]));
+    let cfg = cfg.to_str().unwrap();
+    let target = "app=http://glasshouse-order.glasshouse.svc.cluster.local:8081";
+    let o = loadtest(&["check", "--config", cfg, "--target", target], &[]).await;
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("glasshouse-order.glasshouse.svc.cluster.local") && stderr.contains("allow_hosts"), "{stderr}");
+    let o = loadtest(&["check", "--config", cfg, "--target", target, "--allow-host", "glasshouse-order.glasshouse.svc.cluster.local"], &[])
+        .await;
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("app=http://glasshouse-order.glasshouse.svc.cluster.local:8081"), "{stdout}");
+    let _ = std::fs::remove_dir_all(dir);
+}

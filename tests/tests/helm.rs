@@ -927,3 +927,128 @@ fn the_dockerfile_follows_the_image_policy() {
         assert!(!tag.is_empty() && tag != "latest", "ARG {name}={image}: pin a version");
     }
 }
+
+// --- The load runner as an indexed Job (templates/loadtest-job.yaml, `loadtest.enabled`,
+// off by default, so the tests above see no Job): the same pod policy as the services.
+
+fn render_with(helm: &Path, values: Option<&str>, set: &[&str]) -> Result<Vec<Value>, String> {
+    let mut args = vec!["template", RELEASE, "--namespace", NAMESPACE];
+    for kv in set {
+        args.extend(["--set", *kv]);
+    }
+    let out = helm_cmd(helm, &args, values);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    Ok(serde_yaml::Deserializer::from_str(&text).map(|d| Value::deserialize(d).unwrap()).filter(|d| !d.is_null()).collect())
+}
+
+#[test]
+fn the_loadtest_job_follows_the_pod_policy_and_splits_the_rate() {
+    let Some(helm) = helm() else { return };
+    let set = ["loadtest.enabled=true", "loadtest.tokenSecret.name=lt-tokens", "loadtest.parallelism=3", "loadtest.rate=12"];
+    let scenario = std::fs::read_to_string(repo_root().join("loadtest/scenarios/order-flow.yaml")).unwrap();
+    for v in VALUES {
+        let docs = render_with(&helm, v, &set).unwrap_or_else(|e| panic!("{}: {e}", label(v)));
+        let jobs: Vec<_> = of_kind(&docs, "Job")
+            .filter(|j| label_map(s(j, "metadata.labels")).get("app.kubernetes.io/component").map(String::as_str) == Some("loadtest"))
+            .collect();
+        assert_eq!(jobs.len(), 1, "{}: one load-test Job", label(v));
+        let job = jobs[0];
+        let at = format!("{} Job {}", label(v), name(job));
+        assert_eq!(str_at(job, "spec.completionMode"), "Indexed", "{at}");
+        assert_eq!(s(job, "spec.parallelism").and_then(Value::as_u64), Some(3), "{at}");
+        assert_eq!(s(job, "spec.completions").and_then(Value::as_u64), Some(3), "{at}");
+        let pod = s(job, "spec.template.spec").unwrap();
+        assert_eq!(str_at(pod, "restartPolicy"), "Never", "{at}");
+        let sa = str_at(pod, "serviceAccountName");
+        assert!(of_kind(&docs, "ServiceAccount").any(|a| name(a) == sa) && sa != "default", "{at}: own ServiceAccount, found {sa:?}");
+        assert_eq!(s(pod, "securityContext.runAsNonRoot").and_then(Value::as_bool), Some(true), "{at}: pod runAsNonRoot");
+        assert_eq!(str_at(pod, "securityContext.seccompProfile.type"), "RuntimeDefault", "{at}: pod seccomp");
+        let containers = s(pod, "containers").and_then(Value::as_sequence).unwrap();
+        assert_eq!(containers.len(), 1, "{at}");
+        let c = &containers[0];
+        for r in ["requests.cpu", "requests.memory", "limits.cpu", "limits.memory"] {
+            assert!(s(c, &format!("resources.{r}")).is_some(), "{at}: no resources.{r}");
+        }
+        let sc = s(c, "securityContext").unwrap();
+        assert_eq!(s(sc, "runAsNonRoot").and_then(Value::as_bool), Some(true), "{at}: runAsNonRoot");
+        assert_eq!(s(sc, "readOnlyRootFilesystem").and_then(Value::as_bool), Some(true), "{at}: readOnlyRootFilesystem");
+        assert_eq!(s(sc, "allowPrivilegeEscalation").and_then(Value::as_bool), Some(false), "{at}: allowPrivilegeEscalation");
+        let dropped = s(sc, "capabilities.drop").and_then(Value::as_sequence).cloned().unwrap_or_default();
+        assert!(dropped.iter().any(|c| c.as_str() == Some("ALL")), "{at}: capabilities must drop ALL");
+        assert_eq!(str_at(sc, "seccompProfile.type"), "RuntimeDefault", "{at}: seccomp");
+        let image = str_at(c, "image");
+        let tag = image.rsplit_once('/').map_or(image, |(_, t)| t);
+        assert!(tag.split_once(':').is_some_and(|(_, t)| !t.is_empty() && t != "latest"), "{at}: image {image:?} must be pinned");
+
+        // Each pod drives rate/N and writes its own part.
+        let args: Vec<&str> = s(c, "args").and_then(Value::as_sequence).unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(args.contains(&"--rate=4"), "{at}: 12/s over 3 pods is 4/s each: {args:?}");
+        assert!(args.contains(&"--out=/results/part-$(PART_INDEX)") && args.contains(&"--print-summary"), "{at}: {args:?}");
+        let env = s(c, "env").and_then(Value::as_sequence).unwrap();
+        let index = env.iter().find(|e| str_at(e, "name") == "PART_INDEX").unwrap();
+        assert_eq!(
+            str_at(index, "valueFrom.fieldRef.fieldPath"),
+            "metadata.annotations['batch.kubernetes.io/job-completion-index']",
+            "{at}"
+        );
+        for svc in of_kind(&docs, "Service") {
+            let host = format!("{}.{NAMESPACE}.svc.cluster.local", name(svc));
+            assert!(
+                args.iter().any(|a| a.starts_with("--target=") && a.contains(&format!("http://{host}:"))),
+                "{at}: no target for {host}"
+            );
+            assert!(args.contains(&format!("--allow-host={host}").as_str()), "{at}: {host} not allowed");
+        }
+        // The scenario is the repository's file, through the files/loadtest symlink.
+        let cm_name = s(pod, "volumes")
+            .and_then(Value::as_sequence)
+            .unwrap()
+            .iter()
+            .find_map(|v| s(v, "configMap.name"))
+            .and_then(Value::as_str)
+            .unwrap();
+        let cm = of_kind(&docs, "ConfigMap").find(|m| name(m) == cm_name).unwrap();
+        assert_eq!(
+            s(cm, "data").and_then(|d| d.get("order-flow.yaml")).and_then(Value::as_str).unwrap_or("").trim_end(),
+            scenario.trim_end(),
+            "{at}: the scenario ConfigMap differs from loadtest/scenarios/order-flow.yaml"
+        );
+
+        // Behind the default deny: a policy with egress selects the runner's pods, and each
+        // service admits them; with Istio, its identity may call each service's flow routes.
+        let pod_labels = label_map(s(job, "spec.template.metadata.labels"));
+        let policies: Vec<_> = of_kind(&docs, "NetworkPolicy").collect();
+        if !policies.is_empty() {
+            assert!(
+                policies
+                    .iter()
+                    .any(|p| is_subset(&label_map(s(p, "spec.podSelector.matchLabels")), &pod_labels) && s(p, "spec.egress").is_some()),
+                "{at}: no NetworkPolicy gives the runner's pods egress"
+            );
+            for svc in of_kind(&docs, "Deployment") {
+                let svc_labels = label_map(s(svc, "spec.template.metadata.labels"));
+                let admits = policies.iter().any(|p| {
+                    is_subset(&label_map(s(p, "spec.podSelector.matchLabels")), &svc_labels)
+                        && s(p, "spec.ingress").and_then(Value::as_sequence).is_some_and(|rules| {
+                            rules
+                                .iter()
+                                .flat_map(|r| s(r, "from").and_then(Value::as_sequence).cloned().unwrap_or_default())
+                                .any(|f| is_subset(&label_map(s(&f, "podSelector.matchLabels")), &pod_labels))
+                        })
+                });
+                assert!(admits, "{at}: {} does not admit the runner's pods", name(svc));
+            }
+        }
+        if of_kind(&docs, "PeerAuthentication").next().is_some() {
+            let principal = format!("cluster.local/ns/{NAMESPACE}/sa/{sa}");
+            let allowed = of_kind(&docs, "AuthorizationPolicy").filter(|p| serde_yaml::to_string(p).unwrap().contains(&principal)).count();
+            assert_eq!(allowed, of_kind(&docs, "Deployment").count(), "{at}: one AuthorizationPolicy per service for {principal}");
+        }
+    }
+    // The tokens are required: without them the Job could not place an order.
+    let e = render_with(&helm, None, &["loadtest.enabled=true"]).unwrap_err();
+    assert!(e.contains("loadtest.tokenSecret.name"), "{e}");
+}

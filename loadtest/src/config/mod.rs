@@ -311,6 +311,8 @@ pub struct Overrides {
     pub metrics_port: Option<u16>,
     /// `--no-metrics`.
     pub no_metrics: bool,
+    /// `--allow-host NAME`: added to the file's `allow_hosts` (e.g. a Service name in a cluster).
+    pub allow_hosts: Vec<String>,
 }
 
 impl Config {

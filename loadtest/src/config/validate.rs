@@ -33,7 +33,7 @@ pub(super) fn config(raw: RawConfig, base_dir: &Path, ov: &Overrides) -> Result<
         let msg = format!("`{}` must be non-empty and use only letters, digits, `-`, `_`", raw.scenario);
         return Err(ConfigError::at("scenario", msg));
     }
-    let allow_hosts: Vec<String> = raw.allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let allow_hosts: Vec<String> = raw.allow_hosts.iter().chain(&ov.allow_hosts).map(|h| h.trim().to_ascii_lowercase()).collect();
     let targets = targets::build(raw.targets, &allow_hosts, ov)?;
     let load = load(&raw.load, ov)?;
     let http = http(&raw.http)?;
