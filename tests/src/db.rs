@@ -28,8 +28,26 @@ impl ScratchPg {
         self.pool.close().await;
         let server = format!("postgres://{DB_USER}:{DB_PASSWORD}@{}", POSTGRES.addr());
         let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
-        admin.execute(format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name).as_str()).await?;
-        Ok(())
+        drop_pg_database(&mut admin, &self.name).await
+    }
+}
+
+/// `DROP DATABASE … WITH (FORCE)`, which ends the sessions still on it (a
+/// test's services), retried while an autovacuum worker is in the database:
+/// that worker belongs to the superuser, so the test role may not end it
+/// ("must be a member of the role whose process is being terminated"), and it
+/// is gone within moments.
+pub async fn drop_pg_database(admin: &mut sqlx::PgConnection, name: &str) -> anyhow::Result<()> {
+    let sql = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match admin.execute(sql.as_str()).await {
+            // 42501 insufficient_privilege: the autovacuum worker; ask again shortly.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other.map(|_| ()).map_err(Into::into),
+        }
     }
 }
 

@@ -42,7 +42,10 @@ impl PrivateStack {
     /// [`FERRETDB`]) on free ports and waits until each is ready (`stack up` does).
     pub async fn start(components: &[&'static str]) -> anyhow::Result<Self> {
         for c in components {
-            anyhow::ensure!([POSTGRES, MARIADB, KAFKA, FERRETDB].contains(c), "a private stack runs postgres, mariadb, kafka or ferretdb, not {c}");
+            anyhow::ensure!(
+                [POSTGRES, MARIADB, KAFKA, FERRETDB].contains(c),
+                "a private stack runs postgres, mariadb, kafka or ferretdb, not {c}"
+            );
         }
         let cache_home = stack::home()?;
         anyhow::ensure!(

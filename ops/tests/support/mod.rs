@@ -61,8 +61,18 @@ impl ScratchPg {
     pub async fn drop_db(self) -> anyhow::Result<()> {
         self.pool.close().await;
         let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server())).await?;
-        admin.execute(format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name).as_str()).await?;
-        Ok(())
+        // Retried while an autovacuum worker (the superuser's, which this role
+        // may not end) is in the database: it leaves within moments.
+        let sql = format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match admin.execute(sql.as_str()).await {
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                other => return other.map(|_| ()).map_err(Into::into),
+            }
+        }
     }
 }
 

@@ -9,8 +9,9 @@
 //! outage. When in doubt about an outage-shaped error, call it transient.
 //!
 //! Decisions are by the server's own codes, never by parsing prose, except
-//! for FerretDB on SQLite, whose "database is locked" arrives as a generic
-//! internal error (see [`is_transient_mongo`]).
+//! for FerretDB, which passes its backend's failures on as a generic internal
+//! error (code 1) with the backend's text: SQLite's "database is locked",
+//! PostgreSQL's connection failures and SQLSTATE (see [`is_transient_mongo`]).
 //!
 //! Sources for the codes:
 //! - PostgreSQL: Appendix A, "PostgreSQL Error Codes"
@@ -130,13 +131,29 @@ pub const TRANSIENT_MONGO_CODES: [(i32, &str); 14] = [
 /// document. Compared lower-cased.
 const SQLITE_CONTENTION: [&str; 4] = ["sqlite_busy", "sqlite_locked", "database is locked", "database table is locked"];
 
+/// Phrases of pgx (FerretDB's PostgreSQL driver) when the backend cannot be
+/// reached or the connection broke: PostgreSQL is away or restarting, not a
+/// bad document. Compared lower-cased. Seen live: `failed to connect to
+/// \`user=ferretdb database=ferretdb\`: ... dial error: ... connection refused`
+/// (tests/tests/ferretdb_outage.rs).
+const PGX_CONNECTION: [&str; 5] = ["failed to connect to", "dial error", "conn closed", "connection reset by peer", "unexpected eof"];
+
+/// The SQLSTATE in pgx's `(SQLSTATE 57P01)` suffix, if the text has one.
+fn sqlstate_in(text: &str) -> Option<&str> {
+    let at = text.find("(sqlstate ")? + "(sqlstate ".len();
+    text.get(at..at + 5)
+}
+
 /// True for a MongoDB (or FerretDB) error a retry may cure: the driver could
 /// not reach a usable server (I/O, server selection, DNS, pool cleared) or
 /// was shut down under the operation; the driver labelled it retryable; a
 /// write concern could not be satisfied; the server answered with a code of
-/// [`TRANSIENT_MONGO_CODES`]; or the message is SQLite's busy/locked
-/// (FerretDB on SQLite). Everything else (a document the server refuses,
-/// a bad argument, a duplicate key) fails the same way again.
+/// [`TRANSIENT_MONGO_CODES`]; or FerretDB's internal error (code 1) carries
+/// its backend's contention or outage: SQLite's busy/locked, PostgreSQL
+/// unreachable or its connection broken ([`PGX_CONNECTION`]), or a
+/// transient SQLSTATE ([`is_transient_sqlstate`]). Everything else (a
+/// document the server refuses, a bad argument, a duplicate key) fails the
+/// same way again.
 pub fn is_transient_mongo(e: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR, WriteFailure};
     if [RETRYABLE_WRITE_ERROR, RETRYABLE_ERROR, TRANSIENT_TRANSACTION_ERROR].iter().any(|l| e.contains_label(l)) {
@@ -157,6 +174,8 @@ pub fn is_transient_mongo(e: &mongodb::error::Error) -> bool {
     by_kind || {
         let text = e.to_string().to_lowercase();
         SQLITE_CONTENTION.iter().any(|p| text.contains(p))
+            || PGX_CONNECTION.iter().any(|p| text.contains(p))
+            || sqlstate_in(&text).is_some_and(|code| is_transient_sqlstate(&code.to_uppercase()))
     }
 }
 
@@ -313,6 +332,21 @@ mod tests {
             ("NetworkTimeout as a write error", write(89), true),
             ("FerretDB on SQLite, busy", command(1, "sqlite: step: database is locked (5) (SQLITE_BUSY)"), true),
             ("FerretDB on SQLite, locked table", command(1, "database table is locked (6)"), true),
+            (
+                "FerretDB on PostgreSQL, backend away",
+                command(
+                    1,
+                    "[msg_insert.go:168 handler.(*Handler).MsgInsert] failed to connect to `user=ferretdb database=ferretdb`:\n\t127.0.0.1:39479 (127.0.0.1): dial error: dial tcp 127.0.0.1:39479: connect: connection refused",
+                ),
+                true,
+            ),
+            (
+                "FerretDB on PostgreSQL, backend shut down",
+                command(1, "FATAL: terminating connection due to administrator command (SQLSTATE 57P01)"),
+                true,
+            ),
+            ("FerretDB on PostgreSQL, deadlock", command(1, "ERROR: deadlock detected (SQLSTATE 40P01)"), true),
+            ("FerretDB on PostgreSQL, a bad value", command(1, "ERROR: invalid input syntax for type json (SQLSTATE 22P02)"), false),
             ("other internal error", command(1, "unexpected nil"), false),
             ("duplicate key", write(11000), false),
             ("document validation", write(121), false),

@@ -33,7 +33,7 @@ async fn postgres_scratch_database_migrates_writes_and_reads() -> anyhow::Result
     }
     .await;
 
-    admin.execute(format!(r#"DROP DATABASE IF EXISTS "{db}" WITH (FORCE)"#).as_str()).await?;
+    glasshouse_tests::db::drop_pg_database(&mut admin, &db).await?;
     result
 }
 
