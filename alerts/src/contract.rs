@@ -23,6 +23,8 @@ pub enum Source {
     Proposed,
     /// A recording rule in `alerts/rules/`.
     Recorded,
+    /// `alerts/INFRA_METRICS.md`: a series of an infrastructure exporter (PostgreSQL, MariaDB, Kafka).
+    Infra,
     /// Synthesised by Prometheus itself (`up`, `ALERTS`).
     Builtin,
 }
@@ -81,6 +83,19 @@ impl Contract {
         Ok(())
     }
 
+    /// Adds the exporter families of `alerts/INFRA_METRICS.md` (not ours to name,
+    /// so kept apart from METRICS.md); fails when one collides with a family there.
+    pub fn add_infra(&mut self, markdown: &str) -> anyhow::Result<()> {
+        let families = parse_families(markdown).context("alerts/INFRA_METRICS.md")?;
+        for f in &families {
+            if f.series_names().iter().any(|n| self.series.contains_key(n)) {
+                bail!("`{}` of alerts/INFRA_METRICS.md is already defined elsewhere in the contract", f.name);
+            }
+        }
+        self.add_families(&families, Source::Infra);
+        Ok(())
+    }
+
     /// Adds names produced by recording rules (any labels).
     pub fn add_recorded<'a>(&mut self, names: impl IntoIterator<Item = &'a String>) {
         for n in names {
@@ -119,7 +134,7 @@ impl Contract {
             };
             let Some(spec) = self.series.get(&name) else {
                 problems.push(format!(
-                    "`{name}` is not in telemetry/METRICS.md, not proposed in alerts/PROPOSED_METRICS.md and not recorded by any rule"
+                    "`{name}` is not in telemetry/METRICS.md, not proposed in alerts/PROPOSED_METRICS.md, not an exporter series of alerts/INFRA_METRICS.md and not recorded by any rule"
                 ));
                 continue;
             };
