@@ -226,4 +226,25 @@ mod tests {
         c.add_proposed("| `order_completion_seconds` | histogram | `status` | new |").unwrap();
         assert_eq!(c.get("order_completion_seconds_bucket").unwrap().source, Source::Proposed);
     }
+
+    #[test]
+    fn exporter_series_are_checked_like_ours_and_may_not_shadow_them() {
+        let mut c = Contract::from_metrics_md(MD).unwrap();
+        c.add_infra("| `pg_stat_activity_count` | gauge | `server`, `datname`, `state` | backends |").unwrap();
+        assert_eq!(c.get("pg_stat_activity_count").unwrap().source, Source::Infra);
+        assert!(c.check_expr(r#"sum(pg_stat_activity_count{job="postgres",datname!=""})"#).is_empty());
+        let p = c.check_expr(r#"pg_stat_activity_count{database="orders"}"#);
+        assert!(p[0].contains("has no label `database`"), "{p:?}");
+        let err = c.add_infra("| `orders_total` | counter | `status` | dup |").unwrap_err().to_string();
+        assert!(err.contains("already defined"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_infra_metrics_parse() {
+        let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/INFRA_METRICS.md")).unwrap();
+        let families = parse_families(&md).unwrap();
+        for name in ["pg_up", "mysql_global_status_threads_connected", "kafka_consumergroup_lag"] {
+            assert!(families.iter().any(|f| f.name == name), "{name} missing from alerts/INFRA_METRICS.md");
+        }
+    }
 }
