@@ -80,7 +80,8 @@ impl Repo {
             let text = std::fs::read_to_string(&proposed).with_context(|| format!("read {}", proposed.display()))?;
             c.add_proposed(&text)?;
         }
-        let infra = std::fs::read_to_string(self.infra_metrics_md()).with_context(|| format!("read {}", self.infra_metrics_md().display()))?;
+        let infra =
+            std::fs::read_to_string(self.infra_metrics_md()).with_context(|| format!("read {}", self.infra_metrics_md().display()))?;
         c.add_infra(&infra)?;
         let files = rules::load_dir(&self.rules_dir())?;
         c.add_recorded(&rules::recorded_names(&files));

@@ -41,8 +41,7 @@ pub const PROMETHEUS: Component = Component { name: "prometheus", port_var: "GH_
 pub const ALERTMANAGER: Component = Component { name: "alertmanager", port_var: "GH_ALERTMANAGER_PORT", default_port: 9093 };
 pub const VICTORIALOGS: Component = Component { name: "victorialogs", port_var: "GH_VICTORIALOGS_PORT", default_port: 9428 };
 pub const OPENSEARCH: Component = Component { name: "opensearch", port_var: "GH_OPENSEARCH_PORT", default_port: 9200 };
-pub const POSTGRES_EXPORTER: Component =
-    Component { name: "postgres-exporter", port_var: "GH_POSTGRES_EXPORTER_PORT", default_port: 9187 };
+pub const POSTGRES_EXPORTER: Component = Component { name: "postgres-exporter", port_var: "GH_POSTGRES_EXPORTER_PORT", default_port: 9187 };
 pub const MYSQLD_EXPORTER: Component = Component { name: "mysqld-exporter", port_var: "GH_MYSQLD_EXPORTER_PORT", default_port: 9104 };
 pub const KAFKA_EXPORTER: Component = Component { name: "kafka-exporter", port_var: "GH_KAFKA_EXPORTER_PORT", default_port: 9308 };
 

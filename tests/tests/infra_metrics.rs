@@ -29,8 +29,14 @@ const INFRA_DASHBOARDS: [&str; 3] = ["infra-postgres.json", "infra-mariadb.json"
 
 /// The single value of an instant query, if it has exactly one series.
 async fn query_one(http: &reqwest::Client, promql: &str) -> anyhow::Result<Option<String>> {
-    let v: serde_json::Value =
-        http.get(format!("{}/api/v1/query", PROMETHEUS.http())).query(&[("query", promql)]).send().await?.error_for_status()?.json().await?;
+    let v: serde_json::Value = http
+        .get(format!("{}/api/v1/query", PROMETHEUS.http()))
+        .query(&[("query", promql)])
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
     Ok(match result.as_slice() {
         [one] => one["value"][1].as_str().map(str::to_owned),
@@ -45,12 +51,15 @@ async fn every_infra_exporter_is_scraped_and_reads_its_backend() -> anyhow::Resu
     for (component, job, backend_up) in EXPORTERS {
         stack::require(component).await?;
         let q = format!(r#"min(up{{job="{job}"}}) * min({backend_up}{{job="{job}"}})"#);
-        poll::until(&format!("Prometheus job {job} to be scraped with {backend_up} = 1"), Duration::from_secs(60), Duration::from_secs(1), || {
-            let (http, q) = (&http, &q);
-            async move {
-                Ok((query_one(http, q).await?.as_deref() == Some("1")).then_some(()))
-            }
-        })
+        poll::until(
+            &format!("Prometheus job {job} to be scraped with {backend_up} = 1"),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            || {
+                let (http, q) = (&http, &q);
+                async move { Ok((query_one(http, q).await?.as_deref() == Some("1")).then_some(())) }
+            },
+        )
         .await
         .map_err(|e| {
             anyhow::anyhow!(
@@ -90,11 +99,8 @@ impl LaggingGroup {
                 .map_err(|(e, _)| anyhow::anyhow!("produce to {topic}: {e}"))?;
         }
         // A standalone commit: the group gets offsets on the broker but never a member.
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .create()?;
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", &group).set("enable.auto.commit", "false").create()?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, 0, Offset::Offset(committed))?;
         consumer.commit(&tpl, CommitMode::Sync)?;
@@ -202,13 +208,20 @@ async fn infra_dashboards_have_data_and_the_check_fails_when_an_exporter_is_not_
             } else {
                 Err(anyhow::anyhow!(
                     "checker still failing:\n{}",
-                    text.lines().filter(|l| l.contains("EMPTY [fatal") || l.contains("ERROR") || l.contains("STRUCTURE")).collect::<Vec<_>>().join("\n")
+                    text.lines()
+                        .filter(|l| l.contains("EMPTY [fatal") || l.contains("ERROR") || l.contains("STRUCTURE"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 ))
             }
         })
         .await?;
         assert!(output.contains("0 ERROR"), "{output}");
-        for title in ["Infrastructure: PostgreSQL / Connections vs max", "Infrastructure: MariaDB / Deadlocks", "Infrastructure: Kafka / Lag by group and topic"] {
+        for title in [
+            "Infrastructure: PostgreSQL / Connections vs max",
+            "Infrastructure: MariaDB / Deadlocks",
+            "Infrastructure: Kafka / Lag by group and topic",
+        ] {
             assert!(output.lines().any(|l| l.contains(title) && l.contains("-> OK")), "{title} not OK:\n{output}");
         }
 
