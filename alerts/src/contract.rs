@@ -23,6 +23,8 @@ pub enum Source {
     Proposed,
     /// A recording rule in `alerts/rules/`.
     Recorded,
+    /// `alerts/INFRA_METRICS.md`: a series of an infrastructure exporter (PostgreSQL, MariaDB, Kafka).
+    Infra,
     /// Synthesised by Prometheus itself (`up`, `ALERTS`).
     Builtin,
 }
@@ -81,6 +83,19 @@ impl Contract {
         Ok(())
     }
 
+    /// Adds the exporter families of `alerts/INFRA_METRICS.md` (not ours to name,
+    /// so kept apart from METRICS.md); fails when one collides with a family there.
+    pub fn add_infra(&mut self, markdown: &str) -> anyhow::Result<()> {
+        let families = parse_families(markdown).context("alerts/INFRA_METRICS.md")?;
+        for f in &families {
+            if f.series_names().iter().any(|n| self.series.contains_key(n)) {
+                bail!("`{}` of alerts/INFRA_METRICS.md is already defined elsewhere in the contract", f.name);
+            }
+        }
+        self.add_families(&families, Source::Infra);
+        Ok(())
+    }
+
     /// Adds names produced by recording rules (any labels).
     pub fn add_recorded<'a>(&mut self, names: impl IntoIterator<Item = &'a String>) {
         for n in names {
@@ -119,7 +134,7 @@ impl Contract {
             };
             let Some(spec) = self.series.get(&name) else {
                 problems.push(format!(
-                    "`{name}` is not in telemetry/METRICS.md, not proposed in alerts/PROPOSED_METRICS.md and not recorded by any rule"
+                    "`{name}` is not in telemetry/METRICS.md, not proposed in alerts/PROPOSED_METRICS.md, not an exporter series of alerts/INFRA_METRICS.md and not recorded by any rule"
                 ));
                 continue;
             };
@@ -210,5 +225,26 @@ mod tests {
         assert!(err.contains("delete its row"), "{err}");
         c.add_proposed("| `order_completion_seconds` | histogram | `status` | new |").unwrap();
         assert_eq!(c.get("order_completion_seconds_bucket").unwrap().source, Source::Proposed);
+    }
+
+    #[test]
+    fn exporter_series_are_checked_like_ours_and_may_not_shadow_them() {
+        let mut c = Contract::from_metrics_md(MD).unwrap();
+        c.add_infra("| `pg_stat_activity_count` | gauge | `server`, `datname`, `state` | backends |").unwrap();
+        assert_eq!(c.get("pg_stat_activity_count").unwrap().source, Source::Infra);
+        assert!(c.check_expr(r#"sum(pg_stat_activity_count{job="postgres",datname!=""})"#).is_empty());
+        let p = c.check_expr(r#"pg_stat_activity_count{database="orders"}"#);
+        assert!(p[0].contains("has no label `database`"), "{p:?}");
+        let err = c.add_infra("| `orders_total` | counter | `status` | dup |").unwrap_err().to_string();
+        assert!(err.contains("already defined"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_infra_metrics_parse() {
+        let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/INFRA_METRICS.md")).unwrap();
+        let families = parse_families(&md).unwrap();
+        for name in ["pg_up", "mysql_global_status_threads_connected", "kafka_consumergroup_lag"] {
+            assert!(families.iter().any(|f| f.name == name), "{name} missing from alerts/INFRA_METRICS.md");
+        }
     }
 }

@@ -61,11 +61,16 @@ impl Repo {
         self.root.join("alerts/PROPOSED_METRICS.md")
     }
 
+    /// The infrastructure exporters' series that rules and dashboards may read.
+    pub fn infra_metrics_md(&self) -> PathBuf {
+        self.root.join("alerts/INFRA_METRICS.md")
+    }
+
     pub fn alertmanager_config(&self) -> PathBuf {
         self.root.join("deploy/local/config/alertmanager.yml")
     }
 
-    /// The naming contract: METRICS.md, the proposals, and every name recorded
+    /// The naming contract: METRICS.md, the proposals, the exporter series, and every name recorded
     /// by a rule in `alerts/rules/`.
     pub fn contract(&self) -> anyhow::Result<Contract> {
         let md = std::fs::read_to_string(self.metrics_md()).with_context(|| format!("read {}", self.metrics_md().display()))?;
@@ -75,6 +80,9 @@ impl Repo {
             let text = std::fs::read_to_string(&proposed).with_context(|| format!("read {}", proposed.display()))?;
             c.add_proposed(&text)?;
         }
+        let infra =
+            std::fs::read_to_string(self.infra_metrics_md()).with_context(|| format!("read {}", self.infra_metrics_md().display()))?;
+        c.add_infra(&infra)?;
         let files = rules::load_dir(&self.rules_dir())?;
         c.add_recorded(&rules::recorded_names(&files));
         Ok(c)

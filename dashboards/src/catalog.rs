@@ -20,6 +20,9 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("loadtest", loadtest()),
         ("logs", logs_dashboard()),
         ("slo", slo_dashboard()),
+        ("infra-postgres", crate::infra::postgres()),
+        ("infra-mariadb", crate::infra::mariadb()),
+        ("infra-kafka", crate::infra::kafka()),
     ]
 }
 

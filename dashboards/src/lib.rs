@@ -20,6 +20,7 @@
 pub mod build;
 pub mod catalog;
 pub mod checker;
+pub mod infra;
 pub mod model;
 pub mod prom;
 pub mod provisioning;

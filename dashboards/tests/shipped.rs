@@ -61,7 +61,7 @@ async fn shipped_dashboards_have_no_structure_problems() {
     };
     let report = checker::run(&opts, &repo.contract().unwrap()).await.unwrap();
     assert_eq!(report.structure_problems, 0, "{:#?}", report.lines);
-    assert_eq!(shipped().len(), 8);
+    assert_eq!(shipped().len(), 11);
 }
 
 #[test]

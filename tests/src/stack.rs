@@ -43,6 +43,9 @@ pub const VICTORIALOGS: Component = Component { name: "victorialogs", port_var: 
 pub const OPENSEARCH: Component = Component { name: "opensearch", port_var: "GH_OPENSEARCH_PORT", default_port: 9200 };
 /// The trace UI: Zipkin and its Lens UI (`/zipkin/`), fed by Jaeger.
 pub const ZIPKIN: Component = Component { name: "zipkin", port_var: "GH_ZIPKIN_PORT", default_port: 9411 };
+pub const POSTGRES_EXPORTER: Component = Component { name: "postgres-exporter", port_var: "GH_POSTGRES_EXPORTER_PORT", default_port: 9187 };
+pub const MYSQLD_EXPORTER: Component = Component { name: "mysqld-exporter", port_var: "GH_MYSQLD_EXPORTER_PORT", default_port: 9104 };
+pub const KAFKA_EXPORTER: Component = Component { name: "kafka-exporter", port_var: "GH_KAFKA_EXPORTER_PORT", default_port: 9308 };
 
 /// Database user the stack creates on PostgreSQL and MariaDB.
 pub const DB_USER: &str = "glasshouse";

@@ -53,7 +53,7 @@ pub fn scratch_repo() -> (TempDir, Repo) {
     for dir in ["alerts/slos", "alerts/rules", "alerts/runbooks", "alerts/tests/promtool"] {
         copy_dir(&real.root().join(dir), &tmp.path().join(dir));
     }
-    for file in ["telemetry/METRICS.md", "alerts/PROPOSED_METRICS.md", "deploy/local/config/alertmanager.yml"] {
+    for file in ["telemetry/METRICS.md", "alerts/PROPOSED_METRICS.md", "alerts/INFRA_METRICS.md", "deploy/local/config/alertmanager.yml"] {
         // The proposals file is optional (absent when every proposal was adopted).
         if !real.root().join(file).exists() {
             continue;
