@@ -11,8 +11,6 @@
 //! # Layout
 //! - [`events`]: [`Event`] (envelope), [`EventType`], [`Payload`] and one struct
 //!   per event type; parsing from bytes with a typed [`EventError`].
-//! - [`catalog`]: Inventory's catalog item and page as JSON, hand-written; only
-//!   Inventory's side still uses them (Order's client is generated).
 //! - [`topics`]: topic names (`orders.v1`, `inventory.v1`) and their `.dlq`s.
 //! - [`sku`], [`quantity`], [`money`], [`ids`]: validated newtypes ([`Sku`],
 //!   [`Quantity`], [`Money`]/[`Currency`], [`OrderId`], [`EventId`],
@@ -24,7 +22,6 @@
 //! - [`InvalidValue`]: the one error every newtype returns.
 #![forbid(unsafe_code)]
 
-pub mod catalog;
 pub mod events;
 pub mod ids;
 mod invalid;
