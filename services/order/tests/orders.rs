@@ -76,8 +76,10 @@ async fn idempotency_key_same_body_same_answer_other_body_422_concurrent_one_ord
     let mut ids = std::collections::HashSet::new();
     for r in results {
         let r = r?;
-        assert_eq!(r.status(), 202);
-        ids.insert(r.json::<Value>().await?["id"].as_str().unwrap().to_owned());
+        let status = r.status();
+        let body: Value = r.json().await?;
+        assert_eq!(status, 202, "every racer gets the one order: {body}");
+        ids.insert(body["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(ids.len(), 1, "one order for one key: {ids:?}");
     assert_eq!(app.order_count().await?, 3);
