@@ -191,10 +191,18 @@ def kafka_perf(h, records, size):
     if not list(libs.glob("kafka-tools-[0-9]*.jar")):
         return None, "ProducerPerformance needs kafka-tools in deploy/local/kafka/pom.xml"
     topic = f"bench-perf-{int(time.time())}"
+    server = f"127.0.0.1:{P['GH_KAFKA_PORT']}"
+    # The stack's broker creates no topic by itself (auto.create.topics.enable=false):
+    # three partitions, as the services' topics.
+    topics = ["java", "-cp", f"{libs}/*", "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", server]
+    run(topics + ["--create", "--topic", topic, "--partitions", "3", "--replication-factor", "1"])
     cmd = ["java", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance", "--topic", topic, "--num-records", str(records),
            "--record-size", str(size), "--throughput", "-1", "--producer-props", f"bootstrap.servers=127.0.0.1:{P['GH_KAFKA_PORT']}",
            "acks=all", "enable.idempotence=true"]
-    out = run(cmd).stdout
+    try:
+        out = run(cmd).stdout
+    finally:
+        subprocess.run(topics + ["--delete", "--topic", topic], capture_output=True)
     m = re.findall(r"([\d.]+) records/sec", out)
     return (float(m[-1]) if m else None), None
 
