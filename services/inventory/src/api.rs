@@ -361,7 +361,7 @@ impl InventoryApi {
     async fn get_item(
         &self,
         /// 1..=64 characters of `A-Z`, `0-9` and `-` (anything else is a 422).
-        #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}$", min_length = 1, max_length = 64))]
+        #[oai(validator(pattern = r"^[A-Z0-9-]+$", min_length = 1, max_length = 64))]
         sku: Path<String>,
     ) -> Result<GetItemResponse, Problems<GET_ITEM_ERRORS>> {
         self.state.faults.catalog().await?;
@@ -377,9 +377,10 @@ impl InventoryApi {
     #[oai(path = "/items", method = "get", operation_id = "listItems")]
     async fn list_items(
         &self,
-        /// Comma-separated SKUs, 1..=100 of them (e.g. `A-1,B-2`). Not
+        /// Comma-separated SKUs, 1..=100 of them (e.g. `A-1,B-2`), each
+        /// 1..=64 characters (a longer one is a 422 naming it). Not
         /// combinable with `cursor` or `limit` (422).
-        #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}(,[A-Z0-9-]{1,64}){0,99}$", min_length = 1, max_length = 6499))]
+        #[oai(validator(pattern = r"^[A-Z0-9-]+(,[A-Z0-9-]+){0,99}$", min_length = 1, max_length = 6499))]
         skus: Query<Option<String>>,
         /// `next_cursor` of the previous page, as given (any other value is a
         /// 422 `invalid-cursor`).
@@ -437,7 +438,7 @@ impl InventoryApi {
         &self,
         auth: BearerAuth,
         /// 1..=64 characters of `A-Z`, `0-9` and `-`.
-        #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}$", min_length = 1, max_length = 64))]
+        #[oai(validator(pattern = r"^[A-Z0-9-]+$", min_length = 1, max_length = 64))]
         sku: Path<String>,
         /// Optional: the `ETag` of the item as read (`"<version>"`), or `*`
         /// (anything else fails the precondition: 422).
@@ -516,10 +517,10 @@ impl InventoryApi {
         &self,
         auth: BearerAuth,
         /// An existing item's SKU.
-        #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}$", min_length = 1, max_length = 64))]
+        #[oai(validator(pattern = r"^[A-Z0-9-]+$", min_length = 1, max_length = 64))]
         sku: Path<String>,
         /// 1..=255 visible ASCII characters; one key per restock.
-        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$", min_length = 1, max_length = 255))]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]+$", min_length = 1, max_length = 255))]
         key: Header<String>,
         body: Json<RestockRequest>,
     ) -> Result<StockChangedResponse, Problems<STOCK_CHANGE_ERRORS>> {
@@ -550,10 +551,10 @@ impl InventoryApi {
         &self,
         auth: BearerAuth,
         /// An existing item's SKU.
-        #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}$", min_length = 1, max_length = 64))]
+        #[oai(validator(pattern = r"^[A-Z0-9-]+$", min_length = 1, max_length = 64))]
         sku: Path<String>,
         /// 1..=255 visible ASCII characters; one key per adjustment.
-        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$", min_length = 1, max_length = 255))]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]+$", min_length = 1, max_length = 255))]
         key: Header<String>,
         body: Json<AdjustmentRequest>,
     ) -> Result<StockChangedResponse, Problems<STOCK_CHANGE_ERRORS>> {

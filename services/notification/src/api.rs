@@ -193,7 +193,7 @@ impl NotificationApi {
         ))]
         order_id: Query<Option<String>>,
         /// A customer id (the JWT subject): 1..=128 visible ASCII characters.
-        #[oai(validator(pattern = r"^[!-~]{1,128}$", min_length = 1, max_length = 128))]
+        #[oai(validator(pattern = r"^[!-~]+$", min_length = 1, max_length = 128))]
         customer_id: Query<Option<String>>,
         /// `next_cursor` of the previous page, as given (any other value is a
         /// 422 `invalid-cursor`).

@@ -40,7 +40,7 @@ pub const MAX_PAGE: u32 = 100;
 #[oai(deny_unknown_fields)]
 pub struct OrderLineRequest {
     /// 1..=64 characters of `A-Z`, `0-9` and `-`.
-    #[oai(validator(pattern = r"^[A-Z0-9-]{1,64}$", min_length = 1, max_length = 64))]
+    #[oai(validator(pattern = r"^[A-Z0-9-]+$", min_length = 1, max_length = 64))]
     pub sku: String,
     /// Units, 1..=1000.
     #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
@@ -311,7 +311,7 @@ impl OrderApi {
         &self,
         auth: BearerAuth,
         /// 1..=255 visible ASCII characters; one key per order.
-        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$", min_length = 1, max_length = 255))]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]+$", min_length = 1, max_length = 255))]
         key: Header<String>,
         body: Json<PlaceOrderRequest>,
     ) -> Result<PlaceOrderResponse, Problems<PLACE_ORDER_ERRORS>> {
