@@ -299,24 +299,14 @@ fn merge_checks(parts: &[Summary]) -> Vec<CheckSummary> {
 
 fn merge_totals(parts: &[Summary], steps: &[StepSummary], checks: &[CheckSummary], elapsed: f64) -> Totals {
     let sum = |f: fn(&Totals) -> u64| parts.iter().map(|p| f(&p.totals)).sum::<u64>();
-    let requests: u64 = steps.iter().map(|s| s.requests).sum();
-    let errors: u64 = steps.iter().map(|s| s.errors).sum();
-    let checks_passed: u64 = checks.iter().map(|c| c.passes).sum();
-    let checks_failed: u64 = checks.iter().map(|c| c.fails).sum();
-    Totals {
-        requests,
-        errors,
-        error_rate: report::rate(errors, requests),
-        throughput_rps: report::round3(requests as f64 / elapsed),
-        iterations_started: sum(|t| t.iterations_started),
-        iterations_completed: sum(|t| t.iterations_completed),
-        iterations_failed: sum(|t| t.iterations_failed),
-        iterations_interrupted: sum(|t| t.iterations_interrupted),
-        dropped_iterations: sum(|t| t.dropped_iterations),
-        checks_passed,
-        checks_failed,
-        check_failure_rate: report::rate(checks_failed, checks_passed + checks_failed),
-    }
+    let iterations = report::Iterations {
+        started: sum(|t| t.iterations_started),
+        completed: sum(|t| t.iterations_completed),
+        failed: sum(|t| t.iterations_failed),
+        interrupted: sum(|t| t.iterations_interrupted),
+        dropped: sum(|t| t.dropped_iterations),
+    };
+    report::totals(steps, checks, elapsed, iterations)
 }
 
 /// Bucket i of the merge is bucket i of every part (each from its own start).

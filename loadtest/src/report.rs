@@ -342,7 +342,14 @@ impl Summary {
                 fails: c.fails,
             })
             .collect();
-        let totals = totals(r, &steps, &checks, elapsed, facts.iterations_interrupted);
+        let iterations = Iterations {
+            started: r.iterations_started,
+            completed: r.iterations_completed,
+            failed: r.iterations_failed,
+            interrupted: facts.iterations_interrupted,
+            dropped: r.dropped,
+        };
+        let totals = totals(&steps, &checks, elapsed, iterations);
         let view = View {
             step_names: &r.step_names,
             step_latency: r.steps.iter().map(|s| &s.latency).collect(),
@@ -426,7 +433,18 @@ fn step_summary(r: &Results, i: usize, elapsed: f64, slow: &impl Fn(&SlowRequest
     }
 }
 
-fn totals(r: &Results, steps: &[StepSummary], checks: &[CheckSummary], elapsed: f64, iterations_interrupted: u64) -> Totals {
+/// Iteration counts of a run (or the sums over merged parts).
+pub(crate) struct Iterations {
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub interrupted: u64,
+    pub dropped: u64,
+}
+
+/// The run's totals: requests, errors and checks summed over `steps` and
+/// `checks` (so a run and a merge of parts derive them the same way).
+pub(crate) fn totals(steps: &[StepSummary], checks: &[CheckSummary], elapsed: f64, it: Iterations) -> Totals {
     let requests: u64 = steps.iter().map(|s| s.requests).sum();
     let errors: u64 = steps.iter().map(|s| s.errors).sum();
     let checks_passed: u64 = checks.iter().map(|c| c.passes).sum();
@@ -436,11 +454,11 @@ fn totals(r: &Results, steps: &[StepSummary], checks: &[CheckSummary], elapsed: 
         errors,
         error_rate: rate(errors, requests),
         throughput_rps: round3(requests as f64 / elapsed),
-        iterations_started: r.iterations_started,
-        iterations_completed: r.iterations_completed,
-        iterations_failed: r.iterations_failed,
-        iterations_interrupted,
-        dropped_iterations: r.dropped,
+        iterations_started: it.started,
+        iterations_completed: it.completed,
+        iterations_failed: it.failed,
+        iterations_interrupted: it.interrupted,
+        dropped_iterations: it.dropped,
         checks_passed,
         checks_failed,
         check_failure_rate: rate(checks_failed, checks_passed + checks_failed),
