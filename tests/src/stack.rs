@@ -131,3 +131,18 @@ impl Drop for ScrapeTarget {
         let _ = std::fs::remove_file(&self.file);
     }
 }
+
+/// The result vector of a PromQL instant query against the stack's Prometheus
+/// (`/api/v1/query`); an error if Prometheus does not answer `success`.
+pub async fn prometheus_query(http: &reqwest::Client, promql: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let resp: serde_json::Value = http
+        .get(format!("{}/api/v1/query", PROMETHEUS.http()))
+        .query(&[("query", promql)])
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    anyhow::ensure!(resp["status"] == "success", "query {promql} failed: {resp}");
+    Ok(resp["data"]["result"].as_array().cloned().unwrap_or_default())
+}

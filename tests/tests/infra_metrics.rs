@@ -29,16 +29,7 @@ const INFRA_DASHBOARDS: [&str; 3] = ["infra-postgres.json", "infra-mariadb.json"
 
 /// The single value of an instant query, if it has exactly one series.
 async fn query_one(http: &reqwest::Client, promql: &str) -> anyhow::Result<Option<String>> {
-    let v: serde_json::Value = http
-        .get(format!("{}/api/v1/query", PROMETHEUS.http()))
-        .query(&[("query", promql)])
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
-    Ok(match result.as_slice() {
+    Ok(match glasshouse_tests::stack::prometheus_query(http, promql).await?.as_slice() {
         [one] => one["value"][1].as_str().map(str::to_owned),
         _ => None,
     })

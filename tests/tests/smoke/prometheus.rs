@@ -31,19 +31,6 @@ async fn serve_metrics(listener: tokio::net::TcpListener, body: String) {
     }
 }
 
-async fn query(http: &reqwest::Client, promql: &str) -> anyhow::Result<Vec<serde_json::Value>> {
-    let resp: serde_json::Value = http
-        .get(format!("{}/api/v1/query", PROMETHEUS.http()))
-        .query(&[("query", promql)])
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    anyhow::ensure!(resp["status"] == "success", "query {promql} failed: {resp}");
-    Ok(resp["data"]["result"].as_array().cloned().unwrap_or_default())
-}
-
 #[tokio::test]
 async fn prometheus_scrapes_a_file_discovered_target() -> anyhow::Result<()> {
     stack::require(PROMETHEUS).await?;
@@ -60,7 +47,7 @@ async fn prometheus_scrapes_a_file_discovered_target() -> anyhow::Result<()> {
     let result = poll::until("Prometheus to scrape the smoke target", Duration::from_secs(60), Duration::from_millis(500), || {
         let (http, promql) = (http.clone(), promql.clone());
         async move {
-            let r = query(&http, &promql).await?;
+            let r = glasshouse_tests::stack::prometheus_query(&http, &promql).await?;
             Ok((!r.is_empty()).then_some(r))
         }
     })
