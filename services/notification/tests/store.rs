@@ -20,14 +20,19 @@ fn doc_of(customer: &str) -> NotificationDoc {
     NotificationDoc::new(&e, render(&e).unwrap(), Utc::now())
 }
 
-#[tokio::test]
-async fn the_unique_index_makes_a_second_insert_a_duplicate() -> anyhow::Result<()> {
-    stack::require(FERRETDB).await?;
-    let settings = DatabaseSettings {
+/// A database of its own on the stack's FerretDB (the test drops it).
+fn scratch_settings() -> DatabaseSettings {
+    DatabaseSettings {
         url: format!("mongodb://{}/", FERRETDB.addr()).into(),
         name: stack::unique_name("notif"),
         server_selection_timeout_ms: 5_000,
-    };
+    }
+}
+
+#[tokio::test]
+async fn the_unique_index_makes_a_second_insert_a_duplicate() -> anyhow::Result<()> {
+    stack::require(FERRETDB).await?;
+    let settings = scratch_settings();
     let store = Store::connect(&settings).await?;
     let result = async {
         store.ensure_indexes().await?;
@@ -94,11 +99,7 @@ async fn plan_of(store: &Store, filter: mongodb::bson::Document) -> anyhow::Resu
 #[tokio::test]
 async fn reads_by_order_and_by_customer_are_index_scans() -> anyhow::Result<()> {
     stack::require(FERRETDB).await?;
-    let settings = DatabaseSettings {
-        url: format!("mongodb://{}/", FERRETDB.addr()).into(),
-        name: stack::unique_name("notif"),
-        server_selection_timeout_ms: 5_000,
-    };
+    let settings = scratch_settings();
     let store = Store::connect(&settings).await?;
     let result = async {
         store.ensure_indexes().await?;
