@@ -165,7 +165,7 @@ pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<Telemetry
         .map_err(|e| anyhow::anyhow!("telemetry.logs.filter {:?} is not a valid filter: {e}", l.filter))?;
 
     let tracer_provider = if config.traces.enabled { Some(traces::provider(service, config, &metrics.standard)?) } else { None };
-    let otel_layer = tracer_provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(traces::tracer(p, service)));
+    let otel_layer = tracer_provider.as_ref().map(|p| traces::layer(traces::tracer(p, service)));
 
     tracing_subscriber::registry()
         .with(filter)

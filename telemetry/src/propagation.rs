@@ -11,6 +11,7 @@
 //! batch consumers, where one span handles many messages; we have none.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator};
@@ -22,6 +23,13 @@ pub fn propagator() -> TextMapCompositePropagator {
     TextMapCompositePropagator::new(vec![Box::new(TraceContextPropagator::new()), Box::new(BaggagePropagator::new())])
 }
 
+/// One [`propagator`] for the process: building it allocates (boxes and its
+/// field list), which the request path should not do per request.
+fn shared() -> &'static TextMapCompositePropagator {
+    static SHARED: LazyLock<TextMapCompositePropagator> = LazyLock::new(propagator);
+    &SHARED
+}
+
 /// Installs [`propagator`] as the global one (done by [`crate::init`]).
 pub fn install_global() {
     opentelemetry::global::set_text_map_propagator(propagator());
@@ -31,7 +39,7 @@ pub fn install_global() {
 /// `traceparent` as sent by a Glasshouse service ([`trust`]) so the peer
 /// continues this trace instead of only linking to it.
 pub fn inject_http(cx: &Context, headers: &mut http::HeaderMap) {
-    propagator().inject_context(cx, &mut opentelemetry_http::HeaderInjector(headers));
+    shared().inject_context(cx, &mut opentelemetry_http::HeaderInjector(headers));
     trust::sign(headers);
 }
 
@@ -96,13 +104,13 @@ pub mod trust {
 
 /// Reads the caller's context from HTTP headers (an empty context if none).
 pub fn extract_http(headers: &http::HeaderMap) -> Context {
-    propagator().extract(&opentelemetry_http::HeaderExtractor(headers))
+    shared().extract(&opentelemetry_http::HeaderExtractor(headers))
 }
 
 /// Adds `cx` as Kafka message headers (`traceparent`, `tracestate`, `baggage`).
 pub fn inject_kafka(cx: &Context, headers: OwnedHeaders) -> OwnedHeaders {
     let mut map = HashMap::new();
-    propagator().inject_context(cx, &mut map);
+    shared().inject_context(cx, &mut map);
     let mut keys: Vec<_> = map.into_iter().collect();
     keys.sort();
     keys.into_iter().fold(headers, |h, (key, value)| h.insert(Header { key: &key, value: Some(&value) }))
@@ -111,7 +119,7 @@ pub fn inject_kafka(cx: &Context, headers: OwnedHeaders) -> OwnedHeaders {
 /// Reads the producer's context from a consumed Kafka message's headers.
 pub fn extract_kafka<H: Headers>(headers: Option<&H>) -> Context {
     let Some(headers) = headers else { return Context::new() };
-    propagator().extract(&KafkaExtractor(headers))
+    shared().extract(&KafkaExtractor(headers))
 }
 
 struct KafkaExtractor<'a, H>(&'a H);
@@ -130,14 +138,14 @@ impl<H: Headers> Extractor for KafkaExtractor<'_, H> {
 /// the W3C headers as a JSON object. `None` when there is no valid trace.
 pub fn to_carrier(cx: &Context) -> Option<String> {
     let mut map: HashMap<String, String> = HashMap::new();
-    propagator().inject_context(cx, &mut map);
+    shared().inject_context(cx, &mut map);
     map.contains_key("traceparent").then(|| serde_json::to_string(&map).unwrap_or_default())
 }
 
 /// The context stored by [`to_carrier`]; an empty context for `None` or garbage.
 pub fn from_carrier(carrier: Option<&str>) -> Context {
     let map: HashMap<String, String> = carrier.and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
-    propagator().extract(&map)
+    shared().extract(&map)
 }
 
 /// The current span's context as a carrier string (see [`to_carrier`]).

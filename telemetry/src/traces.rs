@@ -146,6 +146,26 @@ impl<P: SpanProcessor> SpanProcessor for Admitting<P> {
     }
 }
 
+/// The `tracing` -> OpenTelemetry bridge, without the per-span extras the
+/// bridge adds by default: source location (`code.*`, three attributes),
+/// thread id and name (the name a `String` allocated per span), the span's
+/// target, and busy/idle timings (two clock reads per poll of an
+/// instrumented future, two attributes). Nothing reads them (dashboards,
+/// tests and runbooks use the semantic-convention attributes), and each costs
+/// every span its building and export (telemetry/METRICS.md, "Cost of the
+/// telemetry").
+pub(crate) fn layer<S>(tracer: opentelemetry_sdk::trace::SdkTracer) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+}
+
 pub(crate) fn tracer(provider: &SdkTracerProvider, service: &str) -> opentelemetry_sdk::trace::SdkTracer {
     provider.tracer(service.to_owned())
 }

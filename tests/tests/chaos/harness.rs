@@ -39,11 +39,17 @@ pub struct Expect {
     /// Alerts that must reach the private Alertmanager (waited for after the
     /// audit, up to 60 s).
     pub alerts: &'static [&'static str],
+    /// Whether the fault may legitimately leave an order without a verdict
+    /// for `saga.timeout_seconds` (Inventory's database away longer than the
+    /// timeout), so that Order rejects it as `timeout`. Otherwise every
+    /// accepted order must end through the saga itself: a timeout then means
+    /// the flow stalled after the fault was cleared.
+    pub saga_timeouts: bool,
 }
 
 impl Expect {
-    /// No dead letters, no alert required.
-    pub const NOTHING: Expect = Expect { dead_letters: 0, alerts: &[] };
+    /// No dead letters, no alert required, no saga timeout.
+    pub const NOTHING: Expect = Expect { dead_letters: 0, alerts: &[], saga_timeouts: false };
 }
 
 /// A saga under test and everything the rows need to remember about it.
@@ -360,6 +366,18 @@ impl Chaos {
         let states = self.states(&accepted).await?;
         let lost = accepted.iter().filter(|id| !states.contains_key(id)).count();
         let stuck = states.values().filter(|s| *s == "PENDING").count();
+        let (timeouts,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders WHERE id = ANY($1) AND rejection_reason = 'timeout'")
+            .bind(&accepted)
+            .fetch_one(&self.orders)
+            .await?;
+        checks.push(Check::new(
+            "no saga timeout",
+            expect.saga_timeouts || timeouts == 0,
+            format!(
+                "{timeouts} of {total} accepted orders rejected by the saga timeout{}",
+                if expect.saga_timeouts { " (allowed: the fault outlasts the timeout)" } else { "" }
+            ),
+        ));
 
         // Quiesce: let notifications and outboxes catch up, then the verdict.
         // (A loop rather than poll::until: the last outcome is the verdict either way.)
