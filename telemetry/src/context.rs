@@ -1,5 +1,5 @@
 //! The current trace as business code and the metric families see it: the
-//! OpenTelemetry context of the current `tracing` span, its ids for log lines,
+//! current OpenTelemetry context, its ids for log lines,
 //! and the exemplar for latency observations. Depends on no other module of
 //! the crate, so `metrics` (exemplars) and `traces` (the provider, which
 //! counts dropped spans in `metrics`) both use it without a cycle.
@@ -7,7 +7,6 @@
 use opentelemetry::Context;
 use opentelemetry::trace::TraceContextExt;
 use prometheus_client::encoding::EncodeLabelSet;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The exemplar attached to latency observations: the trace to open in Jaeger.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -15,9 +14,12 @@ pub struct TraceExemplar {
     pub trace_id: String,
 }
 
-/// The OpenTelemetry context of the current `tracing` span.
+/// The current OpenTelemetry context: the innermost `tracing` span entered
+/// (the tracing-opentelemetry layer makes an entered span's context current)
+/// or, outside any, the HTTP request's server span
+/// ([`crate::http::ServerTelemetry`] makes it current while the request runs).
 pub fn current_context() -> Context {
-    tracing::Span::current().context()
+    Context::current()
 }
 
 /// `(trace_id, span_id)` of the current span as lowercase hex, if it is part of a valid trace.

@@ -12,13 +12,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{FutureExt as _, Link, SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::SdkTracer;
 use poem::PathPattern;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::OperationId;
-use tracing::Instrument;
 use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, StandardMetrics};
 
@@ -37,6 +37,15 @@ pub const KNOWN_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "C
 pub fn method_label(method: &str) -> &'static str {
     KNOWN_METHODS.into_iter().find(|m| *m == method).unwrap_or(OTHER_METHOD)
 }
+
+// Attribute names of the OpenTelemetry HTTP server semantic conventions.
+const HTTP_REQUEST_METHOD: &str = "http.request.method";
+const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
+const HTTP_ROUTE: &str = "http.route";
+const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+const URL_PATH: &str = "url.path";
+const URL_SCHEME: &str = "url.scheme";
+const USER_AGENT_ORIGINAL: &str = "user_agent.original";
 
 /// The poem middleware. Apply it outermost: `route.with(ServerTelemetry::new(&metrics))`.
 #[derive(Clone)]
@@ -134,36 +143,22 @@ impl<E: Endpoint> Endpoint for ServerTelemetryEndpoint<E> {
         let trusted = crate::propagation::trust::is_trusted(req.headers());
         // Bounded: an invented method is `_OTHER` (its spelling goes only
         // into `http.request.method_original`, never into a name or label).
-        let original = req.method().as_str();
-        let method = method_label(original);
+        let method = method_label(req.method().as_str());
         let span_method = if method == OTHER_METHOD { "HTTP" } else { method };
-        let span = tracing::info_span!(
-            parent: None,
-            "http.server",
-            otel.name = %span_method,
-            otel.kind = "server",
-            otel.status_code = Empty,
-            http.request.method = %method,
-            http.request.method_original = (method == OTHER_METHOD).then_some(original),
-            http.route = Empty,
-            http.response.status_code = Empty,
-            url.path = %req.uri().path(),
-            url.scheme = "http",
-            user_agent.original = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
-        );
-        // The caller's trace is continued only for a fellow service; a client
-        // gets a new trace (our sampler decides) linked to the one it sent.
-        if trusted {
-            let _ = span.set_parent(parent);
-        } else {
-            let caller = parent.span().span_context().clone();
-            if caller.is_valid() {
-                span.add_link(caller);
-            }
-        }
+        // The server span is an OpenTelemetry span built here, not a
+        // `tracing` span bridged by tracing-opentelemetry: the bridge costs
+        // every request a registry entry, a span builder and a lock and a
+        // context switch at each poll (telemetry/METRICS.md, "Cost of the
+        // telemetry"). Business code still sees it as the current context:
+        // `tracing` spans opened inside are its children, log lines carry its
+        // ids, [`crate::traces::set_request_attribute`] adds to it.
+        let cx = match crate::traces::request_tracer() {
+            Some(tracer) => server_span(tracer, &req, method, span_method, parent, trusted),
+            None => Context::new(),
+        };
         // A health probe or scrape is not worth a trace, but still counts in RED.
         let start = Instant::now();
-        let result = self.inner.call(req).instrument(span.clone()).await;
+        let result = self.inner.call(req).with_context(cx.clone()).await;
         let (resp, pattern, operation) = match result {
             Ok(out) => {
                 let resp = out.into_response();
@@ -187,27 +182,69 @@ impl<E: Endpoint> Endpoint for ServerTelemetryEndpoint<E> {
                 .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned()),
         };
         let status = resp.status().as_u16();
-        // The name is final only now that the router has matched; by now the
-        // OpenTelemetry span exists (logs inside asked for its ids), so rename it there.
-        span.context().span().update_name(format!("{span_method} {route}"));
-        span.record("http.route", route.as_str());
-        span.record("http.response.status_code", i64::from(status));
-        if status >= 500 {
-            span.record("otel.status_code", "ERROR");
+        // Observe inside the request's context so the exemplar is its trace.
+        {
+            let _in_request = cx.clone().attach();
+            self.metrics.observe_http_server(method, &route, status, elapsed);
         }
-        // Observe inside the span so the exemplar is this request's trace.
-        span.in_scope(|| self.metrics.observe_http_server(method, &route, status, elapsed));
+        let mut resp = resp;
+        let span = cx.span();
+        if span.is_recording() {
+            // The name is final only now that the router has matched.
+            span.update_name(format!("{span_method} {route}"));
+            span.set_attribute(KeyValue::new(HTTP_ROUTE, route));
+            span.set_attribute(KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status)));
+            if status >= 500 {
+                span.set_status(Status::error(""));
+            }
+        }
         // W3C Trace Context level 2 `traceresponse`: which trace this request
         // became, so a client whose context was only linked can quote it.
-        let mut resp = resp;
-        let sc = span.context().span().span_context().clone();
+        let sc = span.span_context();
         if sc.is_valid()
             && let Ok(v) = http::HeaderValue::from_str(&format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
         {
             resp.headers_mut().insert("traceresponse", v);
         }
+        span.end();
         Ok(resp)
     }
+}
+
+/// Starts the server span of `req` and returns the context the request runs
+/// in. The caller's trace is continued only for a fellow service (`trusted`);
+/// a client gets a new trace (this service's sampler decides) linked to the
+/// one it sent. Attributes: OpenTelemetry HTTP server semantic conventions
+/// (`http.request.method`, `url.path`, `url.scheme`, `user_agent.original`
+/// when sent; `http.route` and `http.response.status_code` when answered).
+fn server_span(
+    tracer: &SdkTracer,
+    req: &Request,
+    method: &'static str,
+    span_method: &'static str,
+    parent: Context,
+    trusted: bool,
+) -> Context {
+    let mut attributes = Vec::with_capacity(6);
+    attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, method));
+    if method == OTHER_METHOD {
+        attributes.push(KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, req.method().as_str().to_owned()));
+    }
+    attributes.push(KeyValue::new(URL_PATH, req.uri().path().to_owned()));
+    attributes.push(KeyValue::new(URL_SCHEME, "http"));
+    if let Some(agent) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        attributes.push(KeyValue::new(USER_AGENT_ORIGINAL, agent.to_owned()));
+    }
+    let builder = tracer.span_builder(span_method).with_kind(SpanKind::Server).with_attributes(attributes);
+    let (builder, parent) = if trusted {
+        (builder, parent)
+    } else {
+        let caller = parent.span().span_context().clone();
+        let builder = if caller.is_valid() { builder.with_links(vec![Link::with_context(caller)]) } else { builder };
+        (builder, Context::new())
+    };
+    let span = builder.start_with_context(tracer, &parent);
+    crate::traces::request_context(parent.with_span(span))
 }
 
 /// `GET /metrics`: the OpenMetrics exposition of `metrics`.
@@ -218,7 +255,7 @@ pub fn metrics_endpoint(metrics: Metrics) -> impl Endpoint<Output = Response> {
 /// Adds the current span's context to an outgoing request's headers
 /// (`traceparent`, `tracestate`, `baggage`).
 pub fn inject_current(headers: &mut http::HeaderMap) {
-    crate::propagation::inject_http(&tracing::Span::current().context(), headers);
+    crate::propagation::inject_http(&crate::context::current_context(), headers);
 }
 
 /// A client span for an outgoing request to `peer`; enter it (or
@@ -234,6 +271,87 @@ pub fn client_span(peer: &str, method: &str, url: &str) -> tracing::Span {
         server.address = %peer,
         http.response.status_code = Empty,
     )
+}
+
+#[cfg(test)]
+mod span_tests {
+    use std::sync::Mutex;
+
+    use opentelemetry::trace::{SpanId, TraceId};
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+    use poem::{EndpointExt as _, Route, handler};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    /// Keeps every exported span (a simple processor exports at span end).
+    #[derive(Debug, Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanExporter for Collect {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    #[handler]
+    fn get_order() -> &'static str {
+        crate::traces::set_request_attribute("order.id", "o-42".into());
+        // From inside a `tracing` span the handler opened: still the server span.
+        let child = tracing::info_span!("SELECT orders");
+        child.in_scope(|| crate::traces::set_request_attribute("enduser.id", "customer-7".into()));
+        "ok"
+    }
+
+    fn attr(span: &SpanData, key: &str) -> Option<String> {
+        span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.to_string())
+    }
+
+    /// The server span is built with the OpenTelemetry API, not through
+    /// `tracing`: this checks what the bridge used to give for free (children
+    /// and attributes set from inside the handler) and the HTTP conventions.
+    #[tokio::test]
+    async fn server_span_is_the_parent_of_handler_spans_and_takes_request_attributes() {
+        let spans = Collect::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+        crate::traces::set_request_tracer(crate::traces::tracer(&provider, "span-test"));
+        let subscriber = tracing_subscriber::registry().with(crate::traces::layer(crate::traces::tracer(&provider, "span-test")));
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let metrics = Metrics::new("span-test");
+        let ep = Route::new().at("/orders/:id", poem::get(get_order)).with(ServerTelemetry::new(&metrics));
+        // A client (untrusted) context: linked, not continued.
+        let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let req = Request::builder().uri_str("/orders/42").header("traceparent", format!("00-{caller_trace}-00f067aa0ba902b7-01")).finish();
+        let resp = ep.call(req).await.expect("answered");
+        assert_eq!(resp.status().as_u16(), 200);
+        let traceresponse = resp.headers().get("traceresponse").and_then(|v| v.to_str().ok()).map(str::to_owned).expect("traceresponse");
+
+        let spans = spans.0.lock().unwrap().clone();
+        let server = spans.iter().find(|s| s.span_kind == SpanKind::Server).expect("a server span");
+        let child = spans.iter().find(|s| s.name == "SELECT orders").expect("the handler's span");
+        assert_eq!(server.name, "GET /orders/{id}");
+        assert_eq!(attr(server, HTTP_ROUTE).as_deref(), Some("/orders/{id}"));
+        assert_eq!(attr(server, HTTP_RESPONSE_STATUS_CODE).as_deref(), Some("200"));
+        assert_eq!(attr(server, HTTP_REQUEST_METHOD).as_deref(), Some("GET"));
+        assert_eq!(attr(server, URL_PATH).as_deref(), Some("/orders/42"));
+        assert_eq!(attr(server, USER_AGENT_ORIGINAL), None, "no User-Agent sent, none recorded");
+        assert_eq!(attr(server, "order.id").as_deref(), Some("o-42"));
+        assert_eq!(attr(server, "enduser.id").as_deref(), Some("customer-7"), "set from inside a child span");
+        assert_eq!(attr(child, "order.id"), None);
+
+        let sc = &server.span_context;
+        assert_eq!(child.span_context.trace_id(), sc.trace_id(), "one trace");
+        assert_eq!(child.parent_span_id, sc.span_id(), "the handler's span is the server span's child");
+        assert_ne!(sc.trace_id(), TraceId::from_hex(caller_trace).unwrap(), "a client's trace is not continued");
+        assert_eq!(server.parent_span_id, SpanId::INVALID, "a new trace starts at the server span");
+        assert_eq!(server.links.links.len(), 1, "linked to the client's context");
+        assert_eq!(server.links.links[0].span_context.trace_id(), TraceId::from_hex(caller_trace).unwrap());
+        assert_eq!(traceresponse, format!("00-{}-{}-01", sc.trace_id(), sc.span_id()));
+        provider.shutdown().unwrap();
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -17,17 +17,44 @@ use crate::config::{OtlpProtocol, TelemetryConfig};
 pub use crate::context::{current_context, current_exemplar, current_ids};
 use crate::metrics::{Exporter, Signal, StandardMetrics};
 
-/// Sets the string attribute `key` on the OpenTelemetry span behind `span`.
+/// Sets the string attribute `key` on the server span of the HTTP request
+/// being handled ([`crate::http::ServerTelemetry`]), wherever in the handler
+/// it is called (inside further `tracing` spans too).
 ///
-/// For attributes the `tracing` span did not declare: `tracing` silently drops
-/// a `record()` of an undeclared field, so business code that learns a domain
-/// id inside a span opened elsewhere (the HTTP server span of
-/// [`crate::http`]) sets it here. Names follow the OpenTelemetry semantic
-/// conventions where one exists (`enduser.id`), else `<domain>.<field>`
-/// (`order.id`). A disabled span (not sampled, no tracer) ignores it.
-pub fn set_attribute(span: &tracing::Span, key: &'static str, value: String) {
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    span.set_attribute(key, value);
+/// For domain ids learnt while handling: names follow the OpenTelemetry
+/// semantic conventions where one exists (`enduser.id`), else
+/// `<domain>.<field>` (`order.id`). Outside a request, or when the request's
+/// trace is not sampled, it does nothing.
+pub fn set_request_attribute(key: &'static str, value: String) {
+    let cx = opentelemetry::Context::current();
+    if let Some(RequestSpan(request)) = cx.get::<RequestSpan>() {
+        request.span().set_attribute(KeyValue::new(key, value));
+    }
+}
+
+/// The context of the request's server span, kept in every context derived
+/// from it (child spans copy their parent context's values).
+#[derive(Debug, Clone)]
+struct RequestSpan(opentelemetry::Context);
+
+/// `cx` (whose active span is a request's server span), marked so that
+/// [`set_request_attribute`] finds that span from any child context.
+pub(crate) fn request_context(cx: opentelemetry::Context) -> opentelemetry::Context {
+    let marker = RequestSpan(cx.clone());
+    cx.with_value(marker)
+}
+
+/// The tracer [`crate::init`] built, for spans made without `tracing`
+/// (the HTTP server span); `None` when traces are off or before `init`.
+pub(crate) fn request_tracer() -> Option<&'static opentelemetry_sdk::trace::SdkTracer> {
+    TRACER.get()
+}
+
+static TRACER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracer> = std::sync::OnceLock::new();
+
+/// Remembers the process's tracer (first `init` wins; a second fails anyway).
+pub(crate) fn set_request_tracer(tracer: opentelemetry_sdk::trace::SdkTracer) {
+    let _ = TRACER.set(tracer);
 }
 
 pub(crate) fn resource(service: &str, config: &TelemetryConfig) -> Resource {
@@ -154,7 +181,9 @@ impl<P: SpanProcessor> SpanProcessor for Admitting<P> {
 /// tests and runbooks use the semantic-convention attributes), and each costs
 /// every span its building and export (telemetry/METRICS.md, "Cost of the
 /// telemetry").
-pub(crate) fn layer<S>(tracer: opentelemetry_sdk::trace::SdkTracer) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+pub(crate) fn layer<S>(
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {

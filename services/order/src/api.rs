@@ -321,7 +321,7 @@ impl OrderApi {
         let lines = validate(&body.0)?;
         let request = fingerprint(&lines);
         let customer = who.customer_id.as_str().to_owned();
-        glasshouse_telemetry::traces::set_attribute(&tracing::Span::current(), "enduser.id", customer.clone());
+        glasshouse_telemetry::traces::set_request_attribute("enduser.id", customer.clone());
 
         // Fast path: a retry of a request that already succeeded.
         if let Some(prior) = store::find_idempotent(&self.state.pool, &customer, &key, &request).await.map_err(Problem::internal)? {
@@ -367,7 +367,7 @@ impl OrderApi {
         let created = OrderCreated::new(customer_id, lines_ne).map_err(|e| Problem::validation(format!("order total: {e}")))?;
         let total = created.total;
         let order_id = OrderId::new();
-        glasshouse_telemetry::traces::set_attribute(&tracing::Span::current(), "order.id", order_id.to_string());
+        glasshouse_telemetry::traces::set_request_attribute("order.id", order_id.to_string());
         let event = Event::new(order_id, created);
         let currency = total.currency().as_str().to_owned();
         let new = NewOrder {
@@ -443,9 +443,8 @@ impl OrderApi {
     async fn cancel_order(&self, auth: BearerAuth, id: Path<String>) -> Result<OrderResponse, Problems<CANCEL_ORDER_ERRORS>> {
         let id = parse_id(&id.0)?;
         let who = auth.0;
-        let span = tracing::Span::current();
-        glasshouse_telemetry::traces::set_attribute(&span, "order.id", id.to_string());
-        glasshouse_telemetry::traces::set_attribute(&span, "enduser.id", who.customer_id.as_str().to_owned());
+        glasshouse_telemetry::traces::set_request_attribute("order.id", id.to_string());
+        glasshouse_telemetry::traces::set_request_attribute("enduser.id", who.customer_id.as_str().to_owned());
         let order = visible_order(&self.state, &who, id).await?;
         if order.customer_id != who.customer_id.as_str() {
             // An admin may look, but a cancel is the customer's decision.

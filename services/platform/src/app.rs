@@ -460,6 +460,11 @@ pub use crate::service_application;
 #[macro_export]
 macro_rules! service_main {
     ($svc:ident) => {
+        /// mimalloc instead of glibc's malloc: allocation was the largest
+        /// single cost of the request path (telemetry/METRICS.md).
+        #[global_allocator]
+        static GLOBAL: $crate::mimalloc::MiMalloc = $crate::mimalloc::MiMalloc;
+
         #[::tokio::main]
         async fn main() -> ::anyhow::Result<()> {
             $crate::app::run_main(

@@ -41,6 +41,9 @@
 //!   and a state-change hook for the `circuit_breaker_state` gauge.
 #![forbid(unsafe_code)]
 
+/// The global allocator [`app::service_main!`] installs in every service.
+pub use mimalloc;
+
 pub mod app;
 pub mod auth;
 pub mod backoff;

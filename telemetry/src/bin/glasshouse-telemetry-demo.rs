@@ -27,6 +27,11 @@ use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing::Instrument;
 
+/// The services' allocator (`glasshouse_platform::service_main!`), so the
+/// `ping` benchmark measures what a service pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn usage() -> ! {
     eprintln!(
         "usage:\n  glasshouse-telemetry-demo serve   SERVICE PORT_FILE BROKERS TOPIC\n  \
