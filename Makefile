@@ -3,7 +3,7 @@
 #   make test   stack up, cargo deny (deny.toml), then every test of the workspace against it
 #   make lint   cargo fmt --check and clippy with warnings as errors (what CI runs first)
 #   make chaos  stack up, then the chaos suite (real faults under load, ~15 min), writes docs/reliability.md
-#   make bench  release services on the stack: ceilings, max sustainable rate, footprint, CPU split -> docs/performance.md, target/bench/bench.json
+#   make bench  release services on the stack: ceilings, max sustainable rate per telemetry setting, footprint, CPU split -> docs/performance.md, target/bench/bench.json
 #   make helm-apiserver-check  the Helm chart installed into a real kube-apiserver + etcd (also in make test)
 SHELL := /bin/bash
 STACK := deploy/local/stack

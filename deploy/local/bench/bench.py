@@ -2,26 +2,40 @@
 """`make bench`: Glasshouse's performance figures, measured in one run.
 
 Needs the local stack up and release builds (make runs `stack up`; this script
-runs `services.sh up`, which builds them). Writes target/bench/bench.json and
-the generated section of docs/performance.md (between the bench markers).
+runs `services.sh up`, which builds them). Writes target/bench/bench.json, the
+generated section of docs/performance.md (between the bench markers) and the
+charts it shows, docs/bench/*.svg (taken from the load runner's HTML report).
 
-Phases (each measurement repeated --repeat times, alternating, min/median/max):
+Phases (measurements repeated --repeat times, alternating, min/median/max):
   ceilings   pgbench running exactly Order's accept transaction (accept.sql),
              Kafka's ProducerPerformance at the order event's size, wrk on a
              trivial poem endpoint (glasshouse-telemetry-demo ping), also with
              every exporter on at 100 % sampling: telemetry µs per request
-  footprint  RSS (VmRSS, VmHWM) of each service idle, cold start to ready,
-             RSS of each stack component idle
-  max rate   the highest sustainable order-flow rate (open model): place_order
-             p99 < 300 ms, errors < 0.1 %, nothing dropped by the runner, and
-             the saga backlog (PENDING orders) not growing; stepped up, then
-             bisected
-  half load  at 50 % of that rate: accept -> final state p50/p99 (from the
-             orders table), CPU seconds per process and per completed saga,
-             service RSS under load
+  footprint  cold start to ready, RSS (VmRSS) of each service and stack
+             component idle, and every process's CPU while idle
+  telemetry  the highest sustainable rate of the order flow (open model):
+             place_order p99 < 300 ms, errors < 0.1 %, nothing dropped by the
+             runner, and the saga backlog (PENDING orders) not growing; for
+             four settings of the services (GH_SERVICES_ENV, services restarted
+             for each): exporters off, traces only, everything on at 100 %
+             and at 10 % sampling. The first is searched from 10/s (doubling,
+             then bisecting to 5 %), the others from its bracket
+  runs       with the services' own settings (everything on, 100 %), at the
+             max rate and at half of it, alternating: CPU seconds of every
+             process (services, databases, Kafka, Jaeger, OpenSearch,
+             VictoriaLogs, Prometheus, ..., the load runner) and per completed
+             saga; accept -> CONFIRMED and accept -> notification stored (exact,
+             from the orders table and FerretDB's PostgreSQL tables); events
+             published per second (outbox rows of Order and Inventory); RSS of
+             everything under load and the services' VmHWM
 
-Usage: deploy/local/bench/bench.py [--quick] [--repeat N]
-  --quick   short steps (a smoke run; figures not for the doc)
+Usage: deploy/local/bench/bench.py [--quick] [--repeat N] [--at RATE]
+  --quick     short steps, 10 % search resolution, --repeat 1 unless given (a
+              smoke run of ~10 min; figures not for comparison)
+  --repeat N  repeats of the ceilings, cold starts and runs (default 3; ~21 min)
+  --at RATE   no ceilings, footprint or search: only the runs at RATE and
+              RATE/2 (before/after comparisons of a change); writes
+              target/bench/bench-at.json, not the doc
 Exit: 0 written; 2 bad arguments or a missing tool (named); 1 a phase failed.
 """
 
@@ -78,10 +92,14 @@ def stats(xs):
 
 # ---------------------------------------------------------------- processes
 
-def proc_cpu_seconds(pid):
+def proc_cpu_seconds(pid, children=False):
+    """utime + stime of `pid`; with `children`, plus the time of its children it
+    has reaped (cutime + cstime): summed over a process family, that keeps the
+    CPU of members that exited (PostgreSQL backends, short-lived helpers)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+        ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+        return ticks / CLK_TCK
     except (OSError, IndexError, ValueError):
         return None
 
@@ -143,12 +161,33 @@ def tracked_processes(h):
 
 
 def cpu_snapshot(procs):
-    return {name: sum(proc_cpu_seconds(p) or 0.0 for p in pids) for name, pids in procs.items()}
+    """CPU seconds per process family so far (reaped members included; see proc_cpu_seconds)."""
+    return {name: sum(proc_cpu_seconds(p, children=True) or 0.0 for p in pids) for name, pids in procs.items()}
 
 
 def rss_mib(pids, key="VmRSS"):
     vals = [proc_status_kib(p, key) for p in pids]
     vals = [v for v in vals if v is not None]
+    return round(sum(vals) / 1024, 1) if vals else None
+
+
+def proc_pss_kib(pid):
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def memory_mib(pids):
+    """Resident memory of one process (VmRSS), or of a process family as the sum of its
+    members' PSS: PostgreSQL's backends each map the shared buffers, so a sum of their
+    RSS would count those many times."""
+    if len(pids) == 1:
+        return rss_mib(pids)
+    vals = [v for v in (proc_pss_kib(p) for p in pids) if v is not None]
     return round(sum(vals) / 1024, 1) if vals else None
 
 
@@ -247,11 +286,33 @@ def wrk_ping(seconds, telemetry):
 
 # ---------------------------------------------------------------- services
 
+# The services' telemetry settings per variant (APP_TELEMETRY__*, telemetry/src/config.rs),
+# passed to every service by services.sh's GH_SERVICES_ENV. Stdout logs stay on in all.
+TRACES, RATIO = "APP_TELEMETRY__TRACES__ENABLED", "APP_TELEMETRY__TRACES__SAMPLE_RATIO"
+LOKI, OPENSEARCH = "APP_TELEMETRY__LOGS__LOKI__ENABLED", "APP_TELEMETRY__LOGS__ELASTICSEARCH__ENABLED"
+VARIANTS = {
+    "off": ("exporters off (no traces, no log shipping; stdout logs only)", {TRACES: "false", LOKI: "false", OPENSEARCH: "false"}),
+    "traces": ("traces only (100 % sampling, no log shipping)", {TRACES: "true", RATIO: "1.0", LOKI: "false", OPENSEARCH: "false"}),
+    "all-100": ("everything on, 100 % sampling (the services' defaults)", {TRACES: "true", RATIO: "1.0", LOKI: "true", OPENSEARCH: "true"}),
+    "all-10": ("everything on, 10 % sampling", {TRACES: "true", RATIO: "0.1", LOKI: "true", OPENSEARCH: "true"}),
+}
+DEFAULT_VARIANT = "all-100"
+FINAL_EVENTS = ("order.confirmed", "order.rejected")
+RUNNER = "load runner"
+DOC_CHARTS = REPO / "docs" / "bench"
+
+
 def services(cmd, extra_env=None):
     env = dict(os.environ)
+    env.pop("GH_SERVICES_ENV", None)
     if extra_env:
         env["GH_SERVICES_ENV"] = " ".join(f"{k}={v}" for k, v in extra_env.items())
     return run([str(LOCAL / "services.sh"), cmd], env=env)
+
+
+def restart_services(variant):
+    services("down")
+    services("up", VARIANTS[variant][1])
 
 
 def ready(port):
@@ -266,7 +327,8 @@ def cold_start():
     """Seconds from `services.sh up` starting each process to its /health/ready (built already)."""
     services("down")
     t0 = time.monotonic()
-    proc = subprocess.Popen([str(LOCAL / "services.sh"), "up"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {k: v for k, v in os.environ.items() if k != "GH_SERVICES_ENV"}
+    proc = subprocess.Popen([str(LOCAL / "services.sh"), "up"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     out, deadline = {}, time.monotonic() + 120
     while len(out) < 3 and time.monotonic() < deadline:
         for s in SERVICES:
@@ -278,64 +340,160 @@ def cold_start():
     return out
 
 
+def token(sub, role="customer"):
+    return run([str(LOCAL / "services.sh"), "token", sub, role]).stdout.strip()
+
+
 def tokens():
-    return " ".join(run([str(LOCAL / "services.sh"), "token", f"bench-customer-{i:02d}"]).stdout.strip() for i in range(1, 21))
+    return " ".join(token(f"bench-customer-{i:02d}") for i in range(1, 21))
 
 
 def seed():
+    """The demo catalog with its stock reset, then the items the runner orders
+    from (the catalog's first page) restocked by 1,000,000 units each through
+    Inventory's admin API (on its ledger): a run of thousands of orders would
+    otherwise empty the ~2,000 units of those items within seconds, and every
+    later order would take the rejection path."""
     env = dict(os.environ, APP_DATABASE__URL=f"mysql://glasshouse:glasshouse@127.0.0.1:{P['GH_MARIADB_PORT']}/inventory")
     run([str(BIN / "glasshouse-inventory-seed"), "--reset-stock"], env=env)
+    base = f"http://127.0.0.1:{P['GH_INVENTORY_PORT']}"
+    admin = token("bench-admin", "admin")
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/items?limit=50", headers={"Authorization": f"Bearer {admin}"}), timeout=10) as r:
+        items = json.loads(r.read())["items"]
+    stamp = int(time.time())
+    for item in items:
+        req = urllib.request.Request(f"{base}/items/{item['sku']}/restock", method="POST", data=json.dumps({"quantity": 1_000_000}).encode(),
+                                     headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json",
+                                              "Idempotency-Key": f"bench-{stamp}-{item['sku']}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            r.read()
+    return len(items)
+
+
+def psql(db, sql, env=None):
+    return run(["psql", "-At", "-F", " ", "-d", db, "-c", sql], env=env or pg_env()).stdout
 
 
 def pending_orders():
-    out = run(["psql", "-At", "-d", "orders", "-c", "SELECT count(*) FROM orders WHERE status = 'PENDING'"], env=pg_env()).stdout
-    return int(out.strip())
+    return int(psql("orders", "SELECT count(*) FROM orders WHERE status = 'PENDING'").strip())
 
 
-def saga_latencies(since_epoch):
-    """Accept -> final state (CONFIRMED/REJECTED) of orders created since `since_epoch`: (n, p50 ms, p99 ms)."""
-    sql = ("SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) FROM "
-           "(SELECT extract(epoch FROM updated_at - created_at) * 1000 AS ms FROM orders "
-           f"WHERE created_at >= to_timestamp({since_epoch}) AND status IN ('CONFIRMED', 'REJECTED')) t")
-    n, p50, p99 = run(["psql", "-At", "-F", " ", "-d", "orders", "-c", sql], env=pg_env()).stdout.split()
-    return int(n), (round(float(p50), 1) if p50 else None), (round(float(p99), 1) if p99 else None)
+def percentile(sorted_xs, q):
+    """Linear interpolation between closest ranks (PostgreSQL's percentile_cont)."""
+    if not sorted_xs:
+        return None
+    pos = (len(sorted_xs) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    return round(sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo), 1)
 
 
-def final_orders_since(since_epoch):
-    sql = f"SELECT count(*) FROM orders WHERE created_at >= to_timestamp({since_epoch}) AND status <> 'PENDING'"
-    return int(run(["psql", "-At", "-d", "orders", "-c", sql], env=pg_env()).stdout.strip())
+def saga_orders(since_epoch):
+    """Orders created since `since_epoch`: {id: (created_at ms, status, updated_at ms)}."""
+    sql = ("SELECT id, (extract(epoch FROM created_at) * 1000)::bigint, status, (extract(epoch FROM updated_at) * 1000)::float8 "
+           f"FROM orders WHERE created_at >= to_timestamp({since_epoch})")
+    out = {}
+    for line in psql("orders", sql).splitlines():
+        oid, created, status, updated = line.split()
+        out[oid] = (int(created), status, float(updated))
+    return out
 
 
-def load(h, rate, seconds, tok, out_dir, sample=None):
-    """One open-model run of the order flow; returns the summary plus backlog samples."""
-    cmd = [str(BIN / "glasshouse-loadtest"), "run", "--config", str(REPO / "loadtest/scenarios/order-flow.yaml"), "--rate", str(rate),
-           "--duration", f"{seconds}s", "--out", str(out_dir), "--quiet", "--no-metrics"]
+def ferretdb_env():
+    return dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(P["GH_POSTGRES_PORT"]), PGUSER="ferretdb", PGPASSWORD="ferretdb")
+
+
+FERRETDB_DB = os.environ.get("GH_FERRETDB_DATABASE", "ferretdb")
+
+
+def notification_tables():
+    """FerretDB's PostgreSQL tables of the `notifications` collection (schema = MongoDB database)."""
+    sql = ("SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables "
+           "WHERE table_name LIKE 'notifications\\_%' AND table_schema NOT IN ('pg_catalog', 'information_schema')")
+    return psql(FERRETDB_DB, sql, ferretdb_env()).split()
+
+
+def final_notifications(since_epoch):
+    """order id -> stored-at ms of the notification of its final event (order.confirmed/rejected),
+    read from the rows FerretDB keeps in PostgreSQL (`_jsonb`; BSON dates as milliseconds)."""
+    out = {}
+    since_ms = int(since_epoch * 1000)
+    kinds = ", ".join(f"'{k}'" for k in FINAL_EVENTS)
+    for t in notification_tables():
+        sql = (f"SELECT _jsonb->>'order_id', (_jsonb->>'created_at')::bigint FROM {t} "
+               f"WHERE _jsonb->>'event_type' IN ({kinds}) AND (_jsonb->>'created_at')::bigint >= {since_ms}")
+        for line in psql(FERRETDB_DB, sql, ferretdb_env()).splitlines():
+            oid, at = line.split()
+            out[oid] = min(int(at), out.get(oid, int(at)))
+    return out
+
+
+def outbox_rows_since(since_epoch):
+    """Outbox rows (events) Order (PostgreSQL) and Inventory (MariaDB) wrote since `since_epoch`."""
+    pg = int(psql("orders", f"SELECT count(*) FROM outbox WHERE created_at >= to_timestamp({since_epoch})").strip())
+    my = run(["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(P["GH_MARIADB_PORT"]), "-u", "glasshouse", "-pglasshouse", "-N", "-B",
+              "inventory", "-e", f"SELECT count(*) FROM outbox WHERE created_at >= FROM_UNIXTIME({since_epoch:.6f})"]).stdout
+    return pg + int(my.strip())
+
+
+def bench_scenario(work):
+    """The order-flow scenario without the report's trace fetching (waterfalls of the
+    slowest requests: seconds of Jaeger queries per run, not part of the load)."""
+    text = (REPO / "loadtest/scenarios/order-flow.yaml").read_text()
+    keep = [line for line in text.splitlines() if not re.match(r"\s+(jaeger_query_url|victorialogs_url|trace_wait):", line)]
+    path = work / "order-flow-bench.yaml"
+    path.write_text("\n".join(keep) + "\n")
+    return path
+
+
+# The scenario's own cap (100 iterations in flight) is reached near 60/s (an iteration
+# polls its order until the saga ends, ~1.5 s): the runner would drop iterations
+# before the services are saturated. The bench lifts it; dropped iterations then
+# mean a stack too slow to finish them.
+MAX_IN_FLIGHT = 5000
+
+
+def load(rate, seconds, tok, out_dir, scenario, sample=None):
+    """One open-model run of the order flow: (summary, PENDING samples, max RSS per
+    sampled process, the runner's own CPU seconds from its rusage)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [str(BIN / "glasshouse-loadtest"), "run", "--config", str(scenario), "--rate", str(rate),
+           "--duration", f"{seconds}s", "--out", str(out_dir), "--quiet", "--no-metrics", "--max-in-flight", str(MAX_IN_FLIGHT)]
     for s in SERVICES:
         cmd += ["--target", f"{s}=http://127.0.0.1:{P[f'GH_{s.upper()}_PORT']}"]
     env = dict(os.environ, GLASSHOUSE_LOADTEST_TOKEN=tok)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(out_dir / "runner.log", "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
     t0 = time.monotonic()
-    backlog, rss = [], {}
-    while proc.poll() is None:
+    backlog, rss, next_sample = [], {}, t0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
         # PENDING orders at each quarter of the load (not during the runner's graceful stop).
         if len(backlog) <= 4 and time.monotonic() - t0 >= len(backlog) * seconds / 4:
             backlog.append(pending_orders())
-        if sample:
+        if sample and time.monotonic() >= next_sample:
+            next_sample += 1.0
             for name, pids in sample.items():
-                v = rss_mib(pids)
+                v = memory_mib(pids)
                 if v is not None:
                     rss[name] = max(rss.get(name, 0), v)
         time.sleep(0.25)
-    err = proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0, 1):
-        raise RuntimeError(f"load runner exit {proc.returncode}: {err[-600:]}")
+        raise RuntimeError(f"load runner exit {proc.returncode}: {(out_dir / 'runner.log').read_text()[-600:]}")
     summary = json.loads((out_dir / "summary.json").read_text())
-    return summary, backlog, rss
+    return summary, backlog, rss, usage.ru_utime + usage.ru_stime
+
+
+def place_p99(summary):
+    place = next((s for s in summary["steps"] if s["name"] == "place_order"), None)
+    return place["latency_ms"]["p99"] if place and place.get("latency_ms") else None
 
 
 def verdict(summary, backlog, rate):
-    place = next((s for s in summary["steps"] if s["name"] == "place_order"), None)
-    p99 = place["latency_ms"]["p99"] if place else None
+    p99 = place_p99(summary)
     errors = summary["totals"]["error_rate"]
     dropped = summary["totals"]["dropped_iterations"]
     # "Not growing": the last quarter's PENDING count is not above the first's by
@@ -345,29 +503,6 @@ def verdict(summary, backlog, rate):
     return ok, {"rate": rate, "place_order_p99_ms": p99, "error_rate": round(errors, 5), "dropped": dropped, "pending_samples": backlog, "sustainable": ok}
 
 
-def max_rate(h, tok, step_s, work):
-    steps, lo, hi, rate = [], 0.0, None, 10.0
-    while hi is None and rate <= 2000:
-        summary, backlog, _ = load(h, rate, step_s, tok, work / f"step-{rate:g}")
-        ok, row = verdict(summary, backlog, rate)
-        steps.append(row)
-        say(f"  {rate:g}/s: {'held' if ok else 'not held'} (p99 {row['place_order_p99_ms']} ms, errors {row['error_rate']}, backlog {backlog})")
-        drain()
-        if ok:
-            lo, rate = rate, rate * 2
-        else:
-            hi = rate
-    while hi is not None and hi - lo > max(2.0, lo * 0.1):
-        rate = round((lo + hi) / 2, 1)
-        summary, backlog, _ = load(h, rate, step_s, tok, work / f"step-{rate:g}")
-        ok, row = verdict(summary, backlog, rate)
-        steps.append(row)
-        say(f"  {rate:g}/s: {'held' if ok else 'not held'} (p99 {row['place_order_p99_ms']} ms, backlog {backlog})")
-        drain()
-        lo, hi = (rate, hi) if ok else (lo, rate)
-    return lo, steps
-
-
 def drain(deadline_s=180):
     """Waits (polling) until no order is PENDING, so the next step starts clean."""
     end = time.monotonic() + deadline_s
@@ -375,21 +510,190 @@ def drain(deadline_s=180):
         time.sleep(0.5)
 
 
+MAX_RATE, MIN_RATE = 2000.0, 1.0
+
+
+def search(tok, step_s, resolution, work, scenario, tag, seed_bracket=None):
+    """The highest sustainable rate: (held rate, first failing rate or None, steps).
+
+    Without a seed: 10/s, doubling until a step fails. With a seed (lo, hi) from
+    another variant's search: lo first; held, then hi and on up by 25 % until a
+    step fails; not held, down by 20 % until one holds. Then bisection until the
+    bracket is within `resolution` (a fraction) of its lower end (or 1/s)."""
+    steps = []
+
+    def trial(rate):
+        summary, backlog, _, _ = load(rate, step_s, tok, work / f"{tag}-step-{rate:g}", scenario)
+        ok, row = verdict(summary, backlog, rate)
+        steps.append(row)
+        say(f"  [{tag}] {rate:g}/s: {'held' if ok else 'not held'} (place_order p99 {row['place_order_p99_ms']} ms, "
+            f"errors {row['error_rate']}, dropped {row['dropped']}, PENDING {backlog})")
+        drain()
+        return ok
+
+    lo, hi = 0.0, None
+    if seed_bracket is None:
+        rate = 10.0
+        while hi is None and rate <= MAX_RATE:
+            if trial(rate):
+                lo, rate = rate, rate * 2
+            else:
+                hi = rate
+    else:
+        s_lo, s_hi = seed_bracket
+        if trial(s_lo):
+            lo, rate = s_lo, (s_hi or round(s_lo * 1.25, 1))
+            while hi is None and rate <= MAX_RATE:
+                if trial(rate):
+                    lo, rate = rate, round(rate * 1.25, 1)
+                else:
+                    hi = rate
+        else:
+            hi, rate = s_lo, round(s_lo * 0.8, 1)
+            while lo == 0 and rate >= MIN_RATE:
+                if trial(rate):
+                    lo = rate
+                else:
+                    hi, rate = rate, round(rate * 0.8, 1)
+    while hi is not None and lo > 0 and hi - lo > max(MIN_RATE, lo * resolution):
+        rate = round((lo + hi) / 2, 1)
+        if trial(rate):
+            lo = rate
+        else:
+            hi = rate
+    return lo, hi, steps
+
+
+def measured_run(h, rate, seconds, tok, out_dir, scenario):
+    """One run at `rate` with every process's CPU measured from its start to the end of
+    the saga backlog's drain (so the sagas started in the run are all paid for)."""
+    procs = tracked_processes(h)
+    since = time.time()
+    before = cpu_snapshot(procs)
+    summary, backlog, rss, runner_cpu = load(rate, seconds, tok, out_dir, scenario, sample=procs)
+    drain()
+    after = cpu_snapshot(tracked_processes(h))  # members started meanwhile count from zero
+    elapsed = time.time() - since
+    cpu = {n: round(max(0.0, after.get(n, 0.0) - before.get(n, 0.0)), 3) for n in before}
+    cpu[RUNNER] = round(runner_cpu, 3)
+    # Notifications may trail the orders' final state by a little: wait for them
+    # (bounded) before reading their times. Outside the CPU window on purpose:
+    # these polls are the bench's own queries.
+    orders = saga_orders(since)
+    final = {oid: o for oid, o in orders.items() if o[1] != "PENDING"}
+    notes, deadline = final_notifications(since), time.monotonic() + 30
+    while len(set(final) - set(notes)) > 0 and time.monotonic() < deadline:
+        time.sleep(1)
+        notes = final_notifications(since)
+    events = outbox_rows_since(since)
+    to_final = sorted(o[2] - o[0] for o in final.values() if o[1] in ("CONFIRMED", "REJECTED"))
+    to_note = sorted(notes[oid] - o[0] for oid, o in final.items() if oid in notes and o[1] in ("CONFIRMED", "REJECTED"))
+    done = len(final)
+    ok, row = verdict(summary, backlog, rate)
+    load_s = summary["load"]["duration_s"]
+    return {
+        "rate": rate, "seconds": load_s, "window_s": round(elapsed, 1), "verdict": row, "sustainable": ok,
+        "orders_accepted": len(orders), "orders_accepted_per_s": round(len(orders) / load_s, 1),
+        "sagas_completed": done, "confirmed": sum(1 for o in final.values() if o[1] == "CONFIRMED"),
+        "events": events, "events_per_s": round(events / load_s, 1),
+        "accept_to_final_ms": {"p50": percentile(to_final, 0.5), "p99": percentile(to_final, 0.99), "n": len(to_final)},
+        "accept_to_notification_ms": {"p50": percentile(to_note, 0.5), "p99": percentile(to_note, 0.99), "n": len(to_note),
+                                      "missing": len(set(final) - set(notes))},
+        "cpu_s": cpu, "cpu_s_total": round(sum(cpu.values()), 3),
+        "cpu_ms_per_saga": round(sum(cpu.values()) * 1000 / done, 3) if done else None,
+        "cpu_ms_per_saga_by_process": {n: round(v * 1000 / done, 3) for n, v in cpu.items()} if done else {},
+        "rss_mib": rss, "place_order_p99_ms": place_p99(summary), "report": str(out_dir / "report.html"),
+    }
+
+
+def idle_cpu(h, seconds):
+    """CPU milliseconds per second of every process while nothing is asked of the services."""
+    procs = tracked_processes(h)
+    before = cpu_snapshot(procs)
+    time.sleep(seconds)  # not synchronisation: the measurement window itself
+    after = cpu_snapshot(tracked_processes(h))
+    return {n: round(max(0.0, after.get(n, 0.0) - before[n]) * 1000 / seconds, 1) for n in before}
+
+
+# ---------------------------------------------------------------- charts
+
+CHARTS = (("chart-latency", "latency"), ("chart-throughput", "throughput"))
+
+
+def extract_charts(report_html, prefix):
+    """The runner's inline SVG charts of `report_html`, as standalone files
+    docs/bench/<prefix>-<kind>.svg: the same SVG, with the report's own rules for
+    its classes (.ct .tk .lg) in a <style> element and a white background.
+    Returns the paths written (relative to docs/)."""
+    html = Path(report_html).read_text()
+    css = re.search(r"<style>(.*?)</style>", html, re.S)
+    rules = [r for r in re.findall(r"(\.(?:ct|tk|lg)\{[^}]*\})", css.group(1))] if css else []
+    style = "<style>svg{font-family:system-ui,sans-serif}" + "".join(rules) + "</style>"
+    DOC_CHARTS.mkdir(parents=True, exist_ok=True)
+    written = []
+    for chart_id, kind in CHARTS:
+        m = re.search(rf'<figure class="chart" id="{chart_id}">(<svg[^>]*>)(.*?</svg>)</figure>', html, re.S)
+        if not m:
+            continue
+        svg = m.group(1) + style + '<rect width="100%" height="100%" fill="#fff"/>' + m.group(2)
+        path = DOC_CHARTS / f"{prefix}-{kind}.svg"
+        path.write_text(svg + "\n")
+        written.append(f"bench/{path.name}")
+    return written
+
+
 # ---------------------------------------------------------------- report
 
 def fmt(s, unit="", digits=0):
     if not s:
         return "n/a"
-    f = (lambda v: f"{v:,.{digits}f}{unit}")
-    return f"{f(s['median'])} ({f(s['min'])}–{f(s['max'])})"
+    f = (lambda v: f"{v:,.{digits}f}")
+    return f"{f(s['median'])}{unit} ({f(s['min'])}–{f(s['max'])})"
+
+
+def summarize_runs(runs):
+    """min/median/max over runs of the figures the doc shows."""
+    pick = lambda f: stats([f(r) for r in runs])  # noqa: E731
+    names = sorted({n for r in runs for n in r["cpu_s"]})
+    return {
+        "runs": len(runs),
+        "orders_accepted_per_s": pick(lambda r: r["orders_accepted_per_s"]),
+        "sagas_completed_per_s": pick(lambda r: round(r["sagas_completed"] / r["seconds"], 1)),
+        "events_per_s": pick(lambda r: r["events_per_s"]),
+        "place_order_p99_ms": pick(lambda r: r["place_order_p99_ms"]),
+        "accept_to_final_p50_ms": pick(lambda r: r["accept_to_final_ms"]["p50"]),
+        "accept_to_final_p99_ms": pick(lambda r: r["accept_to_final_ms"]["p99"]),
+        "accept_to_notification_p50_ms": pick(lambda r: r["accept_to_notification_ms"]["p50"]),
+        "accept_to_notification_p99_ms": pick(lambda r: r["accept_to_notification_ms"]["p99"]),
+        "notifications_missing": pick(lambda r: r["accept_to_notification_ms"]["missing"]),
+        "cpu_ms_per_saga": pick(lambda r: r["cpu_ms_per_saga"]),
+        "cpu_s_total": pick(lambda r: r["cpu_s_total"]),
+        "cpu_s": {n: pick(lambda r, n=n: r["cpu_s"].get(n, 0.0)) for n in names},
+        "cpu_ms_per_saga_by_process": {n: pick(lambda r, n=n: r["cpu_ms_per_saga_by_process"].get(n)) for n in names},
+        "rss_mib": {n: max((r["rss_mib"].get(n) or 0) for r in runs) for n in sorted({n for r in runs for n in r["rss_mib"]})},
+        "sustainable": [r["sustainable"] for r in runs],
+    }
+
+
+def ratio(a, b, digits=3):
+    return round(a / b, digits) if a is not None and b else None
+
+
+def med(s):
+    return s["median"] if s else None
 
 
 def write_doc(result):
     doc = REPO / "docs" / "performance.md"
     text = doc.read_text()
-    c, fp, mr, half, t = result["ceilings"], result["footprint"], result["max_rate"], result["half_load"], result["telemetry"]
+    d = result["run_seconds"]
+    c, fp, t, v, at_max, at_half, r = (result["ceilings"], result["footprint"], result["telemetry"], result["telemetry_variants"],
+                                        result["at_max"], result["at_half"], result["ratios"])
+    mr = result["max_rate"]
     lines = [MARK_BEGIN, "", f"## make bench ({result['finished_at']}{', --quick: not for comparison' if result['quick'] else ''})", "",
-             "Medians over the repeats, (min–max) beside them. Machine: " + result["machine"], "",
+             f"Medians over the repeats ({result['repeat']}, alternating), (min–max) beside them. Machine: {result['machine']}. "
+             f"The run took {result['elapsed_min']} min.", "",
+             "### Ceilings", "",
              "| ceiling | figure |", "| --- | --- |",
              f"| pgbench, Order's accept transaction (8 clients) | {fmt(c['pgbench_tps'], ' TPS')} |",
              f"| Kafka ProducerPerformance, {c['event_size_bytes']} B events, acks=all | "
@@ -398,23 +702,74 @@ def write_doc(result):
              "Telemetry on the trivial endpoint (every exporter, 100 % sampling): "
              f"{fmt(t['trivial_rps_on'], ' req/s')}; server CPU per request {fmt(t['server_cpu_us_off'], ' µs', 1)} off, "
              f"{fmt(t['server_cpu_us_on'], ' µs', 1)} on: **{fmt(t['added_cpu_us'], ' µs', 1)} added** (goal ≤ 3 µs).", "",
-             f"Highest sustainable order-flow rate: **{mr['rate']:g} orders/s** (open model; place_order p99 < 300 ms, errors < 0.1 %, "
-             "no dropped iterations, PENDING backlog not growing)."
-             + (f" Order acceptance / pgbench ceiling: **{mr['rate'] / c['pgbench_tps']['median']:.3f}**." if c['pgbench_tps'] else ""), "",
-             "| step rate /s | place_order p99 ms | errors | PENDING samples | held |", "| ---: | ---: | ---: | --- | --- |"]
-    for s in mr["steps"]:
-        lines.append(f"| {s['rate']:g} | {s['place_order_p99_ms']} | {s['error_rate']} | {s['pending_samples']} | {'yes' if s['sustainable'] else 'no'} |")
-    lines += ["", f"At 50 % of it ({half['rate']:g}/s, {half['seconds']} s per run):", "",
-              f"- accept -> CONFIRMED/REJECTED: p50 {fmt(half['saga_p50_ms'], ' ms', 1)}, p99 {fmt(half['saga_p99_ms'], ' ms', 1)}",
-              f"- CPU per completed saga, every process together: {fmt(half['cpu_ms_per_saga'], ' ms', 2)}", "",
-              "| process | CPU s per run (median) | RSS under load, MiB (max) |", "| --- | ---: | ---: |"]
-    for name in sorted(half["cpu_s"], key=lambda n: -half["cpu_s"][n]["median"]):
-        lines.append(f"| {name} | {half['cpu_s'][name]['median']:.2f} | {half['rss_mib'].get(name, 'n/a')} |")
-    lines += ["", "| service | RSS idle MiB | peak (VmHWM) MiB | cold start to ready s |", "| --- | ---: | ---: | ---: |"]
+             "### Highest sustainable rate", "",
+             f"With the services' own settings (everything on, 100 % sampling): **{mr['rate']:g} visitors/s** of the order-flow scenario "
+             "(open model; place_order p99 < 300 ms, errors < 0.1 %, no dropped iterations, PENDING backlog not growing; "
+             "four in five visitors place an order). At that rate, "
+             f"{at_max['runs']} runs of {result['run_seconds']['max']} s: orders accepted {fmt(at_max['orders_accepted_per_s'], '/s', 1)}, "
+             f"sagas completed {fmt(at_max['sagas_completed_per_s'], '/s', 1)}, held in {sum(at_max['sustainable'])} of {at_max['runs']}.", "",
+             "| ratio | figure |", "| --- | --- |",
+             f"| orders accepted at the max rate / pgbench TPS of the same transaction | **{r['accept_over_pgbench']}** (target ≥ 0.5) |",
+             f"| events/s at the max rate / Kafka producer ceiling | **{r['events_over_kafka']}** |",
+             f"| sagas completed / orders accepted at the max rate | {r['completed_over_accepted']} |",
+             f"| telemetry: max rate everything on 100 % / exporters off | **{r['telemetry_all_100']}** (target ≥ 0.95) |", "",
+             "An event is one outbox row published to Kafka: Order's and Inventory's outbox rows written for the sagas of a run "
+             "(counted in their tables after the drain), per second of the run "
+             f"({fmt(at_max['events_per_s'], '/s', 1)} at the max rate, about {r['events_per_order']} per accepted order).", "",
+             "### Telemetry settings", "",
+             "The same search with the services restarted under each setting (GH_SERVICES_ENV). "
+             f"`{result['search']['first']}` was searched from 10/s (doubling until a step failed, then bisecting to {d['resolution']:.0%}); the others "
+             f"started from its bracket ({result['search']['seed']}), stepping 25 % up or 20 % down, then bisecting to {d['resolution']:.0%}. "
+             f"One search per setting, steps of {result['run_seconds']['step']} s: a single step near the edge is noisy, so treat a "
+             "difference under ~10 % as noise.", "",
+             "| setting | max rate /s | ratio to off | steps (rate: held?) |", "| --- | ---: | ---: | --- |"]
+    for name, row in v.items():
+        steps = ", ".join(f"{s['rate']:g}{'✓' if s['sustainable'] else '✗'}" for s in row["steps"])
+        lines.append(f"| {VARIANTS[name][0]} | {row['rate']:g} | {row['ratio_to_off']} | {steps} |")
+    lines += ["", "### At the max rate and at half of it", "",
+              f"Everything on at 100 %; {result['repeat']} runs each, alternating; max {mr['rate']:g}/s for {result['run_seconds']['max']} s, "
+              f"half {result['half_rate']:g}/s for {result['run_seconds']['half']} s. CPU is every process's user+system time from the run's "
+              "start to the end of its saga drain; latencies are exact, per order (orders table; FerretDB's PostgreSQL rows for the "
+              "notification of the final event).", "",
+              "| figure | at the max rate | at half load |", "| --- | ---: | ---: |",
+              f"| orders accepted /s | {fmt(at_max['orders_accepted_per_s'], '', 1)} | {fmt(at_half['orders_accepted_per_s'], '', 1)} |",
+              f"| sagas completed /s | {fmt(at_max['sagas_completed_per_s'], '', 1)} | {fmt(at_half['sagas_completed_per_s'], '', 1)} |",
+              f"| place_order p99, ms | {fmt(at_max['place_order_p99_ms'], '', 1)} | {fmt(at_half['place_order_p99_ms'], '', 1)} |",
+              f"| accept -> CONFIRMED/REJECTED p50, ms | {fmt(at_max['accept_to_final_p50_ms'], '', 1)} | {fmt(at_half['accept_to_final_p50_ms'], '', 1)} |",
+              f"| accept -> CONFIRMED/REJECTED p99, ms | {fmt(at_max['accept_to_final_p99_ms'], '', 1)} | **{fmt(at_half['accept_to_final_p99_ms'], '', 1)}** |",
+              f"| accept -> notification stored p50, ms | {fmt(at_max['accept_to_notification_p50_ms'], '', 1)} | {fmt(at_half['accept_to_notification_p50_ms'], '', 1)} |",
+              f"| accept -> notification stored p99, ms | {fmt(at_max['accept_to_notification_p99_ms'], '', 1)} | **{fmt(at_half['accept_to_notification_p99_ms'], '', 1)}** (target < 250) |",
+              f"| events published /s | {fmt(at_max['events_per_s'], '', 1)} | {fmt(at_half['events_per_s'], '', 1)} |",
+              f"| CPU per completed saga, all processes, ms | **{fmt(at_max['cpu_ms_per_saga'], '', 2)}** | **{fmt(at_half['cpu_ms_per_saga'], '', 2)}** (target ≤ 5) |",
+              "", "CPU split (medians; ms per saga = the process's CPU over the run / sagas completed in it; idle = CPU ms per second "
+              "with the services up and no load):", "",
+              "| process | CPU s at max | ms per saga at max | CPU s at half | ms per saga at half | idle ms/s |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    at_max_total, at_half_total = at_max["cpu_s_total"], at_half["cpu_s_total"]
+    names = sorted(at_max["cpu_s"], key=lambda n: -(med(at_max["cpu_ms_per_saga_by_process"].get(n)) or 0))
+    for n in names:
+        lines.append(f"| {n} | {med(at_max['cpu_s'][n]):.2f} | {med(at_max['cpu_ms_per_saga_by_process'].get(n)) or 0:.2f} | "
+                     f"{med(at_half['cpu_s'].get(n)) or 0:.2f} | {med(at_half['cpu_ms_per_saga_by_process'].get(n)) or 0:.2f} | "
+                     f"{fp['idle_cpu_ms_per_s'].get(n, 'n/a')} |")
+    idle_total = round(sum(fp["idle_cpu_ms_per_s"].values()), 1)
+    lines.append(f"| **all** | {med(at_max_total):.2f} | **{med(at_max['cpu_ms_per_saga']):.2f}** | {med(at_half_total):.2f} | "
+                 f"**{med(at_half['cpu_ms_per_saga']):.2f}** | {idle_total} |")
+    lines += ["", "### Footprint", "",
+              "| service | RSS idle MiB | RSS at half load MiB (max) | VmHWM MiB | cold start to ready s |", "| --- | ---: | ---: | ---: | ---: |"]
     for s in SERVICES:
-        lines.append(f"| {s} | {fp['services_idle_rss_mib'].get(s)} | {fp['services_hwm_mib'].get(s)} | {fmt(fp['cold_start_s'].get(s), '', 3)} |")
-    lines += ["", f"Stack components idle: {', '.join(f'{k} {v}' for k, v in fp['stack_idle_rss_mib'].items())} MiB; total with the services "
-              f"{fp['total_idle_rss_mib']} MiB.", "", "Raw figures: `target/bench/bench.json`.", "", MARK_END]
+        lines.append(f"| {s} | {fp['services_idle_rss_mib'].get(s)} | {at_half['rss_mib'].get(s, 'n/a')} | {fp['services_hwm_mib'].get(s)} | "
+                     f"{fmt(fp['cold_start_s'].get(s), '', 3)} |")
+    lines += ["", "VmHWM: each service's peak since its last start, i.e. over the max-rate and half-load runs.", "",
+              "Stack components: VmRSS of a single process, the sum of PSS over a process family (PostgreSQL's backends, "
+              "Zipkin and its bridge, ...), so shared memory is counted once.", "",
+              "| stack component | RSS idle MiB | RSS at half load MiB (max) |", "| --- | ---: | ---: |"]
+    for n, val in fp["stack_idle_rss_mib"].items():
+        lines.append(f"| {n} | {val} | {at_half['rss_mib'].get(n, 'n/a')} |")
+    lines += [f"| **total, services included** | **{fp['total_idle_rss_mib']}** | **{fp['total_half_load_rss_mib']}** (target < 3072) |", ""]
+    if result["charts"]:
+        lines += ["### Charts", "", f"From the load runner's HTML report of the first run at the max rate ({mr['rate']:g}/s):", ""]
+        lines += [f"![{Path(p).stem}]({p})" for p in result["charts"]] + [""]
+    lines += ["Raw figures: `target/bench/bench.json`.", "", MARK_END]
     block = "\n".join(lines)
     if MARK_BEGIN in text:
         text = text[: text.index(MARK_BEGIN)] + block + text[text.index(MARK_END) + len(MARK_END):]
@@ -425,38 +780,32 @@ def write_doc(result):
 
 # ---------------------------------------------------------------- main
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--repeat", type=int, default=3)
-    a = ap.parse_args()
-    if a.repeat < 1:
-        print(f"bench: --repeat must be at least 1, got {a.repeat}", file=sys.stderr)
-        return 2
-    for tool in ("pgbench", "psql", "wrk", "taskset", "java"):
-        if not shutil.which(tool):
-            print(f"bench: `{tool}` is missing (deploy/local/test-tools.sh installs wrk; the stack installs the rest)", file=sys.stderr)
-            return 2
-    h = home()
-    step_s, half_s, pg_s, wrk_s, kafka_n = (6, 8, 5, 3, 50_000) if a.quick else (20, 30, 15, 8, 500_000)
-    work = Path(tempfile.mkdtemp(prefix="glasshouse-bench-"))
-    say("building release binaries (services, load runner, telemetry demo)...")
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "glasshouse-telemetry", "--bin", "glasshouse-telemetry-demo"], cwd=REPO, check=True)
-    services("up")
-    seed()
+def plan(a, d):
+    """Seconds the run should take (the search's step count varies; per step: the load,
+    the runner's graceful stop and the drain, ~8 s)."""
+    step = d["step"] + 8
+    runs = a.repeat * (d["max"] + d["half"] + 20)
+    if a.at:
+        return 60 + runs
+    ceilings = a.repeat * (d["pg"] + 20 + 2 * (d["wrk"] + 6))
+    footprint = a.repeat * 10 + d["idle"] + 10
+    searches = 8 * step + 3 * (15 + 5 * step)
+    return 90 + ceilings + footprint + searches + 15 + runs
 
+
+def ceilings_phase(a, d, h):
     say("ceilings: pgbench (accept transaction), Kafka producer, wrk (trivial endpoint), alternating...")
     prepare_pg()
     size = event_size()
     pg, kf, wk, wk_on, cpu_off, cpu_on, kafka_note = [], [], [], [], [], [], None
     for _ in range(a.repeat):
-        pg.append(pgbench(pg_s))
-        v, kafka_note = kafka_perf(h, kafka_n, size)
+        pg.append(pgbench(d["pg"]))
+        v, kafka_note = kafka_perf(h, d["kafka"], size)
         kf.append(v)
-        rps, us = wrk_ping(wrk_s, "off")
+        rps, us = wrk_ping(d["wrk"], "off")
         wk.append(rps)
         cpu_off.append(us)
-        rps, us = wrk_ping(wrk_s, "on")
+        rps, us = wrk_ping(d["wrk"], "on")
         wk_on.append(rps)
         cpu_on.append(us)
     ceilings = {"pgbench_tps": stats(pg), "kafka_msgs_per_s": stats(kf), "kafka_note": kafka_note, "event_size_bytes": size,
@@ -464,73 +813,154 @@ def main():
     telemetry = {"trivial_rps_off": stats(wk), "trivial_rps_on": stats(wk_on), "server_cpu_us_off": stats(cpu_off),
                  "server_cpu_us_on": stats(cpu_on),
                  "added_cpu_us": stats([round(b - a_, 2) for a_, b in zip(cpu_off, cpu_on)])}
+    return ceilings, telemetry
 
-    say("footprint: cold start and idle RSS...")
+
+def footprint_phase(a, d, h):
+    say("footprint: cold start, idle RSS and idle CPU...")
     starts = [cold_start() for _ in range(a.repeat)]
     time.sleep(5)  # not synchronisation: idle means a few seconds with no requests
     procs = tracked_processes(h)
-    footprint = {
+    fp = {
         "cold_start_s": {s: stats([st.get(s) for st in starts]) for s in SERVICES},
         "services_idle_rss_mib": {s: rss_mib(procs.get(s, [])) for s in SERVICES},
-        "stack_idle_rss_mib": {n: rss_mib(p) for n, p in procs.items() if n not in SERVICES},
+        "stack_idle_rss_mib": {n: memory_mib(p) for n, p in procs.items() if n not in SERVICES},
+        "idle_cpu_ms_per_s": idle_cpu(h, d["idle"]),
     }
-    footprint["total_idle_rss_mib"] = round(sum(v for v in list(footprint["services_idle_rss_mib"].values())
-                                                + list(footprint["stack_idle_rss_mib"].values()) if v), 1)
+    fp["total_idle_rss_mib"] = round(sum(v for v in list(fp["services_idle_rss_mib"].values()) + list(fp["stack_idle_rss_mib"].values()) if v), 1)
+    return fp
 
-    tok = tokens()
-    say("max sustainable rate (stepping, then bisecting)...")
-    best, steps = max_rate(h, tok, step_s, work)
-    if best <= 0:
-        raise RuntimeError("not even 10 orders/s was sustainable; see the steps")
 
-    half_rate = round(best / 2, 1)
-    say(f"half load: {half_rate}/s x {a.repeat}...")
-    cpu_runs, saga_p50, saga_p99, per_saga, rss = {}, [], [], [], {}
+def runs_phase(a, d, h, tok, work, scenario, rate):
+    """Alternating runs at `rate` and half of it, with the default settings."""
+    half = round(rate / 2, 1)
+    at_max, at_half = [], []
     for i in range(a.repeat):
-        procs = tracked_processes(h)
-        since = time.time()
-        before = cpu_snapshot(procs)
-        _, _, r = load(h, half_rate, half_s, tok, work / f"half-{i}", sample=procs)
-        drain()
-        after = cpu_snapshot(tracked_processes(h))
-        spent = {n: max(0.0, after.get(n, 0.0) - before.get(n, 0.0)) for n in before}
-        for n, v in spent.items():
-            cpu_runs.setdefault(n, []).append(round(v, 3))
-        for n, v in r.items():
-            rss[n] = max(rss.get(n, 0), v)
-        n_final, p50, p99 = saga_latencies(since)
-        saga_p50.append(p50)
-        saga_p99.append(p99)
-        done = final_orders_since(since)
-        if done:
-            per_saga.append(round(sum(spent.values()) * 1000 / done, 3))
+        say(f"  run {i + 1}/{a.repeat}: {rate:g}/s for {d['max']} s, then {half:g}/s for {d['half']} s")
+        at_max.append(measured_run(h, rate, d["max"], tok, work / f"max-{i}", scenario))
+        at_half.append(measured_run(h, half, d["half"], tok, work / f"half-{i}", scenario))
+    return half, at_max, at_half
+
+
+def main():
+    started = time.monotonic()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--at", type=float, default=None, metavar="RATE")
+    a = ap.parse_args()
+    if a.repeat is None:
+        a.repeat = 1 if a.quick else 3
+    if a.repeat < 1:
+        print(f"bench: --repeat must be at least 1, got {a.repeat}", file=sys.stderr)
+        return 2
+    if a.at is not None and not (MIN_RATE <= a.at <= MAX_RATE):
+        print(f"bench: --at must be within {MIN_RATE:g}..{MAX_RATE:g} visitors/s, got {a.at:g}", file=sys.stderr)
+        return 2
+    for tool in ("psql", "mariadb") + (() if a.at else ("pgbench", "wrk", "taskset", "java")):
+        if not shutil.which(tool):
+            print(f"bench: `{tool}` is missing (deploy/local/test-tools.sh installs wrk; the stack installs the rest)", file=sys.stderr)
+            return 2
+    h = home()
+    d = (dict(step=6, max=8, half=8, pg=5, wrk=3, kafka=50_000, idle=5, resolution=0.10) if a.quick
+         else dict(step=20, max=30, half=30, pg=15, wrk=8, kafka=500_000, idle=15, resolution=0.05))
+    eta = plan(a, d)
+    say(f"plan: {'runs at ' + format(a.at, 'g') + '/s and half of it' if a.at else 'ceilings, footprint, 4 telemetry searches, runs at max and half'}"
+        f", --repeat {a.repeat}; about {eta / 60:.0f} min (finishing ~{time.strftime('%H:%M', time.localtime(time.time() + eta))})")
+    work = Path(tempfile.mkdtemp(prefix="glasshouse-bench-"))
+    scenario = bench_scenario(work)
+    say("building release binaries (services, load runner, telemetry demo)...")
+    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "glasshouse-telemetry", "--bin", "glasshouse-telemetry-demo"], cwd=REPO, check=True)
+    restart_services(DEFAULT_VARIANT)
+    say(f"seeded; restocked the {seed()} items of the catalog's first page")
+    tok = tokens()
+    out = REPO / "target" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+
+    if a.at:
+        say(f"runs at {a.at:g}/s and {a.at / 2:g}/s x {a.repeat}, alternating...")
+        half, at_max, at_half = runs_phase(a, d, h, tok, work, scenario, a.at)
+        result = {"schema": "glasshouse-bench-at/1", "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": a.quick,
+                  "rate": a.at, "half_rate": half, "run_seconds": d, "at_max": summarize_runs(at_max), "at_half": summarize_runs(at_half),
+                  "runs": {"max": at_max, "half": at_half}, "elapsed_min": round((time.monotonic() - started) / 60, 1)}
+        (out / "bench-at.json").write_text(json.dumps(result, indent=2) + "\n")
+        for label, s in (("at " + format(a.at, "g"), result["at_max"]), ("at " + format(half, "g"), result["at_half"])):
+            split = ", ".join(f"{n} {med(v):.2f}" for n, v in sorted(s["cpu_ms_per_saga_by_process"].items(), key=lambda kv: -(med(kv[1]) or 0)))
+            say(f"{label}/s: CPU per saga {fmt(s['cpu_ms_per_saga'], ' ms', 2)}: {split}")
+        shutil.rmtree(work, ignore_errors=True)
+        say(f"wrote {out / 'bench-at.json'} ({result['elapsed_min']} min)")
+        return 0
+
+    ceilings, telemetry = ceilings_phase(a, d, h)
+    footprint = footprint_phase(a, d, h)
+
+    variants, bracket, first = {}, None, next(iter(VARIANTS))
+    for name in VARIANTS:
+        say(f"max sustainable rate, {VARIANTS[name][0]}: services restarted...")
+        restart_services(name)
+        lo, hi, steps = search(tok, d["step"], d["resolution"], work, scenario, name, bracket)
+        if name == first:
+            bracket = (lo, hi)
+            if lo <= 0:
+                raise RuntimeError(f"not even 10/s was sustainable with {VARIANTS[name][0]}; see the steps above")
+        variants[name] = {"rate": lo, "first_failing": hi, "steps": steps}
+    for row in variants.values():
+        row["ratio_to_off"] = ratio(row["rate"], variants["off"]["rate"])
+    best = variants[DEFAULT_VARIANT]["rate"]
+    if best <= 0:
+        raise RuntimeError("no rate was sustainable with the default settings; see the steps above")
+
+    say(f"runs at the max rate {best:g}/s and at half of it, x {a.repeat}, alternating (services restarted)...")
+    restart_services(DEFAULT_VARIANT)
+    half, at_max_runs, at_half_runs = runs_phase(a, d, h, tok, work, scenario, best)
     procs = tracked_processes(h)
     footprint["services_hwm_mib"] = {s: rss_mib(procs.get(s, []), "VmHWM") for s in SERVICES}
+    at_max, at_half = summarize_runs(at_max_runs), summarize_runs(at_half_runs)
+    footprint["total_half_load_rss_mib"] = round(sum(at_half["rss_mib"].values()), 1)
+    charts = extract_charts(at_max_runs[0]["report"], "max-rate")
+    kafka = med(ceilings["kafka_msgs_per_s"])
+    ratios = {
+        "accept_over_pgbench": ratio(med(at_max["orders_accepted_per_s"]), med(ceilings["pgbench_tps"])),
+        "events_over_kafka": ratio(med(at_max["events_per_s"]), kafka, 4),
+        "events_per_order": ratio(med(at_max["events_per_s"]), med(at_max["orders_accepted_per_s"]), 2),
+        "completed_over_accepted": ratio(med(at_max["sagas_completed_per_s"]), med(at_max["orders_accepted_per_s"])),
+        "telemetry_traces": variants["traces"]["ratio_to_off"],
+        "telemetry_all_100": variants["all-100"]["ratio_to_off"],
+        "telemetry_all_10": variants["all-10"]["ratio_to_off"],
+    }
     result = {
-        "schema": "glasshouse-bench/1",
+        "schema": "glasshouse-bench/2",
         "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "quick": a.quick,
+        "repeat": a.repeat,
         "machine": f"{os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.1f}",
+        "elapsed_min": round((time.monotonic() - started) / 60, 1),
+        "run_seconds": d,
         "ceilings": ceilings,
         "footprint": footprint,
         "telemetry": telemetry,
-        "max_rate": {"rate": best, "step_seconds": step_s, "steps": steps},
-        "half_load": {"rate": half_rate, "seconds": half_s, "saga_p50_ms": stats(saga_p50), "saga_p99_ms": stats(saga_p99),
-                      "cpu_ms_per_saga": stats(per_saga), "cpu_s": {n: stats(v) for n, v in cpu_runs.items()}, "rss_mib": rss},
+        "search": {"first": first, "seed": f"{bracket[0]:g}–{bracket[1]:g}/s" if bracket[1] else f"{bracket[0]:g}/s held, none failed",
+                   "resolution": d["resolution"]},
+        "telemetry_variants": variants,
+        "max_rate": {"rate": best, "variant": DEFAULT_VARIANT, "steps": variants[DEFAULT_VARIANT]["steps"]},
+        "half_rate": half,
+        "at_max": at_max,
+        "at_half": at_half,
+        "ratios": ratios,
+        "charts": charts,
+        "runs": {"max": at_max_runs, "half": at_half_runs},
     }
-    out = REPO / "target" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     write_doc(result)
     shutil.rmtree(work, ignore_errors=True)
-    say(f"wrote {out / 'bench.json'} and docs/performance.md (max rate {best:g}/s)")
+    say(f"wrote {out / 'bench.json'}, docs/performance.md and {len(charts)} charts (max rate {best:g}/s; {result['elapsed_min']} min)")
     return 0
 
 
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (RuntimeError, subprocess.CalledProcessError) as e:
+    except (RuntimeError, subprocess.CalledProcessError, OSError, KeyError, ValueError) as e:
         detail = getattr(e, "stderr", None) or ""
         print(f"bench: failed: {e} {detail[-600:]}", file=sys.stderr)
         sys.exit(1)
