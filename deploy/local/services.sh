@@ -39,6 +39,9 @@ service_env() { # service_env NAME
   echo "APP_TELEMETRY__LOGS__ELASTICSEARCH__URL=http://127.0.0.1:$GH_OPENSEARCH_PORT"
   # Each service's fault flag file is relative to the stack home: $H/etc/<name>/faults.json.
   echo "GLASSHOUSE_HOME=$H"
+  # mimalloc, lean (as the image sets it, deploy/docker/Dockerfile): lazy arena commit, freed pages returned at once.
+  echo "MIMALLOC_ARENA_EAGER_COMMIT=0"
+  echo "MIMALLOC_PURGE_DELAY=0"
   case $name in
     order)
       echo "APP_DATABASE__URL=postgres://glasshouse:glasshouse@127.0.0.1:$GH_POSTGRES_PORT/orders"

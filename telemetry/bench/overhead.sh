@@ -13,7 +13,8 @@ cargo build -q --release -p glasshouse-telemetry --bin glasshouse-telemetry-demo
 bin=target/release/glasshouse-telemetry-demo
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 run() { # run on|off -> requests/s
-  taskset -c 0 "$bin" ping "$port" "$1" >/dev/null 2>&1 &
+  # The services' allocator settings (deploy/local/services.sh, deploy/docker/Dockerfile).
+  MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0 taskset -c 0 "$bin" ping "$port" "$1" >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/ping" >/dev/null && break; sleep 0.1; done
   taskset -c 1 wrk -t1 -c32 -d2s "http://127.0.0.1:$port/ping" >/dev/null   # warm-up

@@ -148,6 +148,11 @@ fn the_order_service_image_is_assembled_without_a_daemon_and_has_no_shell() {
         &format!("APP_CONFIG_DIR={CONFIG_DIR}"),
         "-e",
         "APP_ENVIRONMENT=kubernetes",
+        // The allocator's settings, as deploy/docker/Dockerfile sets them.
+        "-e",
+        "MIMALLOC_ARENA_EAGER_COMMIT=0",
+        "-e",
+        "MIMALLOC_PURGE_DELAY=0",
         "-w",
         "/tmp",
     ]));

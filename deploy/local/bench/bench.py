@@ -259,8 +259,10 @@ def wrk_ping(seconds, telemetry):
     core 1: (req/s, server CPU µs per request). `telemetry` on: every exporter,
     100 % sampling, shipping to the local stack; off: none of it."""
     port = free_port()
+    # The services' allocator settings (deploy/local/services.sh, deploy/docker/Dockerfile).
+    env = dict(os.environ, MIMALLOC_ARENA_EAGER_COMMIT="0", MIMALLOC_PURGE_DELAY="0")
     srv = subprocess.Popen(["taskset", "-c", "0", str(BIN / "glasshouse-telemetry-demo"), "ping", str(port), telemetry],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + 20
         while True:

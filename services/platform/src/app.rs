@@ -461,7 +461,10 @@ pub use crate::service_application;
 macro_rules! service_main {
     ($svc:ident) => {
         /// mimalloc instead of glibc's malloc: allocation was the largest
-        /// single cost of the request path (telemetry/METRICS.md).
+        /// single cost of the request path (telemetry/METRICS.md). Run with
+        /// `MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_PURGE_DELAY=0` (the image
+        /// and `deploy/local/services.sh` set them), else idle RSS nearly
+        /// doubles (docs/performance.md, "Allocator").
         #[global_allocator]
         static GLOBAL: $crate::mimalloc::MiMalloc = $crate::mimalloc::MiMalloc;
 
