@@ -159,7 +159,7 @@ impl<E: Endpoint> Endpoint for ServerTelemetryEndpoint<E> {
         // A health probe or scrape is not worth a trace, but still counts in RED.
         let start = Instant::now();
         let result = self.inner.call(req).with_context(cx.clone()).await;
-        let (resp, pattern, operation) = match result {
+        let (mut resp, pattern, operation) = match result {
             Ok(out) => {
                 let resp = out.into_response();
                 let pattern = resp.data::<PathPattern>().map(|p| p.0.clone());
@@ -187,7 +187,6 @@ impl<E: Endpoint> Endpoint for ServerTelemetryEndpoint<E> {
             let _in_request = cx.clone().attach();
             self.metrics.observe_http_server(method, &route, status, elapsed);
         }
-        let mut resp = resp;
         let span = cx.span();
         if span.is_recording() {
             // The name is final only now that the router has matched.
@@ -316,8 +315,9 @@ mod span_tests {
     async fn server_span_is_the_parent_of_handler_spans_and_takes_request_attributes() {
         let spans = Collect::default();
         let provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
-        crate::traces::set_request_tracer(crate::traces::tracer(&provider, "span-test"));
-        let subscriber = tracing_subscriber::registry().with(crate::traces::layer(crate::traces::tracer(&provider, "span-test")));
+        let tracer = crate::traces::tracer(&provider, "span-test");
+        crate::traces::set_request_tracer(tracer.clone());
+        let subscriber = tracing_subscriber::registry().with(crate::traces::layer(tracer));
         let _default = tracing::subscriber::set_default(subscriber);
 
         let metrics = Metrics::new("span-test");

@@ -165,10 +165,12 @@ pub fn init(service: &str, config: &TelemetryConfig) -> anyhow::Result<Telemetry
         .map_err(|e| anyhow::anyhow!("telemetry.logs.filter {:?} is not a valid filter: {e}", l.filter))?;
 
     let tracer_provider = if config.traces.enabled { Some(traces::provider(service, config, &metrics.standard)?) } else { None };
-    if let Some(p) = &tracer_provider {
-        traces::set_request_tracer(traces::tracer(p, service));
-    }
-    let otel_layer = tracer_provider.as_ref().map(|p| traces::layer(traces::tracer(p, service)));
+    // One tracer: the HTTP server spans use it directly, the bridge for `tracing` spans.
+    let otel_layer = tracer_provider.as_ref().map(|p| {
+        let tracer = traces::tracer(p, service);
+        traces::set_request_tracer(tracer.clone());
+        traces::layer(tracer)
+    });
 
     tracing_subscriber::registry()
         .with(filter)
