@@ -380,14 +380,14 @@ def pending_orders():
     return int(psql("orders", "SELECT count(*) FROM orders WHERE status = 'PENDING'").strip())
 
 
-def percentile(sorted_xs, q):
-    """Linear interpolation between closest ranks (PostgreSQL's percentile_cont)."""
-    if not sorted_xs:
+def percentile(xs, q):
+    """The q-quantile (q in hundredths) by linear interpolation between closest
+    ranks, as PostgreSQL's percentile_cont: statistics.quantiles, inclusive."""
+    if not xs:
         return None
-    pos = (len(sorted_xs) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_xs) - 1)
-    return round(sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo), 1)
+    if len(xs) == 1:
+        return round(xs[0], 1)
+    return round(statistics.quantiles(xs, n=100, method="inclusive")[round(q * 100) - 1], 1)
 
 
 def saga_orders(since_epoch):
